@@ -1,0 +1,72 @@
+"""Baseline: the expected value of each metric for one (hardware, variant, model), as a reviewed file.
+
+The document is a superset of the RFC's Appendix B (vLLM #28135): a file written by hand in that
+format validates as it is (`gpu_type` is accepted for `hardware`). fleet's extensions record how the
+numbers were obtained: how many runs, their spread and raw values, and the environment they ran in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator
+
+from fleet.model._base import Strict
+
+
+class MetricBaseline(Strict):
+    expected: float
+    tolerance_pct: float = Field(gt=0, le=1000)
+    # fleet's extensions: the recorded distribution behind `expected`.
+    n: int | None = Field(default=None, ge=1)
+    std: float | None = Field(default=None, ge=0)
+    mad: float | None = Field(default=None, ge=0)
+    quantiles: dict[str, float] | None = None
+    values: list[float] | None = None
+    unit: str | None = None
+    reason: str | None = None
+
+    @property
+    def lo(self) -> float:
+        return self.expected - abs(self.expected) * self.tolerance_pct / 100.0
+
+    @property
+    def hi(self) -> float:
+        return self.expected + abs(self.expected) * self.tolerance_pct / 100.0
+
+
+class BaselineProvenance(Strict):
+    engine: str | None = None
+    engine_version: str | None = None
+    vllm_version: str | None = None
+    vllm_commit: str | None = None
+    image_digest: str | None = None
+    driver: str | None = None
+    gpu_name: str | None = None
+    torch: str | None = None
+    fleet_version: str | None = None
+    recorded_at: str | None = None
+    hostname: str | None = None
+    command: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Baseline(Strict):
+    schema_version: int | None = Field(default=None, ge=1, le=1)
+    variant: str
+    model: str
+    draft_model: str | None = None
+    hardware: str = Field(validation_alias=AliasChoices("hardware", "gpu_type"))
+    dataset: str | None = None
+    baselines: dict[str, MetricBaseline] = Field(min_length=1)
+    last_updated: str
+    baseline_commit: str | None = None
+    notes: str = ""
+    # fleet's extensions
+    runs: int | None = Field(default=None, ge=1)
+    provenance: BaselineProvenance | None = None
+
+    @field_validator("hardware")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()

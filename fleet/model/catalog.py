@@ -1,0 +1,151 @@
+"""The test catalog: hardware pools, spec-decode variants, workloads, tiers and the cells they expand to.
+
+A Cell is self-contained: it is the whole input of one run of the suite, written to `cell.json` and
+handed to a Kubernetes Job's container or to a local subprocess. It carries the variant, the models,
+the hardware profile and the workload by value, so a result document never needs jobs/ to be read.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, computed_field, field_validator, model_validator
+
+from fleet.model._base import Strict
+
+Vendor = Literal["nvidia", "amd", "cpu"]
+EngineName = Literal["reference", "vllm"]
+Method = Literal["ngram", "ngram_gpu", "draft_model", "eagle", "eagle3", "mtp", "medusa", "suffix"]
+
+#: Methods that speculate with a separate model (a small LM, an EAGLE head, Medusa heads).
+METHODS_NEEDING_DRAFT: frozenset[str] = frozenset({"draft_model", "eagle", "eagle3", "medusa"})
+
+_NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class Toleration(Strict):
+    key: str
+    operator: Literal["Equal", "Exists"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class Hardware(Strict):
+    """A pool of identical machines: what a Job must request and where it may land."""
+
+    name: str = Field(pattern=_NAME)
+    vendor: Vendor
+    description: str = ""
+    gpu_product: str | None = None
+    gpu_resource: str | None = None
+    gpu_count: int = Field(default=1, ge=0)
+    gpu_memory_gib: float | None = None
+    node_labels: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    image: str | None = None
+    cpu: str = "8"
+    memory: str = "64Gi"
+    shm_size: str = "16Gi"
+    price_per_hour_usd: float | None = Field(default=None, ge=0)
+
+
+class Variant(Strict):
+    """One way of speculating: the method, its defaults and the vLLM sources it depends on."""
+
+    name: str = Field(pattern=_NAME)
+    method: Method
+    num_speculative_tokens: int = Field(ge=1, le=64)
+    draft_model: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+    source_file_dependencies: list[str] = Field(default_factory=list)
+
+
+class Workload(Strict):
+    """What the suite feeds the engine: which prompts, how many, how many tokens, greedy."""
+
+    prompts: str = "bundled:tiny-stdlib"
+    num_prompts: int = Field(default=20, ge=1)
+    max_tokens: int = Field(default=64, ge=2)
+    warmup_prompts: int = Field(default=2, ge=0)
+    batch_size: int = Field(default=1, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=0.0)
+    dataset: str | None = None
+
+
+class TierEntry(Strict):
+    """One row of a tier file: a variant on a model, on one or more hardware pools."""
+
+    variant: str
+    model: str
+    draft_model: str | None = None
+    hardware: list[str] = Field(min_length=1)
+    engine_options: dict[str, Any] = Field(default_factory=dict)
+    workload: Workload | None = None
+
+
+class Tier(Strict):
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    engine: EngineName = "vllm"
+    schedule: str | None = None
+    timeout_s: int = Field(default=3600, ge=1)
+    priority_class: str | None = None
+    queue: str | None = None
+    workload: Workload = Field(default_factory=Workload)
+    engine_options: dict[str, Any] = Field(default_factory=dict)
+    cells: list[TierEntry] = Field(min_length=1)
+
+
+def model_slug(model: str) -> str:
+    """A file-name-safe short name: `bundled:tiny-stdlib/target` -> `tiny-stdlib-target`."""
+    name = model.split(":", 1)[1] if model.startswith("bundled:") else model
+    name = name.rstrip("/")
+    if "/" in name and not model.startswith("bundled:"):
+        name = name.rsplit("/", 1)[1] if name.startswith("/") else name.split("/", 1)[1]
+    return re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")
+
+
+class Cell(Strict):
+    """The unit of work: one variant on one model and draft, on one hardware pool, with one workload."""
+
+    schema_version: Literal[1] = 1
+    tier: str
+    variant: Variant
+    model: str
+    draft_model: str | None = None
+    hardware: Hardware
+    workload: Workload
+    engine: EngineName
+    engine_options: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: int = Field(default=3600, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived_id(cls, data: Any) -> Any:
+        # `id` is derived and written out for readers; accept it back only if it still agrees.
+        if isinstance(data, dict) and "id" in data:
+            data = dict(data)
+            written = data.pop("id")
+            derived = cls.model_validate(data).id
+            if written != derived:
+                raise ValueError(f"id {written!r} does not match the cell's contents ({derived!r})")
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("model must not be empty")
+        return value
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return f"{self.variant.name}__{model_slug(self.model)}__{self.hardware.name}"
+
+    @property
+    def baseline_key(self) -> tuple[str, str, str]:
+        """Baselines are keyed by hardware, variant and target model."""
+        return (self.hardware.name, self.variant.name, model_slug(self.model))

@@ -1,0 +1,135 @@
+"""RunResult: the one versioned document the suite writes for a cell, and everything downstream reads.
+
+It keeps the raw material (counters as the engine reported them, per-request timings, generated token
+ids) beside the derived metrics, so a verdict can always be re-derived and audited from the file alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from fleet.model._base import Strict
+from fleet.model.catalog import Cell
+
+SCHEMA_VERSION = 1
+
+
+class SpecCounters(Strict):
+    """vLLM's four speculative-decoding counters, with vLLM's definitions (vllm/v1/spec_decode/metrics.py).
+
+    num_drafts counts (request, step) pairs that proposed at least one token; accepted_per_position[i]
+    counts drafts whose token i was accepted.
+    """
+
+    num_drafts: int = Field(ge=0)
+    num_draft_tokens: int = Field(ge=0)
+    num_accepted_tokens: int = Field(ge=0)
+    accepted_per_position: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SpecCounters:
+        if self.num_accepted_tokens > self.num_draft_tokens:
+            raise ValueError("num_accepted_tokens exceeds num_draft_tokens")
+        if self.accepted_per_position and sum(self.accepted_per_position) != self.num_accepted_tokens:
+            raise ValueError("accepted_per_position does not sum to num_accepted_tokens")
+        return self
+
+
+class RequestTiming(Strict):
+    """One request's latencies in seconds, as measured by the engine or the client."""
+
+    prompt_index: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    ttft_s: float = Field(ge=0)
+    tpot_s: float | None = Field(default=None, ge=0)
+    e2e_s: float = Field(ge=0)
+
+
+class Measurement(Strict):
+    """One engine configuration's run over the workload: outputs and timings."""
+
+    token_ids: list[list[int]]
+    texts: list[str] | None = None
+    timings: list[RequestTiming] = Field(default_factory=list)
+    batch_timings: list[RequestTiming] = Field(default_factory=list)
+    batch_wall_s: float | None = Field(default=None, ge=0)
+    engine_start_s: float | None = Field(default=None, ge=0)
+    reused_from: str | None = None
+
+
+class MatchSummary(Strict):
+    """Speculative vs non-speculative greedy outputs, prompt by prompt."""
+
+    num_prompts: int = Field(ge=0)
+    exact_token_matches: int = Field(ge=0)
+    exact_text_matches: int | None = Field(default=None, ge=0)
+    first_divergence: list[int | None] = Field(default_factory=list)
+
+
+class Provenance(Strict):
+    """Where and with what a result was produced; enough to tell two environments apart."""
+
+    fleet_version: str
+    engine: str
+    engine_version: str | None = None
+    python: str | None = None
+    torch: str | None = None
+    transformers: str | None = None
+    vllm_version: str | None = None
+    vllm_commit: str | None = None
+    cuda: str | None = None
+    rocm: str | None = None
+    gpu_name: str | None = None
+    gpu_count: int | None = None
+    driver: str | None = None
+    attention_backend: str | None = None
+    dtype: str | None = None
+    async_scheduling: bool | None = None
+    async_scheduling_reference: bool | None = None
+    model_runner: str | None = None
+    hostname: str | None = None
+    platform: str | None = None
+    cpu_threads: int | None = None
+    image: str | None = None
+    image_digest: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResultError(Strict):
+    """Why a cell produced no measurement; the category decides whether the controller retries."""
+
+    category: Literal["config", "infrastructure"]
+    reason: str
+    message: str
+    log_tail: str = ""
+    exit_code: int | None = None
+
+
+class RunResult(Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    cell: Cell
+    status: Literal["ok", "skipped", "error"]
+    skip_reason: str | None = None
+    error: ResultError | None = None
+    provenance: Provenance
+    counters: SpecCounters | None = None
+    engine_counters: dict[str, Any] | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    match: MatchSummary | None = None
+    reference: Measurement | None = None
+    speculative: Measurement | None = None
+
+    @model_validator(mode="after")
+    def _status_fields(self) -> RunResult:
+        if self.status == "error" and self.error is None:
+            raise ValueError("status 'error' needs an 'error' object")
+        if self.status == "skipped" and not self.skip_reason:
+            raise ValueError("status 'skipped' needs a 'skip_reason'")
+        if self.status == "ok" and self.error is not None:
+            raise ValueError("status 'ok' cannot carry an 'error'")
+        return self

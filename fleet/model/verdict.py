@@ -1,0 +1,54 @@
+"""Verdicts: what the judge decided per metric and per cell, and the run report every format renders."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from fleet.model._base import Strict
+from fleet.model.result import ResultError
+
+#: PASS and FAIL are decisions; INCONCLUSIVE asks for a rerun; NO_BASELINE and SKIPPED say that
+#: nothing could be judged; ERROR means the cell produced no measurement (infrastructure or config).
+Status = Literal["PASS", "FAIL", "INCONCLUSIVE", "NO_BASELINE", "SKIPPED", "ERROR"]
+
+
+class MetricVerdict(Strict):
+    metric: str
+    status: Status
+    observed: float | None = None
+    expected: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    tolerance_pct: float | None = None
+    rule: str = ""
+    detail: str = ""
+    p_value: float | None = None
+
+
+class CellVerdict(Strict):
+    cell_id: str
+    variant: str
+    model: str
+    draft_model: str | None = None
+    hardware: str
+    status: Status
+    metrics: list[MetricVerdict] = Field(default_factory=list)
+    message: str = ""
+    error: ResultError | None = None
+    baseline_path: str | None = None
+    result_path: str | None = None
+    attempts: int = Field(default=1, ge=0)
+
+
+class RunReport(Strict):
+    schema_version: Literal[1] = 1
+    run_id: str
+    tier: str
+    backend: str
+    started_at: str
+    finished_at: str
+    status: Status
+    exit_code: int
+    cells: list[CellVerdict]
