@@ -1,0 +1,87 @@
+"""The controller's loop over a fake Backend (the port): retries, final outcomes, order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from fleet.backends.base import Attempt, AttemptOutcome
+from fleet.controller import execute, new_run_id
+from fleet.model import ResultError
+from fleet.retry import RetryPolicy
+from tests.builders import make_cell, ok_result
+
+
+class ScriptedBackend:
+    """Answers each attempt from a script: cell id -> list of failures (None = success) per attempt."""
+
+    name = "scripted"
+
+    def __init__(self, script: dict[str, list[ResultError | None]]) -> None:
+        self.script = script
+        self.queue: list[Attempt] = []
+        self.submitted: list[tuple[str, int]] = []
+
+    def submit(self, attempts: Sequence[Attempt]) -> None:
+        for attempt in attempts:
+            self.submitted.append((attempt.cell.id, attempt.number))
+            self.queue.append(attempt)
+
+    def outcomes(self) -> Iterator[AttemptOutcome]:
+        while self.queue:
+            attempt = self.queue.pop(0)
+            failure = self.script[attempt.cell.id][attempt.number - 1]
+            result = None if failure else ok_result(attempt.cell)
+            yield AttemptOutcome(attempt, result, failure, None, 0 if result else 3, 1.0, 2.0)
+
+    def cancel(self) -> None:
+        self.queue.clear()
+
+
+EVICTED = ResultError(category="infrastructure", reason="Evicted", message="node pressure")
+BAD_CONFIG = ResultError(category="config", reason="ConfigError", message="no such model")
+
+
+def test_infrastructure_failure_is_retried_and_the_retry_result_kept() -> None:
+    cell = make_cell()
+    backend = ScriptedBackend({cell.id: [EVICTED, None]})
+    [outcome] = execute([cell], backend, run_id="r")
+    assert outcome.result is not None and outcome.error is None
+    assert outcome.attempts == 2
+    assert backend.submitted == [(cell.id, 1), (cell.id, 2)]
+
+
+def test_config_failure_is_never_retried() -> None:
+    cell = make_cell()
+    backend = ScriptedBackend({cell.id: [BAD_CONFIG, None]})
+    [outcome] = execute([cell], backend, run_id="r")
+    assert outcome.error == BAD_CONFIG
+    assert outcome.attempts == 1
+
+
+def test_retries_stop_at_the_reasons_budget() -> None:
+    cell = make_cell()
+    backend = ScriptedBackend({cell.id: [EVICTED, EVICTED, EVICTED, None]})
+    policy = RetryPolicy(budgets={"Evicted": 3})
+    [outcome] = execute([cell], backend, run_id="r", policy=policy)
+    assert outcome.error == EVICTED
+    assert outcome.attempts == 3
+
+
+def test_outcomes_come_back_in_cell_order_whatever_the_finishing_order() -> None:
+    first, second = make_cell("a"), make_cell("b")
+    backend = ScriptedBackend({first.id: [EVICTED, None], second.id: [None]})
+    outcomes = execute([first, second], backend, run_id="r")
+    assert [o.cell.id for o in outcomes] == [first.id, second.id]
+
+
+def test_progress_callback_sees_every_attempt_and_whether_it_retries() -> None:
+    cell = make_cell()
+    seen: list[tuple[int, bool]] = []
+    backend = ScriptedBackend({cell.id: [EVICTED, None]})
+    execute([cell], backend, run_id="r", on_outcome=lambda o, retry: seen.append((o.attempt.number, retry)))
+    assert seen == [(1, True), (2, False)]
+
+
+def test_run_ids_name_the_tier_and_differ() -> None:
+    assert new_run_id("local").startswith("local-")
+    assert new_run_id("local") != new_run_id("local")
