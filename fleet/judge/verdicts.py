@@ -1,0 +1,148 @@
+"""From a cell's result and baseline to its verdict, and from all verdicts to the run's status and exit code.
+
+Every cell gets exactly one status, and the run gets the worst of them by this precedence:
+
+    any FAIL         -> FAIL         exit 1  a regression was measured; nothing outranks it
+    any ERROR        -> ERROR        exit 3  some cells could not be measured, so a pass would be a lie
+                                     (exit 2 when every such cell failed on a config error)
+    any NO_BASELINE  -> NO_BASELINE  exit 2  something ran that nobody has agreed numbers for yet
+    otherwise        -> PASS         exit 0
+
+FAIL outranks ERROR because a regression already found is the more useful news even when other
+cells broke. ERROR outranks NO_BASELINE because rerunning is needed before a baseline could be
+recorded anyway. NO_BASELINE exits 2 (the configuration exit code): the missing input is a file the
+user must add with `fleet baseline record`.
+
+SKIPPED and INCONCLUSIVE never fail a run. SKIPPED means the method cannot run on that hardware or
+at that vLLM commit (methods come and go across the commits bisection visits); failing on it would
+block every run on an unsupported combination. INCONCLUSIVE means the judge could not tell noise
+from change even after the reruns it was allowed; failing would make CI flaky on noisy metrics,
+which is exactly what a three-valued verdict is there to avoid. Both stay visible in the report.
+When every cell is SKIPPED the run is SKIPPED (exit 0): nothing was judged, and saying PASS would
+claim otherwise. With no PASS but some INCONCLUSIVE, the run is INCONCLUSIVE (exit 0) for the same
+reason. An empty run counts as all-SKIPPED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fleet.errors import ExitCode
+from fleet.judge.rfc_rule import judge_metrics
+from fleet.model import Baseline, Cell, CellVerdict, ResultError, RunReport, RunResult, Status
+
+_PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
+    ("FAIL", ExitCode.REGRESSION),
+    ("ERROR", ExitCode.INFRASTRUCTURE),
+    ("NO_BASELINE", ExitCode.CONFIG),
+)
+
+
+def baseline_record_command(tier: str, hardware: str) -> str:
+    """The command that records the missing or outdated baselines of a tier on one hardware pool."""
+    return f"fleet baseline record --tier {tier} --hardware {hardware}"
+
+
+def bisect_command(good: str | None, bad: str | None, cell_id: str) -> str:
+    """The command that bisects a regression of one cell between two vLLM commits."""
+    # A baseline recorded at the commit under test cannot be the good end: that commit is now bad.
+    good_ref = good if good and good != bad else "<last known good commit>"
+    bad_ref = bad or "<commit under test>"
+    return f"fleet bisect --good {good_ref} --bad {bad_ref} --cell {cell_id}"
+
+
+def judge_cell(
+    result: RunResult | None,
+    baseline: Baseline | None,
+    *,
+    baseline_path: str | None,
+    result_path: str | None,
+    attempts: int,
+    error: ResultError | None,
+    cell: Cell | None = None,
+) -> CellVerdict:
+    """One cell's verdict. `cell` is needed only when there is no result to take it from."""
+    subject = result.cell if result is not None else cell
+    if subject is None:
+        raise ValueError("judge_cell needs a result or a cell to say which cell it judges")
+
+    def verdict(status: Status, message: str, **extra: object) -> CellVerdict:
+        return CellVerdict.model_validate(
+            {
+                "cell_id": subject.id,
+                "variant": subject.variant.name,
+                "model": subject.model,
+                "draft_model": subject.draft_model,
+                "hardware": subject.hardware.name,
+                "status": status,
+                "message": message,
+                "baseline_path": baseline_path,
+                "result_path": result_path,
+                "attempts": attempts,
+                **extra,
+            }
+        )
+
+    if result is None or result.status == "error":
+        cause = error or (result.error if result is not None else None) or _no_result_error(result_path)
+        return verdict("ERROR", f"{cause.category} error ({cause.reason}): {cause.message}", error=cause)
+    if result.status == "skipped":
+        return verdict("SKIPPED", result.skip_reason or "skipped")
+    if baseline is None:
+        where = baseline_path or "the baselines folder"
+        command = baseline_record_command(subject.tier, subject.hardware.name)
+        return verdict("NO_BASELINE", f"no baseline at {where}; record it with `{command}`")
+    metrics = judge_metrics(result.metrics, baseline)
+    failed = [m.metric for m in metrics if m.status == "FAIL"]
+    if failed:
+        message = f"{len(failed)} of {len(metrics)} metrics outside tolerance: {', '.join(failed)}"
+        return verdict("FAIL", message, metrics=metrics)
+    return verdict("PASS", f"all {len(metrics)} metrics within tolerance", metrics=metrics)
+
+
+def summarize(
+    cells: Sequence[CellVerdict],
+    *,
+    run_id: str,
+    tier: str,
+    backend: str,
+    started_at: str,
+    finished_at: str,
+) -> RunReport:
+    """The run's report: every cell's verdict plus the overall status and the process exit code."""
+    status, exit_code = overall_status([cell.status for cell in cells])
+    errored = [cell for cell in cells if cell.status == "ERROR"]
+    if status == "ERROR" and all(cell.error is not None and cell.error.category == "config" for cell in errored):
+        # A cell the suite rejected as misconfigured is the user's to fix, not the cluster's.
+        exit_code = ExitCode.CONFIG
+    return RunReport(
+        run_id=run_id,
+        tier=tier,
+        backend=backend,
+        started_at=started_at,
+        finished_at=finished_at,
+        status=status,
+        exit_code=int(exit_code),
+        cells=list(cells),
+    )
+
+
+def overall_status(statuses: Sequence[Status]) -> tuple[Status, ExitCode]:
+    """The run's status and exit code from its cells' statuses (precedence in the module docstring)."""
+    for status, code in _PRECEDENCE:
+        if status in statuses:
+            return status, code
+    if "PASS" in statuses:
+        return "PASS", ExitCode.PASS
+    if "INCONCLUSIVE" in statuses:
+        return "INCONCLUSIVE", ExitCode.PASS
+    return "SKIPPED", ExitCode.PASS
+
+
+def _no_result_error(result_path: str | None) -> ResultError:
+    where = f" at {result_path}" if result_path else ""
+    return ResultError(
+        category="infrastructure",
+        reason="no-result",
+        message=f"the cell produced no result document{where}",
+    )
