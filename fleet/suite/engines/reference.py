@@ -1,0 +1,209 @@
+"""The reference engine: greedy speculative decoding over transformers on CPU, the local default and CI.
+
+It makes fleet's whole pipeline real without a GPU: the same cells, counters with vLLM's definitions
+and latencies measured the same way, on the bundled tiny models. Requests run one at a time (batch
+size 1) in float32, where speculative greedy output equals plain greedy output token for token.
+
+Choices (and why):
+- Output length: EOS is ignored by default (vLLM's `ignore_eos=True`), so every request produces
+  exactly max_tokens tokens like the shipped vLLM measurements; `engine_options: {ignore_eos: false}`
+  stops at the model's EOS instead.
+- Counting: as vLLM's scheduler (see _speculation.py); acceptances past max_tokens in the last step
+  are counted, the output is truncated.
+- Timing: time.perf_counter around each request; TTFT is the prefill and its greedy token
+  (tokenization excluded), TPOT = (e2e - TTFT) / (output tokens - 1).
+- Warm-up: the workload's warm-up prompts (the end of the prompt list) run first, unmeasured.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import transformers
+
+from fleet.model import Cell, Measurement, RequestTiming
+from fleet.suite.engines._lm import LoadedModel, check_model_dir, load_model, load_tokenizer
+from fleet.suite.engines._speculation import (
+    DraftCounters,
+    DraftModelProposer,
+    NgramProposer,
+    Proposer,
+    generate,
+)
+from fleet.suite.engines.base import EngineConfigError, EngineRun
+from fleet.suite.models import resolve_model
+from fleet.suite.prompts import load_warmup_prompts
+from fleet.suite.provenance import fleet_version, host_facts
+
+SUPPORTED_METHODS = ("ngram", "draft_model")
+
+#: Tokens generated per warm-up prompt: enough to exercise prefill, drafting and verification.
+WARMUP_TOKENS = 16
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def lookup_bounds(options: dict[str, Any]) -> tuple[int, int]:
+    """prompt_lookup_min/max with vLLM's defaults: both missing -> 5; one missing -> the other."""
+    low, high = options.get("prompt_lookup_min"), options.get("prompt_lookup_max")
+    if low is None and high is None:
+        low = high = 5
+    low = high if low is None else low
+    high = low if high is None else high
+    if not isinstance(low, int) or not isinstance(high, int) or not 1 <= low <= high:
+        raise EngineConfigError(
+            f"prompt_lookup_min={low!r}, prompt_lookup_max={high!r} are not 1 <= min <= max integers",
+            where="variant.options", fix="set integers with 1 <= prompt_lookup_min <= prompt_lookup_max",
+        )
+    return low, high
+
+
+def check_length(target: LoadedModel, needed: int, prompt_index: int) -> None:
+    """vLLM refuses requests longer than max_model_len; say so instead of failing inside attention."""
+    limit = getattr(target.model.config, "max_position_embeddings", None)
+    if isinstance(limit, int) and needed > limit:
+        raise EngineConfigError(
+            f"prompt {prompt_index} plus max_tokens and drafts needs {needed} positions; "
+            f"the model has {limit}", where="workload.max_tokens",
+            fix="lower workload.max_tokens or use shorter prompts",
+        )
+
+
+class ReferenceEngine:
+    name = "reference"
+
+    def __init__(self) -> None:
+        self.version = fleet_version()
+        self._models: dict[str, LoadedModel] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._threads = available_cpus()
+        torch.set_num_threads(self._threads)
+
+    # -- the Engine protocol ---------------------------------------------------------------------
+
+    def unsupported_reason(self, cell: Cell) -> str | None:
+        method = cell.variant.method
+        if method not in SUPPORTED_METHODS:
+            return (f"the reference engine implements {' and '.join(SUPPORTED_METHODS)} only, "
+                    f"not {method!r}; run this variant with engine 'vllm'")
+        return None
+
+    def run_reference(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
+        return self._run(cell, prompts, speculative=False)
+
+    def run_speculative(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
+        return self._run(cell, prompts, speculative=True)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _model(self, ref: str, field: str) -> LoadedModel:
+        path = resolve_model(ref)
+        check_model_dir(path, field=field)
+        if path not in self._models:
+            self._models[path] = load_model(path, field=field)
+        return self._models[path]
+
+    def _tokenizer(self, path: str) -> Any:
+        if path not in self._tokenizers:
+            self._tokenizers[path] = load_tokenizer(path)
+        return self._tokenizers[path]
+
+    def _proposer(self, cell: Cell, target: LoadedModel) -> tuple[Proposer, str | None]:
+        variant = cell.variant
+        k = variant.num_speculative_tokens
+        if variant.method == "ngram":
+            low, high = lookup_bounds(variant.options)
+            return NgramProposer(k=k, min_n=low, max_n=high), None
+        draft_ref = cell.draft_model or variant.draft_model
+        if not draft_ref:
+            raise EngineConfigError(
+                f"variant {variant.name!r} (draft_model) has no draft model", where="cell.draft_model",
+                fix="set draft_model in the tier entry or the variant",
+            )
+        draft = self._model(draft_ref, "cell.draft_model")
+        if draft.vocab_size != target.vocab_size:
+            raise EngineConfigError(
+                f"draft vocabulary ({draft.vocab_size}, {draft.path}) differs from the target's "
+                f"({target.vocab_size}, {target.path})", where="cell.draft_model",
+                cause="draft_model speculation needs one shared vocabulary (vLLM refuses it too)",
+                fix="pair the target with a draft trained on the same tokenizer",
+            )
+        return DraftModelProposer(draft, k), draft.path
+
+    def _run(self, cell: Cell, prompts: Sequence[str], *, speculative: bool) -> EngineRun:
+        load_started = time.perf_counter()
+        target = self._model(cell.model, "cell.model")
+        tokenizer = self._tokenizer(target.path)
+        proposer, draft_path = self._proposer(cell, target) if speculative else (None, None)
+        engine_start_s = time.perf_counter() - load_started
+        workload = cell.workload
+        ignore_eos = bool(cell.engine_options.get("ignore_eos", True))
+        eos = target.eos_token_id
+        stop_ids: frozenset[int] = frozenset() if ignore_eos or eos is None else frozenset({eos})
+
+        def encode(text: str) -> list[int]:
+            # Special tokens are added as vLLM adds them to a text prompt (none for tiny-stdlib).
+            return [int(token) for token in tokenizer(text).input_ids]
+
+        k = cell.variant.num_speculative_tokens
+        encoded = [encode(text) for text in prompts]
+        for index, prompt_ids in enumerate(encoded):
+            check_length(target, len(prompt_ids) + workload.max_tokens + k, index)
+
+        with torch.inference_mode():
+            for text in load_warmup_prompts(workload):
+                generate(target, encode(text), max_tokens=min(WARMUP_TOKENS, workload.max_tokens),
+                         stop_ids=stop_ids, proposer=proposer,
+                         counters=DraftCounters(k=k) if speculative else None)
+            counters = DraftCounters(k=k) if speculative else None
+            results = [generate(target, prompt_ids, max_tokens=workload.max_tokens, stop_ids=stop_ids,
+                                proposer=proposer, counters=counters) for prompt_ids in encoded]
+
+        outputs = [result.token_ids for result in results]
+        timings = [
+            RequestTiming(
+                prompt_index=index, prompt_tokens=len(prompt_ids), output_tokens=len(result.token_ids),
+                ttft_s=result.ttft_s, e2e_s=result.e2e_s,
+                tpot_s=(result.e2e_s - result.ttft_s) / (len(result.token_ids) - 1)
+                if len(result.token_ids) > 1 else None,
+            )
+            for index, (prompt_ids, result) in enumerate(zip(encoded, results, strict=True))
+        ]
+        measurement = Measurement(
+            token_ids=outputs,
+            texts=[tokenizer.decode(ids, skip_special_tokens=True) for ids in outputs],
+            timings=timings,
+            engine_start_s=engine_start_s,
+        )
+        provenance: dict[str, Any] = {
+            **host_facts(),
+            "engine_version": self.version,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "dtype": "float32",
+            "cpu_threads": self._threads,
+            "model_runner": "transformers-greedy",
+            "ignore_eos": ignore_eos,
+            "batch_size_effective": 1,
+            "target_path": target.path,
+        }
+        if draft_path is not None:
+            provenance["draft_path"] = draft_path
+        if counters is None:
+            return EngineRun(measurement=measurement, provenance=provenance)
+        engine_counters: dict[str, Any] = {
+            "verify_steps": counters.verify_steps,
+            "plain_decode_steps": counters.plain_decode_steps,
+            "per_request": counters.per_request,
+        }
+        return EngineRun(measurement=measurement, counters=counters.to_spec_counters(),
+                         engine_counters=engine_counters, provenance=provenance)
