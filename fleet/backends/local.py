@@ -55,7 +55,7 @@ class LocalBackend:
                  command: Callable[[Path, Path, Path], list[str]] = suite_command) -> None:
         if parallel < 1:
             raise ConfigError("--parallel must be at least 1", where="--parallel")
-        self.run_dir = run_dir
+        self.run_dir = run_dir.resolve()  # the subprocess runs in the cell directory
         self.parallel = parallel
         self._pending: queue.Queue[Attempt] = queue.Queue()
         self._done: queue.Queue[AttemptOutcome] = queue.Queue()
@@ -111,8 +111,9 @@ class LocalBackend:
         reference_cache = self.run_dir / "reference-cache"
         started = time.time()
         if self._cancelled.is_set():
-            failure = ResultError(category="infrastructure", reason="Cancelled", message="the run was cancelled")
-            return AttemptOutcome(attempt, None, failure, None, None, started, time.time())
+            cancelled = ResultError(category="infrastructure", reason="Cancelled",
+                                    message="the run was cancelled")
+            return AttemptOutcome(attempt, None, cancelled, None, None, started, time.time())
         if self._on_start is not None:
             self._on_start(attempt)
         command = self._command(directory / "cell.json", result_path, reference_cache)

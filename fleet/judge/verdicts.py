@@ -112,7 +112,7 @@ def summarize(
     """The run's report: every cell's verdict plus the overall status and the process exit code."""
     status, exit_code = overall_status([cell.status for cell in cells])
     errored = [cell for cell in cells if cell.status == "ERROR"]
-    if status == "ERROR" and all(cell.error is not None and cell.error.category == "config" for cell in errored):
+    if status == "ERROR" and all(cell.error and cell.error.category == "config" for cell in errored):
         # A cell the suite rejected as misconfigured is the user's to fix, not the cluster's.
         exit_code = ExitCode.CONFIG
     return RunReport(

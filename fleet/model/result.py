@@ -111,7 +111,7 @@ class ResultError(Strict):
 
 
 class RunResult(Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     cell: Cell
     status: Literal["ok", "skipped", "error"]
     skip_reason: str | None = None

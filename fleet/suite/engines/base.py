@@ -25,7 +25,7 @@ class EngineRun:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-class Unsupported(Exception):  # noqa: N818 - it is an outcome, not a failure
+class Unsupported(Exception):
     """The installed engine cannot run this variant: the cell is SKIPPED with this reason."""
 
 

@@ -1,0 +1,54 @@
+"""fleet's command line: parse, call the core, render, exit with the code the outcome decides.
+
+Exit codes: 0 every cell passed, 1 a regression was found, 2 a usage or configuration error,
+3 an infrastructure failure that retries could not clear.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from fleet.cli import baseline_cmd as baseline_cmd
+from fleet.cli import run_cmds as run_cmds
+from fleet.cli import suite_cmd as suite_cmd
+from fleet.cli._common import fleet_version
+from fleet.errors import ExitCode, FleetError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FLEET"})
+@click.version_option(fleet_version(), prog_name="fleet")
+def cli() -> None:
+    """Catch speculative-decoding regressions in vLLM across a fleet of GPUs."""
+
+
+cli.add_command(run_cmds.plan)
+cli.add_command(run_cmds.submit)
+cli.add_command(run_cmds.judge)
+cli.add_command(run_cmds.schema)
+cli.add_command(suite_cmd.suite)
+cli.add_command(baseline_cmd.baseline)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, prog_name="fleet", standalone_mode=False)
+    except FleetError as err:
+        click.echo(err.line(), err=True)
+        sys.exit(int(err.exit_code))
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(int(ExitCode.INFRASTRUCTURE))
+    except click.ClickException as err:
+        err.show()
+        sys.exit(int(ExitCode.CONFIG))
+    except SystemExit:
+        raise
+    except Exception:  # a bug in fleet: never let Python's exit 1 pose as "regression found"
+        traceback.print_exc()
+        click.echo("internal error: this is a bug in fleet; please report it with the traceback above",
+                   err=True)
+        sys.exit(int(ExitCode.INFRASTRUCTURE))

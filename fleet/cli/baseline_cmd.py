@@ -1,0 +1,100 @@
+"""`fleet baseline record`: measure each cell N times and write reviewed baseline files."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from fleet.backends.local import LocalBackend
+from fleet.baselines import baseline_path, save_baseline
+from fleet.cli._common import ensure_writable_dir, stderr
+from fleet.cli.preflight import check_models
+from fleet.cli.run_cmds import (
+    Progress,
+    baselines_option,
+    hardware_option,
+    jobs_option,
+    plan_cells,
+    variant_option,
+)
+from fleet.controller import execute, new_run_id
+from fleet.errors import ConfigError, ExitCode
+from fleet.model import Cell, RunResult, model_slug
+from fleet.recording import record_baseline
+
+
+@click.group()
+def baseline() -> None:
+    """Record and review baselines."""
+
+
+def _targets(cells: list[Cell], root: Path, update: bool) -> dict[str, Path]:
+    paths = {cell.id: baseline_path(root, cell.hardware.name, cell.variant.name, model_slug(cell.model))
+             for cell in cells}
+    existing = [str(path) for path in paths.values() if path.exists()]
+    if existing and not update:
+        raise ConfigError(f"{len(existing)} baseline file(s) exist, e.g. {existing[0]}",
+                          cause="recording would overwrite reviewed baselines",
+                          fix="pass --update to replace them (the diff is printed for review)")
+    return paths
+
+
+def _diff(path: Path, new_text: str) -> str:
+    old = path.read_text().splitlines(keepends=True) if path.exists() else []
+    return "".join(difflib.unified_diff(old, new_text.splitlines(keepends=True),
+                                        fromfile=f"a/{path}", tofile=f"b/{path}"))
+
+
+@baseline.command("record")
+@click.option("--tier", required=True)
+@click.option("--runs", "replicates", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Replicates per cell, each a separate run (separate engine processes).")
+@click.option("--update", is_flag=True, help="Overwrite existing baseline files.")
+@jobs_option
+@baselines_option
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@hardware_option
+@variant_option
+def record(tier: str, replicates: int, update: bool, jobs_dir: Path, baselines_dir: Path, runs_dir: Path,
+           hardware: str | None, variant: str | None) -> None:
+    """Run each cell of a tier N times and write baselines/<hardware>/<variant>__<model>.json."""
+    cells = plan_cells(jobs_dir, tier, hardware, variant)
+    check_models(cells)
+    targets = _targets(cells, baselines_dir, update)
+    ensure_writable_dir(runs_dir, option="--runs-dir")
+    for path in targets.values():
+        ensure_writable_dir(path.parent, option="--baselines")
+    collected: dict[str, list[RunResult]] = {cell.id: [] for cell in cells}
+    for replicate in range(1, replicates + 1):
+        run_id = new_run_id(f"{tier}-record")
+        stderr.print(f"replicate {replicate}/{replicates}: run {run_id}")
+        progress = Progress(len(cells))
+        backend = LocalBackend(runs_dir / run_id, on_start=progress.started)
+        for outcome in execute(cells, backend, run_id=run_id, on_outcome=progress.ended):
+            if outcome.error is not None or outcome.result is None:
+                reason = outcome.error.reason if outcome.error else "no result"
+                stderr.print(f"{outcome.cell.id} failed in replicate {replicate} ({reason}); "
+                             "no baseline written")
+                config = outcome.error is not None and outcome.error.category == "config"
+                sys.exit(int(ExitCode.CONFIG if config else ExitCode.INFRASTRUCTURE))
+            collected[outcome.cell.id].append(outcome.result)
+    options = ["--tier", tier, "--runs", str(replicates)]
+    options += ["--hardware", hardware] if hardware else []
+    options += ["--variant", variant] if variant else []
+    command = shlex.join(["fleet", "baseline", "record", *options])
+    for cell in cells:
+        results = collected[cell.id]
+        if any(result.status == "skipped" for result in results):
+            stderr.print(f"{cell.id}: skipped ({results[0].skip_reason}); no baseline")
+            continue
+        document = record_baseline(results, command=command)
+        path = targets[cell.id]
+        text = json.dumps(document.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
+        click.echo(_diff(path, text) or f"{path}: unchanged")
+        save_baseline(path, document)
+    stderr.print(f"wrote {len(cells)} baseline file(s) under {baselines_dir}; review the diff above")

@@ -1,0 +1,42 @@
+"""Checks made before any cell runs, so that a bad input costs nothing and writes nothing.
+
+Every baseline a run will be judged against is read and validated, and every model the reference
+engine will load from this machine must exist: discovering either after an hour of GPU time, or with
+half a run directory written, is what this avoids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fleet.baselines import find_baseline
+from fleet.errors import ConfigError
+from fleet.model import Cell
+from fleet.suite.models import resolve_model
+
+
+def _local_model_ref(ref: str) -> bool:
+    return ref.startswith(("bundled:", "/", "./", "../", "~"))
+
+
+def check_models(cells: Sequence[Cell]) -> None:
+    """Bundled names and local paths must exist here; Hugging Face ids are the engine's business."""
+    for cell in cells:
+        for field, ref in (("model", cell.model), ("draft_model", cell.draft_model)):
+            if ref is None:
+                continue
+            where = f"jobs/{cell.tier}.yaml: cell {cell.id}: {field}"
+            try:
+                resolved = resolve_model(ref)
+            except ConfigError as err:
+                raise ConfigError(err.what, where=where, cause=err.cause, fix=err.fix) from err
+            if _local_model_ref(ref) and not (Path(resolved).expanduser() / "config.json").is_file():
+                raise ConfigError(f"no model at {resolved} (no config.json there)", where=where,
+                                  fix="point it at a Hugging Face model folder, or use a bundled: model")
+
+
+def check_baselines(cells: Sequence[Cell], baselines_root: Path) -> None:
+    """Read every baseline the run will need; an invalid file stops the run before it starts."""
+    for cell in cells:
+        find_baseline(baselines_root, cell)

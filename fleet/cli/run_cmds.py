@@ -1,0 +1,189 @@
+"""The everyday verbs: plan a tier, submit it, judge results produced anywhere, print the schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from fleet.backends.base import Attempt, AttemptOutcome
+from fleet.backends.local import LocalBackend
+from fleet.baselines import baseline_json_schema, result_json_schema
+from fleet.catalog import load_catalog, load_tier
+from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
+from fleet.cli.preflight import check_baselines, check_models
+from fleet.controller import CellOutcome, execute, judge_run, new_run_id
+from fleet.errors import ConfigError
+from fleet.matrix import expand, filter_cells
+from fleet.model import Baseline, Cell, RunReport, RunResult
+from fleet.report.json_report import render_json
+from fleet.report.text import render_text
+
+jobs_option = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
+                           show_default=True, help="Directory with hardware.yaml, variants.yaml and tiers.")
+baselines_option = click.option("--baselines", "baselines_dir", type=click.Path(path_type=Path),
+                                default=Path("baselines"), show_default=True,
+                                help="Root of the baseline files: <hardware>/<variant>__<model>.json.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")
+hardware_option = click.option("--hardware", default=None, help="Only cells on this hardware pool.")
+variant_option = click.option("--variant", default=None, help="Only cells of this variant.")
+
+
+def plan_cells(jobs_dir: Path, tier: str, hardware: str | None, variant: str | None) -> list[Cell]:
+    existing_dir(jobs_dir, option="--jobs", what="jobs")
+    catalog = load_catalog(jobs_dir)
+    tier_model = load_tier(jobs_dir, tier)
+    cells = expand(tier_model, catalog, tier_path=str(jobs_dir / f"{tier}.yaml"))
+    selected = filter_cells(cells, hardware=hardware, variant=variant)
+    if not selected:
+        raise ConfigError(f"no cell of tier {tier!r} matches --hardware {hardware} --variant {variant}",
+                          fix=f"run `fleet plan --tier {tier}` to see its cells")
+    return selected
+
+
+@click.command()
+@click.option("--tier", required=True, help="Tier to expand: smoke, nightly, weekly, local, ...")
+@jobs_option
+@hardware_option
+@variant_option
+@json_option
+def plan(tier: str, jobs_dir: Path, hardware: str | None, variant: str | None, as_json: bool) -> None:
+    """List the cells a tier expands to, without running anything."""
+    cells = plan_cells(jobs_dir, tier, hardware, variant)
+    if as_json:
+        click.echo(json.dumps([cell.model_dump(mode="json") for cell in cells], indent=2))
+        return
+    for cell in cells:
+        draft = f" draft={cell.draft_model}" if cell.draft_model else ""
+        spec = cell.variant
+        click.echo(f"{cell.id}  [{cell.engine}] {spec.method} k={spec.num_speculative_tokens} "
+                   f"model={cell.model}{draft} on {cell.hardware.name} "
+                   f"({cell.workload.num_prompts} prompts x {cell.workload.max_tokens} tokens)")
+    click.echo(f"{len(cells)} cells in tier {tier}")
+
+
+class Progress:
+    """Progress on stderr while cells run: which cell started, how each attempt ended."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.started_cells = 0
+
+    def started(self, attempt: Attempt) -> None:
+        if attempt.number == 1:
+            self.started_cells += 1
+            stderr.print(f"[{self.started_cells}/{self.total}] running {attempt.cell.id} ...")
+        else:
+            stderr.print(f"      retrying {attempt.cell.id} (attempt {attempt.number}) ...")
+
+    def ended(self, outcome: AttemptOutcome, will_retry: bool) -> None:
+        took = outcome.finished_at - outcome.started_at
+        error = outcome.error
+        if error is not None:
+            verdict = f"{error.category} failure: {error.reason}: {error.message}"
+            verdict += " - retrying" if will_retry else ""
+        elif outcome.result is not None and outcome.result.status == "skipped":
+            verdict = f"skipped: {outcome.result.skip_reason}"
+        else:
+            verdict = "measured"
+        stderr.print(f"    {outcome.cell_id}: {verdict} ({took:.1f} s)")
+
+
+def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[str, Baseline],
+                as_json: bool, run_dir: Path | None) -> None:
+    results = {o.cell.id: o.result for o in outcomes if o.result is not None}
+    text = render_text(report, results, baselines)
+    document = render_json(report)
+    if run_dir is not None:
+        (run_dir / "report.txt").write_text(text)
+        (run_dir / "report.json").write_text(document)
+    click.echo(document if as_json else text, nl=False)
+
+
+@click.command()
+@click.option("--tier", required=True, help="Tier to run: local (CPU, bundled models), smoke, nightly, ...")
+@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True,
+              help="Where cells run: local subprocesses on this machine.")
+@jobs_option
+@baselines_option
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Each run writes runs/<run-id>/: cells, results, logs, reports.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Cells run at once by the local backend (1 keeps latencies honest).")
+@hardware_option
+@variant_option
+@json_option
+def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_dir: Path, parallel: int,
+           hardware: str | None, variant: str | None, as_json: bool) -> None:
+    """Run a tier's cells, judge every metric against its hardware's baseline, report."""
+    cells = plan_cells(jobs_dir, tier, hardware, variant)
+    check_models(cells)
+    check_baselines(cells, baselines_dir)
+    run_id = new_run_id(tier)
+    run_dir = runs_dir / run_id
+    ensure_writable_dir(run_dir, option="--runs-dir")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    stderr.print(f"run {run_id}: {len(cells)} cells of tier {tier} on the {backend} backend -> {run_dir}")
+    progress = Progress(len(cells))
+    local = LocalBackend(run_dir, parallel=parallel, on_start=progress.started)
+    try:
+        outcomes = execute(cells, local, run_id=run_id, on_outcome=progress.ended)
+    except KeyboardInterrupt:
+        local.cancel()
+        raise
+    finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=tier,
+                                  backend=backend, started_at=started, finished_at=finished)
+    emit_report(report, outcomes, baselines, as_json, run_dir)
+    sys.exit(report.exit_code)
+
+
+def read_result(path: Path) -> RunResult:
+    try:
+        return RunResult.model_validate_json(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot read result: {err.strerror}", where=str(path)) from err
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(document)"
+        raise ConfigError(f"{field}: {first['msg']}", where=str(path),
+                          cause="not a fleet RunResult document (see `fleet schema result`)") from err
+
+
+@click.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@baselines_option
+@json_option
+def judge(results: tuple[Path, ...], baselines_dir: Path, as_json: bool) -> None:
+    """Judge RunResult files produced anywhere against the baselines."""
+    documents = [(path, read_result(path)) for path in results]
+    seen: set[str] = set()
+    for path, document in documents:
+        if document.cell.id in seen:
+            raise ConfigError(f"a second result for cell {document.cell.id}", where=str(path),
+                              fix="judge one result per cell at a time")
+        seen.add(document.cell.id)
+    outcomes = [CellOutcome(doc.cell, doc, doc.error, path, 1, 0.0, 0.0) for path, doc in documents]
+    tiers = sorted({doc.cell.tier for _, doc in documents})
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id="judge",
+                                  tier=",".join(tiers), backend="files", started_at=now, finished_at=now)
+    emit_report(report, outcomes, baselines, as_json, None)
+    sys.exit(report.exit_code)
+
+
+@click.command()
+@click.argument("document", type=click.Choice(["baseline", "result", "cell", "report"]))
+def schema(document: str) -> None:
+    """Print the JSON Schema of a fleet document."""
+    schemas = {
+        "baseline": baseline_json_schema,
+        "result": result_json_schema,
+        "cell": Cell.model_json_schema,
+        "report": RunReport.model_json_schema,
+    }
+    click.echo(json.dumps(schemas[document](), indent=2))

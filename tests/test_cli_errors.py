@@ -1,0 +1,153 @@
+"""Bad input at the command line: one clear line naming the file and field, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+Fleet = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of jobs/ and baselines/ to break, as the current directory."""
+    shutil.copytree(REPO / "jobs", tmp_path / "jobs")
+    shutil.copytree(REPO / "baselines", tmp_path / "baselines")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def fleet(capsys: pytest.CaptureFixture[str]) -> Fleet:
+    def run(*argv: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(argv))
+        captured = capsys.readouterr()
+        code = exit_info.value.code
+        return (code if isinstance(code, int) else 0), captured.out, captured.err
+
+    return run
+
+
+def edit_yaml(path: Path, change: Callable[[dict[str, object]], None]) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data))
+
+
+def assert_one_config_line(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def assert_nothing_written(workdir: Path) -> None:
+    assert not (workdir / "runs").exists()
+
+
+def test_malformed_tier_yaml(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "jobs" / "local.yaml").write_text("name: local\ncells: [\n  - {variant: x\n")
+    code, _, err = fleet("submit", "--tier", "local")
+    assert_one_config_line(code, err, "local.yaml")
+    assert_nothing_written(workdir)
+
+
+def test_unknown_hardware_in_a_tier(workdir: Path, fleet: Fleet) -> None:
+    edit_yaml(workdir / "jobs" / "local.yaml", lambda d: d["cells"][0].update(hardware=["h800"]))  # type: ignore[index]
+    code, _, err = fleet("submit", "--tier", "local")
+    assert_one_config_line(code, err, "local.yaml", "h800")
+    assert_nothing_written(workdir)
+
+
+def test_unknown_variant_in_a_tier(workdir: Path, fleet: Fleet) -> None:
+    edit_yaml(workdir / "jobs" / "local.yaml", lambda d: d["cells"][0].update(variant="eagle9"))  # type: ignore[index]
+    code, _, err = fleet("submit", "--tier", "local")
+    assert_one_config_line(code, err, "local.yaml", "eagle9")
+    assert_nothing_written(workdir)
+
+
+def test_unknown_field_in_hardware_catalog(workdir: Path, fleet: Fleet) -> None:
+    edit_yaml(workdir / "jobs" / "hardware.yaml", lambda d: d["cpu"].update(gpus_count=3))  # type: ignore[attr-defined]
+    code, _, err = fleet("plan", "--tier", "local")
+    assert_one_config_line(code, err, "hardware.yaml", "gpus_count")
+
+
+def test_baseline_violating_the_schema_stops_the_run_before_it_starts(workdir: Path, fleet: Fleet) -> None:
+    [path, *_] = sorted((workdir / "baselines" / "cpu").glob("*.json"))
+    document = json.loads(path.read_text())
+    next(iter(document["baselines"].values()))["tolerance_pct"] = -5
+    path.write_text(json.dumps(document))
+    code, _, err = fleet("submit", "--tier", "local")
+    assert_one_config_line(code, err, path.name, "tolerance_pct")
+    assert_nothing_written(workdir)
+
+
+def test_missing_model_path(workdir: Path, fleet: Fleet) -> None:
+    def point_draft_nowhere(data: dict[str, object]) -> None:
+        for entry in data["cells"]:  # type: ignore[attr-defined]
+            if entry.get("draft_model"):
+                entry["draft_model"] = str(workdir / "no-such-draft")
+
+    edit_yaml(workdir / "jobs" / "local.yaml", point_draft_nowhere)
+    code, _, err = fleet("submit", "--tier", "local")
+    assert_one_config_line(code, err, "local.yaml", "draft_model", "no-such-draft")
+    assert_nothing_written(workdir)
+
+
+def test_unwritable_output_directory(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "a-file").write_text("not a directory")
+    code, _, err = fleet("submit", "--tier", "local", "--runs-dir", str(workdir / "a-file" / "runs"))
+    assert_one_config_line(code, err, "--runs-dir")
+
+
+def test_unknown_tier_lists_the_known_ones(workdir: Path, fleet: Fleet) -> None:
+    code, _, err = fleet("plan", "--tier", "fortnightly")
+    assert_one_config_line(code, err, "fortnightly", "local")
+
+
+def test_missing_jobs_directory(workdir: Path, fleet: Fleet) -> None:
+    code, _, err = fleet("submit", "--tier", "local", "--jobs", "nowhere")
+    assert_one_config_line(code, err, "nowhere", "--jobs")
+    assert_nothing_written(workdir)
+
+
+def test_invalid_parallelism_is_a_usage_error(workdir: Path, fleet: Fleet) -> None:
+    code, _, err = fleet("submit", "--tier", "local", "--parallel", "0")
+    assert code == 2 and "--parallel" in err
+    assert_nothing_written(workdir)
+
+
+def test_judging_a_file_that_is_not_a_result(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "result.json").write_text(json.dumps({"schema_version": 1, "status": "ok"}))
+    code, _, err = fleet("judge", "result.json")
+    assert_one_config_line(code, err, "result.json", "cell")
+
+
+def test_judging_a_result_from_a_future_schema(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "result.json").write_text(json.dumps({"schema_version": 9}))
+    code, _, err = fleet("judge", "result.json")
+    assert_one_config_line(code, err, "result.json", "schema_version")
+
+
+def test_suite_rejects_a_malformed_cell_and_writes_no_result(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "cell.json").write_text('{"tier": "local", "variant": {}}')
+    code, _, err = fleet("suite", "run", "--cell", "cell.json", "--out", "result.json")
+    assert_one_config_line(code, err, "cell.json")
+    assert not (workdir / "result.json").exists()
+
+
+def test_recording_refuses_to_overwrite_without_update(workdir: Path, fleet: Fleet) -> None:
+    code, _, err = fleet("baseline", "record", "--tier", "local", "--runs", "2")
+    assert_one_config_line(code, err, "--update")
+    assert_nothing_written(workdir)
