@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs ON the H200 machine, from the repo root, after ../shared/device/install-vllm.sh put vLLM 0.26.0
+# into /tmp/site. Every suite run is `python -m fleet suite run` (what a Job runs), each engine in its
+# own process; progress goes to WORKDIR/progress.log, one line per step.
+#
+#   scripts/h200_run.sh WORKDIR [STEPS]      STEPS: any of smoke rest bare fail pack (default: all)
+#
+# smoke: replicate r1 of draft_model-k4 (reference + speculative on tiny-stdlib)
+# rest:  r1 ngram-k4, the machinery cell (8B shape, synthetic acceptance), replicates r2..r5 of both
+#        tiny cells (a fresh reference cache per replicate: each replicate is a separate run)
+# bare:  the same vLLM work as draft_model-k4 without fleet (benchmarks/suite_overhead.py bare)
+# fail:  an engine start that fails (a draft path that does not exist), to record its log tail
+# pack:  analysis, and WORKDIR.tgz beside WORKDIR (results, r1's child logs, no caches)
+set -uo pipefail
+W=${1:?usage: scripts/h200_run.sh WORKDIR [STEPS]}
+STEPS=${2:-"smoke rest bare fail pack"}
+REPLICATES=${REPLICATES:-5}
+export PYTHONPATH="/tmp/site:$PWD" VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false FLEET_VLLM_CACHE_ROOT="$W/vllm-cache"
+TINY="draft_model-k4__tiny-stdlib-target__h200 ngram-k4__tiny-stdlib-target__h200"
+MACHINERY=draft_model-synthetic-k4__llama-8b-shape-target__h200
+mkdir -p "$W/cells"
+stamp() { date +%s.%N; }
+say() { echo "$(date +%T) $*" | tee -a "$W/progress.log"; }
+
+if [ ! -f "$W/cells/$MACHINERY.json" ]; then
+  python3 -m fleet plan --tier h200 --json > "$W/cells.json" || { say "plan failed"; exit 3; }
+  python3 -c "
+import json, sys
+for cell in json.load(open(sys.argv[1])):
+    open(f'{sys.argv[2]}/{cell[\"id\"]}.json', 'w').write(json.dumps(cell))
+" "$W/cells.json" "$W/cells"
+fi
+
+suite() {  # replicate cell
+  local dir="$W/$1"; mkdir -p "$dir/results" "$dir/keep"
+  local start; start=$(stamp)
+  FLEET_VLLM_KEEP_DIR="$dir/keep" python3 -m fleet suite run --cell "$W/cells/$2.json" \
+    --out "$dir/results/$2.json" --reference-cache "$dir/refcache" > "$dir/$2.log" 2>&1
+  local rc=$?
+  printf 'suite\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$start" "$(stamp)" "$rc" >> "$W/timing.tsv"
+  say "$1 rc=$rc $(python3 benchmarks/suite_overhead.py show "$dir/results/$2.json" 2>&1 | tail -1)"
+}
+
+bare() {  # phase: the same work without fleet, with the suite's compile cache, in a session of its own
+  mkdir -p "$W/bare"
+  local cell=draft_model-k4__tiny-stdlib-target__h200 start pid rc; start=$(stamp)
+  VLLM_CACHE_ROOT=$(ls -d "$FLEET_VLLM_CACHE_ROOT"/*/ | head -1) setsid python3 benchmarks/suite_overhead.py \
+    bare --cell "$W/cells/$cell.json" --phase "$1" --out "$W/bare/$1.json" > "$W/bare/$1.log" 2>&1 &
+  pid=$!; wait "$pid"; rc=$?
+  kill -9 -- "-$pid" 2>/dev/null  # vLLM's engine core outlives the script's os._exit; it holds the GPU
+  printf 'bare\tbare\t%s:%s\t%s\t%s\t%s\n' "$cell" "$1" "$start" "$(stamp)" "$rc" >> "$W/timing.tsv"
+  say "bare $1 rc=$rc $(cat "$W/bare/$1.json" 2>/dev/null)"
+}
+
+for step in $STEPS; do
+  case $step in
+    smoke) suite r1 draft_model-k4__tiny-stdlib-target__h200 ;;
+    rest)
+      suite r1 ngram-k4__tiny-stdlib-target__h200
+      suite m1 "$MACHINERY"
+      for r in $(seq 2 "$REPLICATES"); do for cell in $TINY; do suite "r$r" "$cell"; done; done ;;
+    bare) bare reference; bare speculative ;;
+    fail)
+      mkdir -p "$W/fail"
+      python3 -c "
+import json, sys
+cell = json.load(open(sys.argv[1]))
+cell.pop('id'); cell['draft_model'] = '/nonexistent/draft-model'
+json.dump(cell, open(sys.argv[2], 'w'))
+" "$W/cells/draft_model-k4__tiny-stdlib-target__h200.json" "$W/fail/cell.json"
+      FLEET_VLLM_KEEP_DIR="$W/fail/keep" python3 -m fleet suite run --cell "$W/fail/cell.json" \
+        --out "$W/fail/result.json" --reference-cache "$W/r1/refcache" > "$W/fail/suite.log" 2>&1
+      say "fail rc=$? $(python3 benchmarks/suite_overhead.py show "$W/fail/result.json" 2>&1 | cut -c1-300)" ;;
+    pack)
+      python3 benchmarks/suite_overhead.py analyze "$W" --out "$W/overhead.json" > "$W/overhead.txt" 2>&1
+      say "analyze rc=$?"
+      tar czf "$W.tgz" -C "$(dirname "$W")" --exclude=vllm-cache --exclude=refcache \
+        --exclude='r[2-9]/keep' "$(basename "$W")"
+      say "packed $(du -h "$W.tgz" | cut -f1)" ;;
+  esac
+done
+touch "$W/DONE.$(echo "$STEPS" | tr ' ' '_')"
