@@ -64,7 +64,8 @@ class FakeEngine:
 
     def run_reference(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
         self.calls.append("reference")
-        return self._run(prompts)
+        run = self._run(prompts)
+        return EngineRun(measurement=run.measurement, provenance={"async_scheduling_reference": True})
 
     def run_speculative(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
         self.calls.append("speculative")
@@ -201,6 +202,15 @@ def test_reference_is_computed_once_and_reused_by_the_next_variant(tmp_path: Pat
     assert second.reference is not None and second.reference.reused_from is not None
     assert second.reference.token_ids == first.reference.token_ids
     assert len(list(cache.glob("*.json"))) == 1
+
+
+def test_a_reused_reference_keeps_what_its_engine_said_about_itself(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    cache = tmp_path / "refs"
+    ngram, draft = (Cell.model_validate(cell_document(method)) for method in ("ngram", "draft_model"))
+    run_suite(ngram, engine=engine, reference_cache=cache)
+    second = run_suite(draft, engine=engine, reference_cache=cache)
+    assert second.provenance.async_scheduling_reference is True
 
 
 def test_reference_is_not_reused_across_different_workloads(tmp_path: Path) -> None:

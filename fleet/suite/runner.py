@@ -19,10 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from fleet.errors import ConfigError, ExitCode
 from fleet.model import Cell, Measurement, ResultError, RunResult
+from fleet.model._base import Strict
 from fleet.suite.engines import get_engine
 from fleet.suite.engines.base import Engine, EngineFailure, Unsupported
 from fleet.suite.metrics import derive_metrics
@@ -60,11 +61,19 @@ def reference_key(cell: Cell, prompts: list[str], engine_version: str) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _cached_reference(path: Path) -> Measurement | None:
+class CachedReference(Strict):
+    """A reference run as the cache keeps it: the measurement and what the engine said about itself
+    (e.g. vLLM's async scheduling and model runner for the non-speculative engine)."""
+
+    measurement: Measurement
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+
+def _cached_reference(path: Path) -> CachedReference | None:
     try:
-        return Measurement.model_validate_json(path.read_text(encoding="utf-8"))
+        return CachedReference.model_validate_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None  # absent or unreadable: recompute and overwrite
+        return None  # absent, unreadable or an older layout: recompute and overwrite
 
 
 def _reference_run(
@@ -73,11 +82,12 @@ def _reference_run(
     version = str(getattr(engine, "version", None) or fleet_version())
     entry = cache / f"{reference_key(cell, prompts, version)}.json" if cache is not None else None
     if entry is not None and (hit := _cached_reference(entry)) is not None:
-        return hit.model_copy(update={"reused_from": str(entry)}), {}
+        return hit.measurement.model_copy(update={"reused_from": str(entry)}), hit.provenance
     run = engine.run_reference(cell, prompts)
     if entry is not None:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomically(entry, run.measurement.model_dump_json())
+        cached = CachedReference(measurement=run.measurement, provenance=run.provenance)
+        write_json_atomically(entry, cached.model_dump_json())
     return run.measurement, run.provenance
 
 
