@@ -3,6 +3,13 @@
 It owns no I/O of its own beyond what it is handed: the backend runs cells, `fleet.baselines` reads the
 baseline files, and the callers decide where reports go. That keeps one loop for the local machine, the
 cluster and the tests.
+
+Two kinds of "again": an infrastructure failure is retried by the RetryPolicy (the same replicate,
+attempt budget per reason); a cell the judge finds INCONCLUSIVE is rerun as a new replicate (another
+engine start), up to `max_runs` successful runs, and then judged on all of them together. Reruns are
+how flaky noisy metrics are settled; the budget bounds what a noisy night can cost. DEFAULT_MAX_RUNS = 5
+matches the 5 runs a baseline is recorded from: past that, more candidate runs barely narrow the test
+(its variance has a 1/N floor from the baseline), so the cell stays INCONCLUSIVE and is reported so.
 """
 
 from __future__ import annotations
@@ -15,9 +22,15 @@ from pathlib import Path
 
 from fleet.backends.base import Attempt, AttemptOutcome, Backend
 from fleet.baselines import find_baseline
-from fleet.judge.verdicts import judge_cell, summarize
+from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads
+from fleet.judge.multiple import Method
+from fleet.judge.verdicts import CellCase, judge_cells, summarize
 from fleet.model import Baseline, Cell, ResultError, RunReport, RunResult
 from fleet.retry import RetryPolicy
+
+DEFAULT_MAX_RUNS = 5
+#: Decides after each successful run whether the cell needs another one (INCONCLUSIVE).
+RerunCheck = Callable[[Cell, Sequence[RunResult]], bool]
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,8 @@ class CellOutcome:
     attempts: int
     started_at: float
     finished_at: float
+    #: Every successful result of the cell, in order (more than one after reruns).
+    candidates: tuple[RunResult, ...] = ()
 
 
 def new_run_id(tier: str, now: dt.datetime | None = None) -> str:
@@ -45,24 +60,70 @@ def execute(
     run_id: str,
     policy: RetryPolicy | None = None,
     on_outcome: Callable[[AttemptOutcome, bool], None] | None = None,
+    rerun: RerunCheck | None = None,
+    max_runs: int = 1,
 ) -> list[CellOutcome]:
-    """Run every cell to a final outcome; `on_outcome(outcome, will_retry)` reports progress."""
+    """Run every cell to a final outcome; `on_outcome(outcome, will_retry)` reports progress.
+
+    With `rerun`, a successful cell is run again while `rerun(cell, results so far)` says so and it has
+    fewer than `max_runs` successful results (the INCONCLUSIVE loop; see the module docstring).
+    """
     policy = policy or RetryPolicy()
     backend.submit([Attempt(cell, 1, run_id) for cell in cells])
     first_start: dict[str, float] = {}
+    replicate_start: dict[str, int] = {cell.id: 1 for cell in cells}
+    candidates: dict[str, list[RunResult]] = {cell.id: [] for cell in cells}
     final: dict[str, CellOutcome] = {}
     for outcome in backend.outcomes():
         cell = outcome.attempt.cell
+        number = outcome.attempt.number
         first_start.setdefault(cell.id, outcome.started_at)
-        retry = policy.should_retry(outcome.error, outcome.attempt.number)
+        retry = policy.should_retry(outcome.error, number - replicate_start[cell.id] + 1)
+        good = outcome.error is None and outcome.result is not None and outcome.result.status == "ok"
+        if good and outcome.result is not None:
+            candidates[cell.id].append(outcome.result)
+        runs = candidates[cell.id]
+        again = good and rerun is not None and len(runs) < max_runs and rerun(cell, tuple(runs))
         if on_outcome is not None:
-            on_outcome(outcome, retry)
-        if retry:
-            backend.submit([Attempt(cell, outcome.attempt.number + 1, run_id)])
+            on_outcome(outcome, retry or again)
+        if retry or again:
+            if again:
+                replicate_start[cell.id] = number + 1
+            backend.submit([Attempt(cell, number + 1, run_id)])
             continue
-        final[cell.id] = CellOutcome(cell, outcome.result, outcome.error, outcome.result_path,
-                                     outcome.attempt.number, first_start[cell.id], outcome.finished_at)
+        if runs and not good:
+            # A rerun that could not be measured leaves the runs already measured to be judged.
+            final[cell.id] = CellOutcome(cell, runs[-1], None, outcome.result_path, number,
+                                         first_start[cell.id], outcome.finished_at, tuple(runs))
+            continue
+        final[cell.id] = CellOutcome(cell, outcome.result, outcome.error, outcome.result_path, number,
+                                     first_start[cell.id], outcome.finished_at, tuple(runs))
     return [final[cell.id] for cell in cells]
+
+
+def make_rerun_check(
+    cells: Sequence[Cell],
+    baselines_root: Path,
+    *,
+    rule: Rule = "auto",
+    alpha: float = ALPHA,
+    method: Method = "holm",
+) -> RerunCheck:
+    """A RerunCheck that judges a cell as it will be judged in the whole run (same family size)."""
+    baselines = {cell.id: find_baseline(baselines_root, cell)[0] for cell in cells}
+    recorded = [b for b in baselines.values() if b is not None]
+    family = sum(len(b.baselines) for b in recorded)
+    pooled = pooled_spreads(recorded)
+
+    def check(cell: Cell, results: Sequence[RunResult]) -> bool:
+        baseline = baselines.get(cell.id)
+        if baseline is None:
+            return False
+        [verdicts] = decide([gather(list(results), baseline, rule, pooled)], alpha=alpha, method=method,
+                            family_size=family)
+        return any(v.status == "INCONCLUSIVE" for v in verdicts)
+
+    return check
 
 
 def judge_run(
@@ -74,23 +135,46 @@ def judge_run(
     backend: str,
     started_at: str,
     finished_at: str,
+    rule: Rule = "auto",
+    alpha: float = ALPHA,
+    method: Method = "holm",
 ) -> tuple[RunReport, dict[str, Baseline]]:
-    """Judge each cell against the baseline recorded for its hardware; returns the report and baselines."""
-    verdicts = []
+    """Judge each cell against the baseline recorded for its hardware; returns the report and baselines.
+
+    Error control spans every cell x metric of the run.
+    """
+    cases = []
     baselines: dict[str, Baseline] = {}
     for outcome in outcomes:
         baseline, path = find_baseline(baselines_root, outcome.cell)
         if baseline is not None:
             baselines[outcome.cell.id] = baseline
-        verdicts.append(judge_cell(
+        cases.append(CellCase(
             outcome.result,
             baseline,
-            cell=outcome.cell,
             baseline_path=str(path),
             result_path=str(outcome.result_path) if outcome.result_path else None,
             attempts=outcome.attempts,
             error=outcome.error,
+            cell=outcome.cell,
+            candidates=outcome.candidates,
         ))
+    verdicts = judge_cells(cases, rule=rule, alpha=alpha, method=method)
     report = summarize(verdicts, run_id=run_id, tier=tier, backend=backend,
-                       started_at=started_at, finished_at=finished_at)
+                       started_at=started_at, finished_at=finished_at, rule=rule,
+                       error_control=method, alpha=alpha)
     return report, baselines
+
+
+def outcomes_from_files(documents: Sequence[tuple[Path, RunResult]]) -> list[CellOutcome]:
+    """Result files produced anywhere, grouped by cell: several files of one cell are its candidate runs."""
+    grouped: dict[str, list[tuple[Path, RunResult]]] = {}
+    for path, document in documents:
+        grouped.setdefault(document.cell.id, []).append((path, document))
+    outcomes = []
+    for group in grouped.values():
+        path, last = group[-1]
+        ok = tuple(doc for _, doc in group if doc.status == "ok")
+        chosen = next((doc for doc in reversed(ok)), last)
+        outcomes.append(CellOutcome(last.cell, chosen, chosen.error, path, len(group), 0.0, 0.0, ok))
+    return outcomes

@@ -99,7 +99,7 @@ def metric_baseline(name: str, values: Sequence[float], n_trials: int | None = N
     quantiles = {q: round(float(np.quantile(array, float(q))), 6) for q in ("0.05", "0.5", "0.95")}
     return MetricBaseline(expected=round(centre, 6), tolerance_pct=tolerance, n=len(array),
                           std=round(std, 6), mad=round(mad, 6), quantiles=quantiles,
-                          values=[round(float(v), 6) for v in array], reason=reason)
+                          values=[round(float(v), 6) for v in array], reason=reason, trials=n_trials)
 
 
 def record_baseline(results: Sequence[RunResult], *, command: str, today: dt.date | None = None) -> Baseline:

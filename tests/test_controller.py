@@ -85,3 +85,49 @@ def test_progress_callback_sees_every_attempt_and_whether_it_retries() -> None:
 def test_run_ids_name_the_tier_and_differ() -> None:
     assert new_run_id("local").startswith("local-")
     assert new_run_id("local") != new_run_id("local")
+
+
+# --- INCONCLUSIVE-driven reruns ----------------------------------------------------------------------
+
+
+def test_an_inconclusive_cell_is_rerun_and_keeps_every_run_as_a_candidate() -> None:
+    cell = make_cell()
+    backend = ScriptedBackend({cell.id: [None, None, None]})
+    asked: list[int] = []
+
+    def rerun(_cell: object, results: object) -> bool:
+        asked.append(len(results))  # type: ignore[arg-type]
+        return len(results) < 3  # type: ignore[arg-type]
+
+    [outcome] = execute([cell], backend, run_id="r", rerun=rerun, max_runs=5)
+    assert asked == [1, 2, 3]
+    assert len(outcome.candidates) == 3 and outcome.attempts == 3
+    assert backend.submitted == [(cell.id, 1), (cell.id, 2), (cell.id, 3)]
+
+
+def test_reruns_stop_at_the_budget_even_when_still_inconclusive() -> None:
+    cell = make_cell()
+    backend = ScriptedBackend({cell.id: [None] * 10})
+    [outcome] = execute([cell], backend, run_id="r", rerun=lambda _c, _r: True, max_runs=4)
+    assert len(outcome.candidates) == 4
+
+
+def test_a_failed_rerun_leaves_the_runs_already_measured_to_judge() -> None:
+    cell = make_cell()
+    backend = ScriptedBackend({cell.id: [None, BAD_CONFIG]})
+    [outcome] = execute([cell], backend, run_id="r", rerun=lambda _c, r: len(r) < 2, max_runs=5)
+    assert outcome.error is None and outcome.result is not None and len(outcome.candidates) == 1
+
+
+def test_infrastructure_retries_inside_a_rerun_have_their_own_budget() -> None:
+    cell = make_cell()
+    backend = ScriptedBackend({cell.id: [None, EVICTED, None]})
+    [outcome] = execute([cell], backend, run_id="r", rerun=lambda _c, r: len(r) < 2, max_runs=5)
+    assert len(outcome.candidates) == 2 and outcome.attempts == 3
+
+
+def test_without_a_rerun_check_each_cell_runs_once() -> None:
+    cell = make_cell()
+    backend = ScriptedBackend({cell.id: [None, None]})
+    [outcome] = execute([cell], backend, run_id="r")
+    assert outcome.attempts == 1 and len(outcome.candidates) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import click
 
 from fleet.backends.local import LocalBackend
-from fleet.baselines import baseline_path, save_baseline
+from fleet.baselines import baseline_path, baseline_to_json, save_baseline
 from fleet.cli._common import ensure_writable_dir, stderr
 from fleet.cli.preflight import check_models
 from fleet.cli.run_cmds import (
@@ -94,7 +93,7 @@ def record(tier: str, replicates: int, update: bool, jobs_dir: Path, baselines_d
             continue
         document = record_baseline(results, command=command)
         path = targets[cell.id]
-        text = json.dumps(document.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
-        click.echo(_diff(path, text) or f"{path}: unchanged")
+        # The diff shows exactly the text save_baseline writes, so the review is of the real file.
+        click.echo(_diff(path, baseline_to_json(document)) or f"{path}: unchanged")
         save_baseline(path, document)
     stderr.print(f"wrote {len(cells)} baseline file(s) under {baselines_dir}; review the diff above")

@@ -26,10 +26,12 @@ reason. An empty run counts as all-SKIPPED.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fleet.errors import ExitCode
-from fleet.judge.rfc_rule import judge_metrics
-from fleet.model import Baseline, Cell, CellVerdict, ResultError, RunReport, RunResult, Status
+from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads
+from fleet.judge.multiple import Method
+from fleet.model import Baseline, Cell, CellVerdict, MetricVerdict, ResultError, RunReport, RunResult, Status
 
 _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
     ("FAIL", ExitCode.REGRESSION),
@@ -51,6 +53,21 @@ def bisect_command(good: str | None, bad: str | None, cell_id: str) -> str:
     return f"fleet bisect --good {good_ref} --bad {bad_ref} --cell {cell_id}"
 
 
+@dataclass(frozen=True)
+class CellCase:
+    """Everything known about one cell when it is judged. `candidates` are all its successful results
+    (several after INCONCLUSIVE-driven reruns); when empty, `result` alone is the candidate."""
+
+    result: RunResult | None
+    baseline: Baseline | None
+    baseline_path: str | None
+    result_path: str | None
+    attempts: int
+    error: ResultError | None
+    cell: Cell | None = None
+    candidates: tuple[RunResult, ...] = ()
+
+
 def judge_cell(
     result: RunResult | None,
     baseline: Baseline | None,
@@ -60,44 +77,109 @@ def judge_cell(
     attempts: int,
     error: ResultError | None,
     cell: Cell | None = None,
+    candidates: Sequence[RunResult] = (),
+    rule: Rule = "auto",
+    alpha: float = ALPHA,
+    method: Method = "holm",
+    family_size: int | None = None,
 ) -> CellVerdict:
-    """One cell's verdict. `cell` is needed only when there is no result to take it from."""
-    subject = result.cell if result is not None else cell
+    """One cell's verdict, with error control over its own metrics only (or over `family_size` tests).
+
+    `cell` is needed only when there is no result to take it from.
+    """
+    case = CellCase(result, baseline, baseline_path, result_path, attempts, error, cell, tuple(candidates))
+    return judge_cells([case], rule=rule, alpha=alpha, method=method, family_size=family_size)[0]
+
+
+def judge_cells(
+    cases: Sequence[CellCase],
+    *,
+    rule: Rule = "auto",
+    alpha: float = ALPHA,
+    method: Method = "holm",
+    family_size: int | None = None,
+) -> list[CellVerdict]:
+    """Every cell's verdict, with error control across all cells x metrics (fleet.judge.decide)."""
+    pooled = pooled_spreads([case.baseline for case in cases if case.baseline is not None])
+    early: dict[int, CellVerdict] = {}
+    judged: list[tuple[int, CellCase, list[RunResult]]] = []
+    evidence = []
+    for index, case in enumerate(cases):
+        candidates = _candidates(case)
+        verdict = _unjudgeable(case)
+        if verdict is not None:
+            early[index] = verdict
+            continue
+        assert case.baseline is not None
+        judged.append((index, case, candidates))
+        evidence.append(gather(candidates, case.baseline, rule, pooled))
+    decided = decide(evidence, alpha=alpha, method=method, family_size=family_size)
+    for (index, case, candidates), metrics in zip(judged, decided, strict=True):
+        early[index] = _cell_verdict(case, metrics, len(candidates))
+    return [early[index] for index in range(len(cases))]
+
+
+def _candidates(case: CellCase) -> list[RunResult]:
+    if case.candidates:
+        return [r for r in case.candidates if r.status == "ok"]
+    return [case.result] if case.result is not None and case.result.status == "ok" else []
+
+
+def _subject(case: CellCase) -> Cell:
+    subject = case.result.cell if case.result is not None else case.cell
     if subject is None:
         raise ValueError("judge_cell needs a result or a cell to say which cell it judges")
+    return subject
 
-    def verdict(status: Status, message: str, **extra: object) -> CellVerdict:
-        return CellVerdict.model_validate(
-            {
-                "cell_id": subject.id,
-                "variant": subject.variant.name,
-                "model": subject.model,
-                "draft_model": subject.draft_model,
-                "hardware": subject.hardware.name,
-                "status": status,
-                "message": message,
-                "baseline_path": baseline_path,
-                "result_path": result_path,
-                "attempts": attempts,
-                **extra,
-            }
-        )
 
+def _make(case: CellCase, status: Status, message: str, runs: int = 1, **extra: object) -> CellVerdict:
+    subject = _subject(case)
+    return CellVerdict.model_validate(
+        {
+            "cell_id": subject.id,
+            "variant": subject.variant.name,
+            "model": subject.model,
+            "draft_model": subject.draft_model,
+            "hardware": subject.hardware.name,
+            "status": status,
+            "message": message,
+            "baseline_path": case.baseline_path,
+            "result_path": case.result_path,
+            "attempts": case.attempts,
+            "runs": runs,
+            **extra,
+        }
+    )
+
+
+def _unjudgeable(case: CellCase) -> CellVerdict | None:
+    """The verdict of a cell that has nothing to judge (error, skip, no baseline), else None."""
+    subject = _subject(case)
+    result = case.result
     if result is None or result.status == "error":
-        cause = error or (result.error if result is not None else None) or _no_result_error(result_path)
-        return verdict("ERROR", f"{cause.category} error ({cause.reason}): {cause.message}", error=cause)
+        carried = result.error if result is not None else None
+        cause = case.error or carried or _no_result_error(case.result_path)
+        return _make(case, "ERROR", f"{cause.category} error ({cause.reason}): {cause.message}", error=cause)
     if result.status == "skipped":
-        return verdict("SKIPPED", result.skip_reason or "skipped")
-    if baseline is None:
-        where = baseline_path or "the baselines folder"
+        return _make(case, "SKIPPED", result.skip_reason or "skipped")
+    if case.baseline is None:
+        where = case.baseline_path or "the baselines folder"
         command = baseline_record_command(subject.tier, subject.hardware.name)
-        return verdict("NO_BASELINE", f"no baseline at {where}; record it with `{command}`")
-    metrics = judge_metrics(result.metrics, baseline)
+        return _make(case, "NO_BASELINE", f"no baseline at {where}; record it with `{command}`")
+    return None
+
+
+def _cell_verdict(case: CellCase, metrics: list[MetricVerdict], runs: int) -> CellVerdict:
     failed = [m.metric for m in metrics if m.status == "FAIL"]
+    unsure = [m.metric for m in metrics if m.status == "INCONCLUSIVE"]
     if failed:
         message = f"{len(failed)} of {len(metrics)} metrics outside tolerance: {', '.join(failed)}"
-        return verdict("FAIL", message, metrics=metrics)
-    return verdict("PASS", f"all {len(metrics)} metrics within tolerance", metrics=metrics)
+        return _make(case, "FAIL", message, runs, metrics=metrics)
+    if unsure:
+        message = (f"{len(unsure)} of {len(metrics)} metrics inconclusive after {runs} run(s): "
+                   f"{', '.join(unsure)}; rerun the cell to decide")
+        return _make(case, "INCONCLUSIVE", message, runs, metrics=metrics)
+    return _make(case, "PASS", f"all {len(metrics)} metrics within tolerance", runs, metrics=metrics)
 
 
 def summarize(
@@ -108,6 +190,9 @@ def summarize(
     backend: str,
     started_at: str,
     finished_at: str,
+    rule: str | None = None,
+    error_control: str | None = None,
+    alpha: float | None = None,
 ) -> RunReport:
     """The run's report: every cell's verdict plus the overall status and the process exit code."""
     status, exit_code = overall_status([cell.status for cell in cells])
@@ -124,6 +209,9 @@ def summarize(
         status=status,
         exit_code=int(exit_code),
         cells=list(cells),
+        rule=rule,
+        error_control=error_control,
+        alpha=alpha,
     )
 
 

@@ -7,9 +7,10 @@ numbers were obtained: how many runs, their spread and raw values, and the envir
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from fleet.model._base import Strict
 
@@ -25,6 +26,22 @@ class MetricBaseline(Strict):
     values: list[float] | None = None
     unit: str | None = None
     reason: str | None = None
+    #: Events one run's value is a mean over (drafts, draft tokens or prompts) for count-based metrics;
+    #: the judge's count-aware tests use it when a result carries no counters of its own.
+    trials: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _recorded_runs_agree(self) -> MetricBaseline:
+        if self.values is not None:
+            if len(self.values) == 0:
+                raise ValueError("values, when given, must hold at least one recorded run")
+            if self.n is not None and self.n != len(self.values):
+                raise ValueError(f"n is {self.n} but {len(self.values)} values are recorded")
+            if not all(math.isfinite(v) for v in self.values):
+                raise ValueError("values must be finite numbers")
+        if not math.isfinite(self.expected):
+            raise ValueError("expected must be a finite number")
+        return self
 
     @property
     def lo(self) -> float:

@@ -25,6 +25,10 @@ class MetricVerdict(Strict):
     rule: str = ""
     detail: str = ""
     p_value: float | None = None
+    # fleet's statistical judge: the p-value after error control over the run, and the candidate runs
+    # (engine starts) the verdict rests on.
+    adjusted_p: float | None = None
+    runs: int | None = Field(default=None, ge=1)
 
 
 class CellVerdict(Strict):
@@ -40,6 +44,8 @@ class CellVerdict(Strict):
     baseline_path: str | None = None
     result_path: str | None = None
     attempts: int = Field(default=1, ge=0)
+    #: Candidate results judged together (more than 1 after INCONCLUSIVE-driven reruns).
+    runs: int = Field(default=1, ge=0)
 
 
 class RunReport(Strict):
@@ -52,3 +58,7 @@ class RunReport(Strict):
     status: Status
     exit_code: int
     cells: list[CellVerdict]
+    #: How the run was judged: `auto` (statistical where a spread was recorded) or `rfc`; error control.
+    rule: str | None = None
+    error_control: str | None = None
+    alpha: float | None = None

@@ -168,6 +168,8 @@ def metric_lines_pass(metrics: Iterable[MetricVerdict]) -> list[str]:
     for r in rows:
         mark = PASS_MARK if r.status == "PASS" else FAIL_MARK
         verb = "within" if r.status == "PASS" else "outside"
+        if r.status == "PASS" and r.beyond:
+            verb = "better than"  # a significant improvement: outside the band on the good side
         out.append(
             f"  {(r.name + ':').ljust(name_w)}{r.value.ljust(value_w)} {verb} "
             f"{r.bounds.ljust(bounds_w)} (expected: {r.expected}) {mark}"
@@ -190,6 +192,7 @@ class _MetricTexts:
     value: str
     bounds: str
     expected: str
+    beyond: bool = False
 
 
 def _metric_texts(m: MetricVerdict) -> _MetricTexts:
@@ -203,7 +206,9 @@ def _metric_texts(m: MetricVerdict) -> _MetricTexts:
     expected_text = "?" if m.expected is None else fmt_expected(m.expected, fmt)
     if m.tolerance_pct is not None:
         expected_text += f" ±{fmt_pct(m.tolerance_pct)}%"
-    return _MetricTexts(m.metric, m.status, value, bounds, expected_text)
+    beyond = (m.observed is not None and m.lo is not None and m.hi is not None
+              and not m.lo <= m.observed <= m.hi)
+    return _MetricTexts(m.metric, m.status, value, bounds, expected_text, beyond)
 
 
 def _decimals_agreeing_with_verdict(m: MetricVerdict, decimals: int) -> int:

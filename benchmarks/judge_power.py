@@ -1,0 +1,364 @@
+"""Judge power: false alarms per nightly run and detection of planted regressions, fleet vs the RFC rule.
+
+The question a CI owner asks: if the nightly runs every night, how often does it cry wolf, and does it
+catch a 5 % acceptance-length drop or a 10 % TPOT rise? Answered by simulation, with noise taken from
+real repeated RunResults, and both judges scored on the same simulated runs:
+
+Noise model (fitted, not invented):
+- Every RunResult under runs/**/ (the CPU reference engine, 11 runs per cell) and evidence/h200/**/
+  (vLLM 0.26.0 on one H200, 5 runs per cell) is grouped by cell; each cell with >= 3 ok runs becomes a
+  profile: its per-position acceptance rates, draft tokens per draft, per-run match rates, and the
+  log-residuals of TPOT p50, TTFT p50 and speedup of each run around the cell's mean (kept per run, so
+  the metrics' correlation and heavy tails are kept). Acceptance counters get the between-run relative
+  spread the runs show (0 on the bit-deterministic CPU reference engine, 0.4-1 % on the H200).
+- A simulated run draws a whole recorded run (its residual row and its match rate; smoothed bootstrap:
+  + N(0, h^2), Silverman's h) and multiplies the profile's centre by it. Simulated cells sit on a pool
+  named after the profile's hardware, so the judge pools spreads only across like machines. Counts
+  are scaled from the profile's workload to the nightly tier's (jobs/nightly.yaml: prompts x
+  max_tokens), since a nightly cell counts that many more drafts and prompts.
+Simulated nightly: CELLS cells (profiles assigned round robin) x 6 metrics (acceptance_length,
+acceptance_rate, match_rate, tpot_p50_ms, ttft_p50_ms, speedup); each cell's baseline is recorded by
+fleet's own `record_baseline` from --baseline-runs simulated runs.
+- A/A nightlies: nothing changed; any FAIL is a false alarm (family-wise, per nightly).
+- Planted: in PLANTED cells of a nightly, acceptance length -3/-5/-10 % (per-position rates scaled) or
+  TPOT +5/+10/+20 % (speedup falls by the TPOT share of e2e). Detection = the planted cell FAILs.
+fleet's judge runs as the controller does: judge the cell, rerun it while INCONCLUSIVE up to
+--max-runs runs, then judge the whole nightly with Holm. The RFC rule judges one run per cell with
+±10 % (acceptance, match) and ±15 % (TPOT, TTFT, speedup) around the baseline's mean.
+
+Usage:  python benchmarks/judge_power.py [--hardware cpu|h200] [--nightlies 200] [--seed 1]
+        [--baseline-runs 5] [--max-runs 5] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from fleet.judge.decide import ALPHA, decide, gather, pooled_spreads
+from fleet.judge.rfc_rule import judge_metric
+from fleet.judge.verdicts import CellCase, judge_cells
+from fleet.model import (
+    Cell,
+    Hardware,
+    MatchSummary,
+    MetricBaseline,
+    Provenance,
+    RunResult,
+    SpecCounters,
+    Variant,
+    Workload,
+)
+from fleet.recording import record_baseline
+
+REPO = Path(__file__).resolve().parent.parent
+NOISY = ("tpot_p50_ms", "ttft_p50_ms", "speedup")
+METRICS = ("acceptance_length", "acceptance_rate", "match_rate", *NOISY)
+RFC_TOLERANCE = {
+    "acceptance_length": 10.0,
+    "acceptance_rate": 10.0,
+    "match_rate": 10.0,
+    "tpot_p50_ms": 15.0,
+    "ttft_p50_ms": 15.0,
+    "speedup": 15.0,
+}
+REGRESSIONS = (
+    ("acceptance_length", -0.03),
+    ("acceptance_length", -0.05),
+    ("acceptance_length", -0.10),
+    ("tpot_p50_ms", 0.05),
+    ("tpot_p50_ms", 0.10),
+    ("tpot_p50_ms", 0.20),
+)
+BARS = {"false_alarm": 0.01, ("acceptance_length", -0.05): 0.95, ("tpot_p50_ms", 0.10): 0.95}
+
+
+@dataclass(frozen=True)
+class Profile:
+    source: str
+    runs: int
+    position_rates: np.ndarray
+    drafts: int
+    tokens_per_draft: float
+    match_rates: np.ndarray  # one per recorded run: the match rate moves between engine starts
+    prompts: int
+    hardware: str
+    count_sd: float
+    centres: dict[str, float]
+    residuals: np.ndarray  # runs x len(NOISY), log residuals
+    bandwidth: np.ndarray
+    tpot_share: float
+
+
+def load_results(roots: list[Path]) -> dict[str, list[RunResult]]:
+    grouped: dict[str, list[RunResult]] = defaultdict(list)
+    for root in roots:
+        for path in sorted(root.glob("**/*.json")):
+            if not (path.name.startswith("result") or "evidence" in str(path)):
+                continue
+            try:
+                result = RunResult.model_validate_json(path.read_bytes())
+            except ValueError:
+                continue
+            if (
+                result.status == "ok"
+                and result.counters is not None
+                and all(m in result.metrics for m in NOISY)
+            ):
+                grouped[f"{result.cell.hardware.name}/{result.cell.id}"].append(result)
+    return grouped
+
+
+def fit_profile(name: str, results: list[RunResult], scale: float, prompt_scale: float) -> Profile:
+    first = results[0]
+    counters = first.counters
+    assert counters is not None and first.match is not None
+    drafts = counters.num_drafts
+    rates = np.asarray(counters.accepted_per_position, dtype=float) / drafts
+    lengths = np.asarray([r.metrics["acceptance_length"] for r in results])
+    logs = np.log(np.asarray([[r.metrics[m] for m in NOISY] for r in results]))
+    residuals = logs - logs.mean(axis=0)
+    n = len(results)
+    bandwidth = 1.06 * residuals.std(axis=0, ddof=1) * n ** (-0.2)
+    ttft, e2e = first.metrics["ttft_p50_ms"], first.metrics.get("e2e_p50_ms", 0.0)
+    return Profile(
+        source=name,
+        runs=n,
+        position_rates=rates,
+        drafts=round(drafts * scale),
+        tokens_per_draft=counters.num_draft_tokens / drafts,
+        match_rates=np.asarray([r.metrics.get("match_rate", 1.0) for r in results]),
+        prompts=round(first.match.num_prompts * prompt_scale),
+        hardware=first.cell.hardware.name,
+        count_sd=float(np.std(lengths - 1.0, ddof=1) / np.mean(lengths - 1.0)),
+        centres={m: float(np.exp(logs[:, i].mean())) for i, m in enumerate(NOISY)},
+        residuals=residuals,
+        bandwidth=bandwidth,
+        tpot_share=1.0 - ttft / e2e if e2e > ttft else 1.0,
+    )
+
+
+def make_cell(index: int, hardware: str = "gpu") -> Cell:
+    return Cell(
+        tier="sim-nightly",
+        variant=Variant(name=f"sim{index:02d}", method="ngram", num_speculative_tokens=4),
+        model="sim/target",
+        hardware=Hardware(name=f"sim-{hardware}", vendor="nvidia", gpu_count=1),
+        workload=Workload(num_prompts=200, max_tokens=128),
+        engine="vllm",
+    )
+
+
+def simulate_run(
+    cell: Cell, profile: Profile, rng: np.random.Generator, planted: tuple[str, float] | None
+) -> RunResult:
+    rates = profile.position_rates.copy()
+    if profile.count_sd > 0:
+        rates = rates * math.exp(rng.normal(0.0, profile.count_sd))
+    tpot_factor = 1.0
+    if planted is not None and planted[0] == "acceptance_length":
+        length = 1.0 + rates.sum()
+        rates = rates * (rates.sum() + planted[1] * length) / rates.sum()
+    if planted is not None and planted[0] == "tpot_p50_ms":
+        tpot_factor = 1.0 + planted[1]
+    drafts = profile.drafts
+    accepted = [round(drafts * min(1.0, p)) for p in rates]
+    draft_tokens = round(drafts * profile.tokens_per_draft)
+    counters = SpecCounters.model_construct(
+        num_drafts=drafts,
+        num_draft_tokens=draft_tokens,
+        num_accepted_tokens=sum(accepted),
+        accepted_per_position=accepted,
+    )
+    pick = rng.integers(len(profile.residuals))
+    row = profile.residuals[pick] + rng.normal(0.0, profile.bandwidth)
+    match_rate = float(profile.match_rates[pick])
+    noisy = {m: profile.centres[m] * math.exp(row[i]) for i, m in enumerate(NOISY)}
+    noisy["tpot_p50_ms"] *= tpot_factor
+    noisy["speedup"] /= 1.0 + (tpot_factor - 1.0) * profile.tpot_share
+    matches = (
+        int(rng.binomial(profile.prompts, match_rate))
+        if 0 < match_rate < 1
+        else round(profile.prompts * match_rate)
+    )
+    metrics = {
+        "acceptance_length": 1.0 + sum(accepted) / drafts,
+        "acceptance_rate": sum(accepted) / draft_tokens,
+        "match_rate": matches / profile.prompts,
+        **noisy,
+    }
+    metrics.update({f"acceptance_rate_pos_{i}": a / drafts for i, a in enumerate(accepted)})
+    return RunResult.model_construct(
+        schema_version=1,
+        cell=cell,
+        status="ok",
+        skip_reason=None,
+        error=None,
+        provenance=Provenance(fleet_version="sim", engine="sim"),
+        counters=counters,
+        engine_counters=None,
+        metrics=metrics,
+        match=MatchSummary.model_construct(
+            num_prompts=profile.prompts,
+            exact_token_matches=matches,
+            exact_text_matches=None,
+            first_divergence=[],
+        ),
+        reference=None,
+        speculative=None,
+    )
+
+
+def trimmed(baseline: Any) -> Any:
+    """The simulated tier judges 6 metrics per cell (per-position rates stay, as secondary metrics)."""
+    keep = {
+        k: v for k, v in baseline.baselines.items() if k in METRICS or k.startswith("acceptance_rate_pos_")
+    }
+    return baseline.model_copy(update={"baselines": keep})
+
+
+def one_nightly(
+    profiles: list[Profile],
+    cells: int,
+    rng: np.random.Generator,
+    args: argparse.Namespace,
+    planted: tuple[str, float] | None,
+) -> dict[str, Any]:
+    prof = [profiles[i % len(profiles)] for i in range(cells)]
+    cell_objs = [make_cell(i, p.hardware) for i, p in enumerate(prof)]
+    baselines = [
+        trimmed(
+            record_baseline([simulate_run(c, p, rng, None) for _ in range(args.baseline_runs)], command="sim")
+        )
+        for c, p in zip(cell_objs, prof, strict=True)
+    ]
+    targets = set(rng.choice(cells, size=args.planted, replace=False).tolist()) if planted else set()
+    family = sum(sum(1 for k in b.baselines if not k.startswith("acceptance_rate_pos_")) for b in baselines)
+    pooled = pooled_spreads(baselines)
+    candidates: list[list[RunResult]] = []
+    for i, (cell, profile, baseline) in enumerate(zip(cell_objs, prof, baselines, strict=True)):
+        plant = planted if i in targets else None
+        runs = [simulate_run(cell, profile, rng, plant)]
+        while len(runs) < args.max_runs:
+            [verdicts] = decide([gather(runs, baseline, "auto", pooled)], family_size=family)
+            if not any(v.status == "INCONCLUSIVE" for v in verdicts):
+                break
+            runs.append(simulate_run(cell, profile, rng, plant))
+        candidates.append(runs)
+    cases = [
+        CellCase(runs[-1], b, None, None, len(runs), None, None, tuple(runs))
+        for runs, b in zip(candidates, baselines, strict=True)
+    ]
+    fleet = [v.status for v in judge_cells(cases, alpha=ALPHA)]
+    rfc = []
+    for runs, baseline in zip(candidates, baselines, strict=True):
+        first = runs[0]
+        failed = any(
+            judge_metric(
+                m,
+                first.metrics[m],
+                MetricBaseline(expected=baseline.baselines[m].expected, tolerance_pct=RFC_TOLERANCE[m]),
+            ).status
+            == "FAIL"
+            for m in METRICS
+        )
+        rfc.append("FAIL" if failed else "PASS")
+    return {"targets": sorted(targets), "fleet": fleet, "rfc": rfc, "runs": [len(r) for r in candidates]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--nightlies", type=int, default=200, help="A/A nightlies (and planted ones per regression / 4)"
+    )
+    parser.add_argument("--cells", type=int, default=42)
+    parser.add_argument(
+        "--planted", type=int, default=4, help="cells with the planted regression per nightly"
+    )
+    parser.add_argument("--baseline-runs", type=int, default=5)
+    parser.add_argument("--max-runs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    default_data = [REPO / "runs", REPO / "evidence" / "h200"]
+    parser.add_argument("--data", type=Path, nargs="*", default=default_data)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--hardware", default=None, help="only profiles recorded on this hardware: cpu, h200")
+    args = parser.parse_args(argv)
+    nightly = yaml.safe_load((REPO / "jobs" / "nightly.yaml").read_text())["workload"]
+    grouped = load_results([p for p in args.data if p.exists()])
+    profiles = []
+    for name, results in sorted(grouped.items()):
+        if len(results) < 3 or (args.hardware and results[0].cell.hardware.name != args.hardware):
+            continue
+        workload = results[0].cell.workload
+        scale = nightly["num_prompts"] * nightly["max_tokens"] / (workload.num_prompts * workload.max_tokens)
+        profiles.append(fit_profile(name, results, scale, nightly["num_prompts"] / workload.num_prompts))
+    if not profiles:
+        print("no repeated RunResults found under", [str(p) for p in args.data], file=sys.stderr)
+        return 2
+    print("noise model (fitted from real runs):")
+    for p in profiles:
+        sds = ", ".join(f"{m} {100 * p.residuals[:, i].std(ddof=1):.1f}%" for i, m in enumerate(NOISY))
+        print(
+            f"  {p.source}: {p.runs} runs; AL {1 + p.position_rates.sum():.3f} between-run sd "
+            f"{100 * p.count_sd:.2f}%; log sd {sds}; nightly-scaled {p.drafts} drafts, {p.prompts} prompts"
+        )
+    rng = np.random.default_rng(args.seed)
+    out: dict[str, Any] = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "profiles": [p.source for p in profiles],
+    }
+    aa = [one_nightly(profiles, args.cells, rng, args, None) for _ in range(args.nightlies)]
+    rows = [
+        (
+            "A/A: family-wise false alarm per nightly",
+            np.mean([any(s == "FAIL" for s in n["fleet"]) for n in aa]),
+            np.mean([any(s == "FAIL" for s in n["rfc"]) for n in aa]),
+            np.mean([np.mean(n["runs"]) for n in aa]),
+            "<= 1 %",
+        )
+    ]
+    inconclusive = np.mean([np.mean([s == "INCONCLUSIVE" for s in n["fleet"]]) for n in aa])
+    for metric, change in REGRESSIONS:
+        planted_runs = [
+            one_nightly(profiles, args.cells, rng, args, (metric, change))
+            for _ in range(max(1, args.nightlies // 4))
+        ]
+        fleet_hits = [n["fleet"][t] == "FAIL" for n in planted_runs for t in n["targets"]]
+        rfc_hits = [n["rfc"][t] == "FAIL" for n in planted_runs for t in n["targets"]]
+        runs = [n["runs"][t] for n in planted_runs for t in n["targets"]]
+        bar = BARS.get((metric, change))
+        rows.append(
+            (
+                f"detect {metric} {change:+.0%}",
+                float(np.mean(fleet_hits)),
+                float(np.mean(rfc_hits)),
+                float(np.mean(runs)),
+                f">= {bar:.0%}" if bar else "",
+            )
+        )
+    print(
+        f"\n{args.nightlies} A/A nightlies of {args.cells} cells x {len(METRICS)} metrics; baselines from "
+        f"{args.baseline_runs} runs; fleet reruns INCONCLUSIVE cells up to {args.max_runs} runs; "
+        f"{args.planted} planted cells per regression nightly"
+    )
+    print(f"{'':46s} {'fleet':>8s} {'RFC ±10/15%':>12s} {'runs/cell':>10s}  bar")
+    for label, fleet, rfc, runs, bar in rows:
+        print(f"{label:46s} {100 * fleet:7.1f}% {100 * rfc:11.1f}% {runs:10.2f}  {bar}")
+    print(f"A/A cells left INCONCLUSIVE after reruns: {100 * inconclusive:.2f}%")
+    out["rows"] = [dict(zip(("what", "fleet", "rfc", "runs_per_cell", "bar"), r, strict=True)) for r in rows]
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Count-aware tests for the near-deterministic greedy metrics: acceptance length, rates, match rate.
+
+Why counts and not a fixed percentage: the same 1 % move is 1 draft in 100 or 100 in 10,000, and
+only the second is evidence. Each metric is a mean over events the result counts (drafts for acceptance
+length and per-position rates, draft tokens for the acceptance rate, prompts for the match rate), so
+the test's variance of the observed value under "no change" is
+
+    var = unit_variance / trials          the granularity of one run's counts
+        + s^2 x (1/n + 1/N)               the recorded spread across engine starts
+
+- The first term is a binomial-type term of ONE run, not of the n candidate runs pooled: under greedy
+  decoding the same prompts are replayed, so pooled replicates are not independent samples and their
+  counts do not shrink it. It is an upper bound on the count noise a harmless change can cause (a
+  kernel change that flips near-tie argmaxes re-draws at most every event), so it errs toward not
+  failing; it is also the floor that stops a baseline with zero recorded spread (the CPU reference
+  engine is bit-deterministic) from failing on a single flipped draft.
+- The second term is the real run-to-run noise (ngram counters moved ~1 % between H200 engine starts,
+  the match rate moved 43/50 -> 30-32/50), estimated from the N recorded runs (robust_sd) and shrunk
+  by the n candidate runs judged together.
+- unit_variance: a per-position rate and the match rate are Bernoulli per event, p(1-p). Acceptance
+  length is 1 + X with X the accepted tokens of a draft; acceptance is a prefix, so P(X > i) = p_i
+  (the per-position rate), E[X] = sum p_i and E[X^2] = sum (2i+1) p_i, which gives Var(X) exactly from
+  the per-position rates. The acceptance rate is X / k per draft (draft tokens within a draft are not
+  independent), so its variance is Var(X) / k^2 per draft, not p(1-p) per token. Without per-position
+  rates, Var(X) falls back to its maximum for a mean in [0, k]: mean x (k - mean). Bernoulli rates use
+  add-one smoothing, (x+1)/(n+2), so a recorded 20/20 match does not claim zero variance.
+The null values (p_i, p) are the baseline's, since the test asks whether the run is consistent with it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fleet.judge.assessment import Assessment, Role
+from fleet.judge.stats import Direction, robust_sd, tails
+from fleet.model import MetricBaseline, RunResult
+
+_POSITION = re.compile(r"acceptance_rate_pos_(\d+)")
+
+
+def role_of(name: str) -> Role:
+    return "secondary" if _POSITION.fullmatch(name) else "primary"
+
+
+def candidate_trials(name: str, result: RunResult) -> tuple[float, float] | None:
+    """(trials, drafted tokens per draft) that a count metric of one result is a mean over."""
+    counters = result.counters
+    if name == "match_rate":
+        return (float(result.match.num_prompts), 1.0) if result.match and result.match.num_prompts else None
+    if counters is None or counters.num_drafts == 0:
+        return None
+    per_draft = counters.num_draft_tokens / counters.num_drafts
+    return float(counters.num_drafts), per_draft
+
+
+def _position_rates(entries: Mapping[str, MetricBaseline], result: RunResult | None) -> list[float]:
+    rates = {int(m.group(1)): entry.expected for name, entry in entries.items()
+             if (m := _POSITION.fullmatch(name))}
+    if rates and sorted(rates) == list(range(len(rates))):
+        return [min(1.0, max(0.0, rates[i])) for i in range(len(rates))]
+    if result is not None and result.counters is not None and result.counters.num_drafts:
+        drafts = result.counters.num_drafts
+        return [count / drafts for count in result.counters.accepted_per_position]
+    return []
+
+
+def accepted_per_draft_variance(position_rates: Sequence[float], mean: float, k: float) -> float:
+    """Var(X) of accepted tokens per draft: exact from per-position rates, else the bound mean (k - mean)."""
+    if position_rates:
+        first = sum(position_rates)
+        second = sum((2 * i + 1) * p for i, p in enumerate(position_rates))
+        return max(second - first * first, 0.0)
+    return max(mean * (k - mean), 0.0)
+
+
+def unit_variance(name: str, entries: Mapping[str, MetricBaseline], result: RunResult, k: float,
+                  trials: float) -> float:
+    expected = entries[name].expected
+    if name == "match_rate" or _POSITION.fullmatch(name):
+        # Add-one smoothing: a recorded 20/20 must not claim zero variance (one flip would be infinite z).
+        p = (min(1.0, max(0.0, expected)) * trials + 1.0) / (trials + 2.0)
+        return p * (1 - p)
+    rates = _position_rates(entries, result)
+    if name == "acceptance_length":
+        return accepted_per_draft_variance(rates, expected - 1.0, k)
+    # acceptance_rate: X / k per draft
+    return accepted_per_draft_variance(rates, expected * k, k) / (k * k)
+
+
+def assess_count(name: str, entries: Mapping[str, MetricBaseline], candidates: Sequence[RunResult],
+                 better: Direction | None) -> Assessment:
+    """The count-aware z test of one acceptance or match metric (formula in the module docstring)."""
+    entry = entries[name]
+    observed = [float(result.metrics[name]) for result in candidates]
+    recorded = entry.values or []
+    shape = [t for t in (candidate_trials(name, r) for r in candidates) if t is not None]
+    if shape:
+        trials = float(np.mean([t for t, _ in shape]))
+        k = float(np.mean([per for _, per in shape]))
+    else:
+        # No counters in the result: the baseline's recorded `trials` (events the value is a fraction of;
+        # draft tokens for the acceptance rate, which is then taken as Bernoulli per token).
+        trials = float(entry.trials or 0)
+        k = max(1.0, float(len(_position_rates(entries, None))) or 1.0)
+    per_event = (min(1.0, max(0.0, entry.expected)) * (1 - min(1.0, max(0.0, entry.expected)))
+                 if name == "acceptance_rate" and not shape else
+                 unit_variance(name, entries, candidates[0], k, trials))
+    binomial = per_event / trials if trials else 0.0
+    spread = robust_sd(recorded) if len(recorded) >= 2 else (entry.std or 0.0)
+    n_recorded = len(recorded) or (entry.n or 1)
+    between = spread * spread * (1.0 / len(observed) + 1.0 / n_recorded)
+    granularity = 1.0 / trials if trials else 0.0
+    # Never tighter than half a count of one run: values are quantised to 1 / trials.
+    sigma = max(math.sqrt(binomial + between), granularity / 2.0)
+    centre = float(np.mean(observed))
+    change = centre - entry.expected
+    z = change / sigma if sigma > 0 else (0.0 if change == 0 else math.copysign(math.inf, change))
+    p_harm, p_benefit = tails(z, better)
+    detail = (f"{_pct(change, entry.expected)} from expected over {len(observed)} run(s); z {z:+.2f} with "
+              f"{trials:g} trials/run (binomial sd {math.sqrt(binomial):.3g}, between-run sd {spread:.3g})")
+    return Assessment(metric=name, kind="count", role=role_of(name), better=better, expected=entry.expected,
+                      observed=centre, runs=len(observed), recorded_runs=n_recorded, p_harm=p_harm,
+                      p_benefit=p_benefit, sigma=sigma, log_scale=False, can_fail=True,
+                      test="count-aware z (binomial + recorded between-run variance)", detail=detail)
+
+
+def _pct(change: float, expected: float) -> str:
+    if expected == 0:
+        return f"{change:+.4g}"
+    return f"{100.0 * change / abs(expected):+.2f}%"

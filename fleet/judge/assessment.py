@@ -1,0 +1,48 @@
+"""What a statistical test concluded about one metric of one cell, before error control across the run.
+
+An Assessment carries the evidence (observed centre, one-sided p of harm, the standard deviation the
+test used, how many candidate runs); `fleet.judge.decide` turns all of a run's assessments into verdicts
+once it knows the size of the family. Splitting the two keeps every test a pure function of one cell.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from fleet.judge.stats import Direction
+
+#: "count": near-deterministic greedy metrics judged on their counts; "noisy": system metrics judged on
+#: the recorded spread across engine starts.
+TestKind = Literal["count", "noisy"]
+#: Secondary metrics (per-position acceptance) only explain a primary failure; see fleet.judge.decide.
+Role = Literal["primary", "secondary"]
+
+
+@dataclass(frozen=True)
+class Assessment:
+    metric: str
+    kind: TestKind
+    role: Role
+    better: Direction | None
+    expected: float
+    observed: float
+    runs: int
+    recorded_runs: int
+    p_harm: float
+    p_benefit: float
+    #: Standard deviation of (observed - expected) under "no change", on the test's scale.
+    sigma: float
+    #: True when the test works on log values (relative changes), False for absolute ones.
+    log_scale: bool
+    #: Whether a FAIL is allowed by the evidence's shape (noisy metrics need two runs and the rank test).
+    can_fail: bool
+    test: str
+    detail: str
+
+    def band(self, z: float) -> tuple[float, float]:
+        """expected ± z sigma on the test's scale, as (lo, hi) on the metric's scale."""
+        if self.log_scale:
+            return self.expected * math.exp(-z * self.sigma), self.expected * math.exp(z * self.sigma)
+        return self.expected - z * self.sigma, self.expected + z * self.sigma

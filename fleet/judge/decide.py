@@ -1,0 +1,175 @@
+"""From a run's evidence to verdicts: which rule judges each metric, error control, three values.
+
+Rules per metric (`rule="auto"`):
+- the baseline entry has a recorded spread (>= 2 recorded values, or n >= 2 with a std): acceptance and
+  match metrics get the count-aware test (fleet.judge.acceptance) when the counts are known, system
+  metrics the noisy test (fleet.judge.noisy);
+- otherwise (a hand-written Appendix B file, or counts unknown): the RFC's ±tolerance_pct rule.
+`rule="rfc"` forces the RFC rule everywhere (on the mean of the candidate runs).
+
+Three values, per statistically judged metric:
+- FAIL: its one-sided p of harm, adjusted over every primary test of the run (Holm by default), is
+  <= ALPHA, and the evidence may fail (noisy metrics need two runs and the rank test; see noisy.py);
+- PASS: p of harm > SAME_ALPHA, i.e. not even nominally worse at the conventional 5 % level: clearly
+  the same (or better; a significant improvement is said in the detail, as a hint to re-record);
+- INCONCLUSIVE otherwise: suspicious but not proven; the controller reruns the cell (bounded budget).
+
+ALPHA = 0.01 is the family-wise false-alarm rate per run the nightly is held to (a wrong FAIL at most
+about once in 100 nightly runs). Per-position acceptance rates are secondary: they are strongly
+correlated with acceptance length and exist to say WHERE acceptance broke, so they do not enlarge the
+family; they are tested (Holm within the cell) only in a cell where acceptance length or rate already
+failed, and pass otherwise. A cell with no real regression therefore fails only through a primary
+false alarm, which Holm bounds at ALPHA across the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from fleet.judge.acceptance import assess_count, candidate_trials
+from fleet.judge.assessment import Assessment
+from fleet.judge.multiple import Method, adjust, holm, step_threshold
+from fleet.judge.noisy import assess_noisy, pooled_log_sd
+from fleet.judge.rfc_rule import judge_metric
+from fleet.judge.stats import z_for_tail
+from fleet.model import Baseline, MetricBaseline, MetricVerdict, RunResult, Status
+from fleet.suite.metrics import metric_info
+
+Rule = Literal["auto", "rfc"]
+RULES: tuple[Rule, ...] = ("auto", "rfc")
+ALPHA = 0.01
+SAME_ALPHA = 0.05
+#: Metrics whose failure opens the gate for the secondary per-position tests of the same cell.
+GATE_METRICS = ("acceptance_length", "acceptance_rate")
+
+
+@dataclass
+class CellEvidence:
+    """One cell's metrics in baseline order: statistical assessments, or verdicts already final."""
+
+    order: list[str]
+    assessments: dict[str, Assessment] = field(default_factory=dict)
+    final: dict[str, MetricVerdict] = field(default_factory=dict)
+
+
+def has_spread(entry: MetricBaseline) -> bool:
+    if entry.values is not None and len(entry.values) >= 2:
+        return True
+    return entry.n is not None and entry.n >= 2 and entry.std is not None
+
+
+def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], float]:
+    """(hardware, metric) -> the run's pooled log sd of that noisy metric (fleet.judge.noisy)."""
+    groups: dict[tuple[str, str], list[MetricBaseline]] = {}
+    for baseline in baselines:
+        for name, entry in baseline.baselines.items():
+            groups.setdefault((baseline.hardware, name), []).append(entry)
+    return {key: pooled_log_sd(entries) for key, entries in groups.items()}
+
+
+def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto",
+           pooled: Mapping[tuple[str, str], float] | None = None) -> CellEvidence:
+    """Evidence for every metric the baseline names, from the cell's candidate runs (at least one).
+
+    `pooled` (from `pooled_spreads` over every baseline of the run) floors each noisy metric's spread.
+    """
+    if not results:
+        raise ValueError("gather needs at least one candidate result")
+    evidence = CellEvidence(order=list(baseline.baselines))
+    for name, entry in baseline.baselines.items():
+        values = [r.metrics.get(name) for r in results]
+        present = [float(v) for v in values if v is not None and not math.isnan(v)]
+        if len(present) < len(values):
+            missing = values[0] if len(results) == 1 else None
+            evidence.final[name] = judge_metric(name, missing, entry)
+            continue
+        info = metric_info(name)
+        better = info.better if info is not None else None
+        statistical = rule == "auto" and has_spread(entry)
+        if statistical and info is not None and info.kind in ("acceptance", "match"):
+            if all(candidate_trials(name, r) is not None for r in results) or entry.trials:
+                evidence.assessments[name] = assess_count(name, baseline.baselines, results, better)
+                continue
+            statistical = False
+        if statistical:
+            pooled_sd = (pooled or {}).get((baseline.hardware, name), 0.0)
+            evidence.assessments[name] = assess_noisy(name, entry, present, better, pooled_sd)
+            continue
+        verdict = judge_metric(name, float(np.mean(present)), entry)
+        if len(present) > 1:
+            verdict = verdict.model_copy(update={"runs": len(present),
+                                                 "detail": f"{verdict.detail}; mean of {len(present)} runs"})
+        evidence.final[name] = verdict
+    return evidence
+
+
+def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Method = "holm",
+           family_size: int | None = None) -> list[list[MetricVerdict]]:
+    """Every cell's metric verdicts, with error control over all primary tests of the run.
+
+    `family_size` (>= the primary tests present) makes the control as strict as for a larger run; the
+    controller uses it to judge one cell between reruns as it will be judged in the whole run.
+    """
+    primary = [(i, a) for i, cell in enumerate(cells)
+               for a in cell.assessments.values() if a.role == "primary"]
+    p_values = [a.p_harm for _, a in primary]
+    padded = p_values + [1.0] * max(0, (family_size or 0) - len(p_values))
+    adjusted_all = adjust(padded, method)
+    adjusted = {(i, a.metric): adjusted_all[k] for k, (i, a) in enumerate(primary)}
+    bonferroni_z = z_for_tail(alpha / max(len(padded), 1))
+    out: list[list[MetricVerdict]] = []
+    for index, cell in enumerate(cells):
+        verdicts: dict[str, MetricVerdict] = dict(cell.final)
+        for name, a in cell.assessments.items():
+            if a.role != "primary":
+                continue
+            adj = adjusted[(index, name)]
+            fails = adj <= alpha and a.can_fail
+            z = z_for_tail(step_threshold(a.p_harm, padded, alpha, method)) if fails else bonferroni_z
+            verdicts[name] = _verdict(a, _status(a, fails), adj, z, alpha, method)
+        gate_open = any(verdicts[n].status == "FAIL" for n in GATE_METRICS if n in verdicts)
+        secondary = [a for a in cell.assessments.values() if a.role == "secondary"]
+        within = holm([a.p_harm for a in secondary])
+        for a, adj in zip(secondary, within, strict=True):
+            fails = gate_open and adj <= alpha
+            z = z_for_tail(alpha / max(len(secondary), 1))
+            status: Status = "FAIL" if fails else "PASS"
+            verdict = _verdict(a, status, adj, z, alpha, "holm")
+            if not gate_open:
+                note = "secondary: judged only when acceptance length or rate fails"
+                verdict = verdict.model_copy(update={"detail": f"{verdict.detail}; {note}"})
+            verdicts[a.metric] = verdict
+        out.append([verdicts[name] for name in cell.order])
+    return out
+
+
+def _status(a: Assessment, fails: bool) -> Status:
+    if fails:
+        return "FAIL"
+    if a.p_harm > SAME_ALPHA:
+        return "PASS"
+    return "INCONCLUSIVE"
+
+
+def _verdict(a: Assessment, status: Status, adjusted_p: float, z: float, alpha: float,
+             method: str) -> MetricVerdict:
+    lo, hi = a.band(z)
+    info = metric_info(a.metric)
+    if info is not None and info.unit == "ratio":  # a rate's band cannot leave [0, 1]
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    harmful_bound = hi if a.better == "lower" else lo
+    tolerance = 100.0 * abs(harmful_bound - a.expected) / abs(a.expected) if a.expected else None
+    detail = a.detail
+    if status == "PASS" and a.p_benefit <= alpha:
+        detail += "; improved beyond the recorded spread: consider re-recording the baseline"
+    return MetricVerdict(
+        metric=a.metric, status=status, observed=a.observed, expected=a.expected, lo=lo, hi=hi,
+        tolerance_pct=round(tolerance, 1) if tolerance is not None and tolerance > 0 else None,
+        rule=f"{a.test}; {method} over the run, alpha {alpha:g}", detail=detail,
+        p_value=a.p_harm, adjusted_p=adjusted_p, runs=a.runs,
+    )

@@ -1,0 +1,134 @@
+"""JUnit XML and Markdown reports: schema-valid, one testcase per cell, failures carry the metric lines."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import xmlschema
+
+from fleet.model import CellVerdict, MetricVerdict, ResultError, RunReport, Status
+from fleet.report import FORMATS, render
+from fleet.report.junit import render_junit
+from fleet.report.markdown import render_markdown
+
+SCHEMA = xmlschema.XMLSchema(Path(__file__).parent / "data" / "junit.xsd")
+FAILED = MetricVerdict(
+    metric="acceptance_rate",
+    status="FAIL",
+    observed=0.635,
+    expected=0.73,
+    lo=0.657,
+    hi=0.803,
+    tolerance_pct=10,
+    rule="rfc",
+    detail="-13.0%",
+)
+PASSED = MetricVerdict(
+    metric="speedup",
+    status="PASS",
+    observed=2.08,
+    expected=2.1,
+    lo=1.785,
+    hi=2.415,
+    tolerance_pct=15,
+    rule="rfc",
+    detail="-1%",
+)
+
+
+def cell(status: Status, index: int, **extra: object) -> CellVerdict:
+    return CellVerdict.model_validate(
+        {
+            "cell_id": f"eagle3__m{index}__l4",
+            "variant": "eagle3",
+            "model": "m",
+            "hardware": "l4",
+            "status": status,
+            "message": f"{status} & <why>",
+            **extra,
+        }
+    )
+
+
+def report(*cells: CellVerdict) -> RunReport:
+    return RunReport(
+        run_id="nightly-1",
+        tier="nightly",
+        backend="kube",
+        started_at="2025-11-05T14:00:00+00:00",
+        finished_at="2025-11-05T14:45:00+00:00",
+        status="FAIL",
+        exit_code=1,
+        cells=list(cells),
+        rule="auto",
+        error_control="holm",
+        alpha=0.01,
+    )
+
+
+EVERY_STATUS = report(
+    cell("PASS", 0, metrics=[PASSED]),
+    cell("FAIL", 1, metrics=[FAILED, PASSED]),
+    cell(
+        "ERROR",
+        2,
+        error=ResultError(
+            category="infrastructure", reason="oom", message="CUDA OOM", log_tail="line 1\nline 2"
+        ),
+    ),
+    cell("NO_BASELINE", 3),
+    cell("SKIPPED", 4),
+    cell("INCONCLUSIVE", 5, metrics=[PASSED.model_copy(update={"status": "INCONCLUSIVE"})]),
+)
+
+
+def test_junit_report_validates_against_the_junit_schema() -> None:
+    SCHEMA.validate(render_junit(EVERY_STATUS))
+
+
+def test_the_schema_check_rejects_a_report_with_a_missing_counter() -> None:
+    broken = render_junit(EVERY_STATUS).replace(' failures="1"', "", 1).replace(' failures="1"', "", 1)
+    assert not SCHEMA.is_valid(broken)
+
+
+def test_junit_has_a_testcase_per_cell_and_counts_that_add_up() -> None:
+    root = ET.fromstring(render_junit(EVERY_STATUS))
+    [suite] = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [c.cell_id for c in EVERY_STATUS.cells]
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (
+        "6",
+        "1",
+        "2",
+        "2",
+    )
+    assert suite.get("time") == "2700.000"
+
+
+def test_a_failed_cell_carries_the_rfc_failure_lines() -> None:
+    root = ET.fromstring(render_junit(EVERY_STATUS))
+    failure = root.find("testsuite/testcase[@name='eagle3__m1__l4']/failure")
+    assert failure is not None and failure.get("type") == "regression"
+    assert failure.text == "- acceptance_rate: 0.635 outside range [0.657, 0.803] (expected: 0.73 ±10%)\n"
+
+
+def test_no_baseline_is_an_error_and_inconclusive_a_typed_skip() -> None:
+    root = ET.fromstring(render_junit(EVERY_STATUS))
+    assert root.find("testsuite/testcase[@name='eagle3__m3__l4']/error").get("type") == "no-baseline"  # type: ignore[union-attr]
+    skip = root.find("testsuite/testcase[@name='eagle3__m5__l4']/skipped")
+    assert skip is not None and skip.get("type") == "inconclusive"
+
+
+def test_markdown_lists_every_cell_and_details_only_the_non_passing_ones() -> None:
+    text = render_markdown(EVERY_STATUS)
+    assert text.count("| `eagle3__m") == 6
+    assert text.count("<details>") == 5
+    assert "`acceptance_rate` | 0.635 | 0.73 | [0.657, 0.803]" in text
+    assert "CUDA OOM" in text or "ERROR & <why>" in text
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_renders_from_the_one_report(fmt: str) -> None:
+    assert render(EVERY_STATUS, fmt).endswith("\n")  # type: ignore[arg-type]
