@@ -1,0 +1,233 @@
+"""How well, how fast and how cheaply `fleet bisect` finds a planted regression, against serial bisection.
+
+Seeded trials over N = 1,000 commits: one planted regression per trial, broken ranges, 5 % flaky runs.
+fleet's search (fleet.bisect + fleet.compare, exactly as `fleet bisect` runs them) with k = 1, 2, 4, 8
+slots per round, beside serial bisection with one run per commit (git bisect / asv find: each commit is
+placed by whichever end its single run is nearer; a failed run is skipped as `git bisect skip` does).
+
+Noise, from real repeated runs (say which with every table):
+- acceptance length, draft_model: identical in all 5 recorded CPU runs (baselines/cpu/draft_model-k4*)
+  and across two H200 engine starts (shared/device/README.md): no noise.
+- acceptance length, ngram: 2.191 vs 2.214 between two H200 engine starts: relative sd 0.74 %, normal.
+- TPOT p50: a smoothed bootstrap of the relative residuals of the real repeated runs: the 2 x 5 CPU
+  speedup values in baselines/cpu/*.json and the three H200 TPOT p50 pairs of shared/device/README.md,
+  each drawn residual plus normal jitter of Silverman's bandwidth.
+
+Planted regressions: acceptance length -3 ... -20 %, TPOT +5 ... +30 % (uniform). A broken range of 1-8
+commits in 30 % of trials (half of them right before or over the culprit: no image / build failure),
+and 5 % of all runs fail as flakes. The "oracle" knows each commit's side exactly from one run, knows
+which commits are broken, never flakes and needs no runs of the ends: its runs are the probes of a
+noise-free k-ary search using k slots a round, its rounds ceil(log_{k+1} N') for the N' testable
+candidates. Run: python benchmarks/bisect_efficiency.py [--trials 1000] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.backends.sim_scenario import Noise
+from fleet.bisect import Bisection, Observation, SearchPolicy, _spread, rounds_lower_bound
+from fleet.compare import compare
+from fleet.suite.metrics import MetricClass
+
+REPO = Path(__file__).resolve().parent.parent
+N = 1000
+FLAKY = 0.05
+BROKEN_SHARE = 0.3
+
+
+def _residuals(values: Sequence[float]) -> list[float]:
+    mean = statistics.fmean(values)
+    return [v / mean - 1.0 for v in values]
+
+
+def latency_noise() -> Noise:
+    residuals: list[float] = []
+    for path in sorted((REPO / "baselines" / "cpu").glob("*.json")):
+        residuals += _residuals(json.loads(path.read_text())["baselines"]["speedup"]["values"])
+    for pair in ((2.11, 2.18), (2.22, 2.13), (3.82, 4.75)):  # H200 TPOT p50 ms, shared/device/README.md
+        residuals += _residuals(pair)
+    bandwidth = 1.06 * statistics.stdev(residuals) * len(residuals) ** -0.2
+    return Noise(residuals=residuals, jitter_sd=bandwidth)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    kind: MetricClass
+    noise: Noise
+    low: float
+    high: float
+    max_samples: int
+
+
+def families() -> list[Family]:
+    return [
+        Family("acceptance_length, draft_model (no noise), -3..-20 %", "acceptance", Noise(),
+               -0.20, -0.03, 12),
+        Family("acceptance_length, ngram (sd 0.74 %), -3..-20 %", "acceptance", Noise(relative_sd=0.0074),
+               -0.20, -0.03, 12),
+        Family("tpot_p50, latency (bootstrap of real runs), +5..+30 %", "latency", latency_noise(),
+               0.05, 0.30, 40),
+    ]
+
+
+@dataclass(frozen=True)
+class Trial:
+    culprit: int
+    shift: float
+    broken: frozenset[int]
+    seed: int
+
+    def truth(self) -> tuple[int, int]:
+        """The right answer: (first, last) candidates, wider than one commit when broken ones hide it."""
+        last = next(c for c in range(self.culprit, N) if c not in self.broken)
+        first = max(c for c in range(0, self.culprit) if c not in self.broken) + 1
+        return first, last
+
+
+def make_trial(rng: random.Random, family: Family, seed: int) -> Trial:
+    culprit = rng.randrange(2, N - 2)
+    broken: set[int] = set()
+    if rng.random() < BROKEN_SHARE:
+        length = rng.randint(1, 8)
+        start = culprit - rng.randint(0, length) if rng.random() < 0.5 else rng.randrange(1, N - length - 1)
+        broken = {c for c in range(start, start + length) if 0 < c < N - 1}
+    return Trial(culprit, rng.uniform(family.low, family.high), frozenset(broken), seed)
+
+
+def measure(trial: Trial, family: Family, rng: random.Random, commit: int) -> Observation:
+    if commit in trial.broken:
+        return Observation(commit, None, "untestable", "BuildFailure")
+    if rng.random() < FLAKY:
+        return Observation(commit, None, "transient", "NodeLost")
+    mean = 2.0 * (1 + trial.shift if commit >= trial.culprit else 1.0)
+    return Observation(commit, mean * (1 + family.noise.draw(rng)))
+
+
+def run_fleet(trial: Trial, family: Family, slots: int) -> tuple[bool, bool, int, int]:
+    rng = random.Random(trial.seed * 7919 + slots)
+    policy = SearchPolicy(slots=slots, max_samples=family.max_samples,
+                          resample="double" if family.kind == "latency" else "one")
+
+    def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: float | None):  # type: ignore[no-untyped-def]
+        return compare(a, b, magnitude=magnitude, kind=family.kind, noise=noise)
+
+    search = Bisection(N, judge, policy)
+    while runs := search.next_round():
+        search.record([measure(trial, family, rng, run.commit) for run in runs])
+    finding = search.finding
+    assert finding is not None
+    right = (finding.first, finding.last) == trial.truth()
+    return right, right and finding.verified, search.rounds, search.runs
+
+
+def run_serial(trial: Trial, family: Family) -> tuple[bool, int]:
+    """git bisect with one run per commit: a failed run is skipped, the nearer end decides."""
+    rng = random.Random(trial.seed * 104729)
+    runs = 0
+
+    def once(commit: int) -> float | None:
+        nonlocal runs
+        runs += 1
+        seen = measure(trial, family, rng, commit)
+        return seen.value
+
+    good_value, bad_value = once(0), once(N - 1)
+    while good_value is None:
+        good_value = once(0)
+    while bad_value is None:
+        bad_value = once(N - 1)
+    low, high, skipped = 0, N - 1, set()
+    while True:
+        left = [c for c in range(low + 1, high) if c not in skipped]
+        if not left:
+            break
+        middle = min(left, key=lambda c: abs(c - (low + high) / 2))
+        value = once(middle)
+        if value is None:
+            skipped.add(middle)
+            continue
+        if abs(value - good_value) <= abs(value - bad_value):
+            low = middle
+        else:
+            high = middle
+    return (low + 1, high) == trial.truth(), runs
+
+
+def oracle(trial: Trial, slots: int) -> tuple[int, int]:
+    """Rounds and runs of a k-ary search that knows each testable commit's side from one run."""
+    low, high, rounds, runs = 0, N - 1, 0, 0
+    while True:
+        left = [c for c in range(low + 1, high) if c not in trial.broken]
+        if not left:
+            return rounds, runs
+        probes = _spread(left, slots)
+        rounds, runs = rounds + 1, runs + len(probes)
+        for probe in probes:
+            if probe >= trial.culprit:
+                high = min(high, probe)
+            else:
+                low = max(low, probe)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--slots", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--families", type=int, nargs="+", default=None, help="indices of the families")
+    args = parser.parse_args()
+    chosen = families() if args.families is None else [families()[i] for i in args.families]
+    print(f"N = {N} commits, {args.trials} seeded trials per row, {FLAKY:.0%} flaky runs, broken range in "
+          f"{BROKEN_SHARE:.0%} of trials; bar: rounds <= ceil(log_(k+1) N) + 2, runs <= 1.5 x oracle")
+    for family in chosen:
+        started = time.time()
+        rng = random.Random(args.seed)
+        trials = [make_trial(rng, family, args.seed * 100003 + i) for i in range(args.trials)]
+        print(f"\n{family.name}; sample cap {family.max_samples}")
+        print(f"{'method':<12}{'correct':>9}{'verified':>10}{'rounds mean/p99/max':>21}{'bar':>5}"
+              f"{'<=bar':>8}{'runs mean':>10}{'oracle':>8}{'x oracle':>9}{'p99 x':>7}")
+        for slots in args.slots:
+            results = [run_fleet(t, family, slots) for t in trials]
+            oracles = [oracle(t, slots) for t in trials]
+            bar = rounds_lower_bound(N, slots) + 2
+            rounds = [r[2] for r in results]
+            ratios = [r[3] / max(o[1], 1) for r, o in zip(results, oracles, strict=True)]
+            runs = statistics.fmean(r[3] for r in results)
+            oracle_runs = statistics.fmean(o[1] for o in oracles)
+            print(f"{'fleet k=' + str(slots):<12}{_pct(r[0] for r in results):>9}"
+                  f"{_pct(r[1] for r in results):>10}"
+                  f"{statistics.fmean(rounds):>9.1f}/{percentile(rounds, 0.99):>3}/{max(rounds):>4}"
+                  f"{bar:>8}{_pct(r <= bar for r in rounds):>8}{runs:>10.1f}{oracle_runs:>8.1f}"
+                  f"{runs / oracle_runs:>9.2f}{percentile(ratios, 0.99):>7.2f}")
+        serial = [run_serial(t, family) for t in trials]
+        oracles = [oracle(t, 1) for t in trials]
+        print(f"{'serial n=1':<12}{_pct(s[0] for s in serial):>9}{'-':>10}"
+              f"{statistics.fmean(s[1] for s in serial):>9.1f}/{percentile([s[1] for s in serial], 0.99):>3}"
+              f"/{max(s[1] for s in serial):>4}{'':>8}{'':>8}{statistics.fmean(s[1] for s in serial):>10.1f}"
+              f"{statistics.fmean(o[1] for o in oracles):>8.1f}"
+              f"{statistics.fmean(s[1] for s in serial) / statistics.fmean(o[1] for o in oracles):>9.2f}")
+        print(f"({time.time() - started:.0f} s)")
+
+
+def _pct(flags: Callable[[], object] | object) -> str:
+    values = list(flags)  # type: ignore[call-overload]
+    return f"{100 * sum(bool(v) for v in values) / len(values):.1f}%"
+
+
+if __name__ == "__main__":
+    main()

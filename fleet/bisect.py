@@ -1,0 +1,365 @@
+"""Which commits to measure next, and when the culprit is known: the bisection's search, with no I/O.
+
+git bisect and asv find measure one commit at a time and trust one run of it. This search follows
+Chromium's Pinpoint instead, on a fleet of GPUs:
+- k-ary search: each round measures up to `slots` commits at once, spread evenly over the commits still
+  in question, so a range of N commits takes about log_{k+1} N rounds instead of log_2 N;
+- a commit is placed on the good or the bad side by a three-valued comparison of its samples with both
+  ends' (fleet.compare); UNKNOWN buys more samples of whichever of the three has fewest, up to a cap, at
+  which the commit is placed by the nearer end and marked as forced;
+- a commit that cannot be measured (no image, build failure, an engine crash twice) is skipped; when
+  such commits sit between the last good and the first bad commit the answer is a range, not a commit;
+- before a culprit is reported it is verified: fresh runs of it and its parent must compare DIFFERENT,
+  directly, in the same direction as the good and bad ends do.
+
+The caller owns the clock and the machines: it asks `next_round()` for runs, makes them, and hands the
+results to `record()` until `finding` is set.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+from fleet.compare import Comparison, Verdict
+
+FailureKind = Literal["transient", "untestable"]
+Status = Literal["culprit", "range", "no-regression", "unresolved"]
+#: compare(a, b, magnitude, noise) -> Comparison of samples b against samples a.
+Comparator = Callable[[Sequence[float], Sequence[float], float, float | None], Comparison]
+
+#: Degrees of freedom from which the pooled within-commit spread is handed to the comparator as noise.
+POOLED_NOISE_MIN_FREEDOM = 4
+
+
+class Side(Enum):
+    GOOD = "good"
+    BAD = "bad"
+    UNKNOWN = "unknown"
+    UNTESTABLE = "untestable"
+    UNMEASURED = "unmeasured"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run to make: commit index into the ordered list, and why (for the progress log)."""
+
+    commit: int
+    purpose: Literal["end", "probe", "resample", "verify"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One run's result: the metric's value, or why there is none."""
+
+    commit: int
+    value: float | None
+    failure: FailureKind | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SearchPolicy:
+    slots: int
+    max_samples: int = 12
+    max_failures: int = 3
+    max_rounds: int = 40
+    verify_fresh: int = 1
+    #: Runs added to an UNKNOWN commit per round: "one", or "double" its samples as Pinpoint does
+    #: (10, 20, 40, ...), which suits noisy latency metrics that rank tests judge only at larger n.
+    resample: Literal["one", "double"] = "one"
+
+    def __post_init__(self) -> None:
+        if self.slots < 1:
+            raise ValueError("slots must be at least 1")
+        if self.max_samples < 1 or self.max_failures < 1 or self.verify_fresh < 0:
+            raise ValueError("max_samples and max_failures must be >= 1, verify_fresh >= 0")
+
+
+@dataclass
+class CommitRecord:
+    samples: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    untestable: str | None = None
+
+
+@dataclass(frozen=True)
+class Classification:
+    side: Side
+    against_good: Comparison | None = None
+    against_bad: Comparison | None = None
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The answer: commits first..last (indices, inclusive) hold the culprit; first == last is exact."""
+
+    status: Status
+    first: int | None
+    last: int | None
+    verified: bool
+    reason: str
+    ends: Comparison | None = None
+    verification: Comparison | None = None
+
+
+class Bisection:
+    """Search commits 0..n-1 for the first one that differs from commit 0 (good) as commit n-1 (bad) does."""
+
+    def __init__(self, commits: int, compare: Comparator, policy: SearchPolicy) -> None:
+        if commits < 2:
+            raise ValueError("a bisection needs a good and a bad commit")
+        self.size = commits
+        self.good, self.bad = 0, commits - 1
+        self.compare = compare
+        self.policy = policy
+        self.records = [CommitRecord() for _ in range(commits)]
+        self.rounds = 0
+        self.runs = 0
+        self.finding: Finding | None = None
+        self._verify_from: tuple[int, int, int, int] | None = None
+        self._cache: dict[tuple[int, int, int, int, float | None], Classification] = {}
+
+    # --- the caller's two calls ---------------------------------------------------------------------
+
+    def next_round(self) -> list[Run]:
+        """The runs of the next round (at most `slots`); empty once `finding` is set."""
+        if self.finding is not None:
+            return []
+        if self.rounds >= self.policy.max_rounds:
+            self._finish("unresolved", None, None, f"no answer within {self.policy.max_rounds} rounds")
+            return []
+        runs = self._plan()
+        if not runs and self.finding is None:
+            self._finish("unresolved", None, None, "nothing left to measure, and no answer")
+        if runs:
+            self.rounds += 1
+        return runs
+
+    def record(self, observations: Sequence[Observation]) -> None:
+        for seen in observations:
+            record = self.records[seen.commit]
+            self.runs += 1
+            if seen.value is not None and seen.failure is None:
+                record.samples.append(seen.value)
+                continue
+            record.failures.append(seen.reason or (seen.failure or "failed"))
+            # A commit that has run once is testable: later failures of it are the machines' flakiness.
+            gave_up = len(record.failures) >= self.policy.max_failures and not record.samples
+            if seen.failure == "untestable" or gave_up:
+                record.untestable = "; ".join(record.failures)
+
+    # --- what the report shows ------------------------------------------------------------------------
+
+    def magnitude(self) -> float:
+        """The relative change between the ends' means (0 until both ends have a sample)."""
+        good, bad = self.records[self.good].samples, self.records[self.bad].samples
+        if not good or not bad:
+            return 0.0
+        centre = statistics.fmean(good)
+        return abs(statistics.fmean(bad) - centre) / (abs(centre) or 1.0)
+
+    def ends_comparison(self) -> Comparison | None:
+        good, bad = self.records[self.good].samples, self.records[self.bad].samples
+        if not good or not bad:
+            return None
+        return self.compare(good, bad, self.magnitude(), self._pooled_noise())
+
+    def classify(self, commit: int) -> Classification:
+        record = self.records[commit]
+        if record.untestable is not None:
+            return Classification(Side.UNTESTABLE)
+        if commit == self.good:
+            return Classification(Side.GOOD)
+        if commit == self.bad:
+            return Classification(Side.BAD)
+        if not record.samples:
+            return Classification(Side.UNMEASURED)
+        good, bad = self.records[self.good].samples, self.records[self.bad].samples
+        if not good or not bad:
+            return Classification(Side.UNKNOWN)
+        noise = self._pooled_noise()
+        key = (commit, len(record.samples), len(good), len(bad), noise)
+        if key not in self._cache:
+            self._cache[key] = self._classify(record.samples, good, bad, noise)
+        return self._cache[key]
+
+    def bracket(self) -> tuple[int, int]:
+        """(last good, first bad) as the samples stand; the culprit lies in (last good, first bad]."""
+        sides = {c: self.classify(c).side for c in range(1, self.bad) if self.records[c].samples}
+        first_bad = min([c for c, side in sides.items() if side is Side.BAD], default=self.bad)
+        last_good = max([c for c, side in sides.items() if side is Side.GOOD and c < first_bad],
+                        default=self.good)
+        return last_good, first_bad
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _classify(self, samples: list[float], good: list[float], bad: list[float],
+                  noise: float | None) -> Classification:
+        magnitude = self.magnitude()
+        vs_good = self.compare(good, samples, magnitude, noise)
+        vs_bad = self.compare(bad, samples, magnitude, noise)
+        side = _side(vs_good.verdict, vs_bad.verdict)
+        if side is Side.UNKNOWN and len(samples) >= self.policy.max_samples:
+            nearer_good = abs(statistics.fmean(samples) - statistics.fmean(good)) <= \
+                abs(statistics.fmean(samples) - statistics.fmean(bad))
+            return Classification(Side.GOOD if nearer_good else Side.BAD, vs_good, vs_bad, forced=True)
+        return Classification(side, vs_good, vs_bad)
+
+    def _pooled_noise(self) -> float | None:
+        """Within-commit spread pooled over every commit with two or more samples, relative to good."""
+        squares, freedom = 0.0, 0
+        for record in self.records:
+            if len(record.samples) >= 2:
+                mean = statistics.fmean(record.samples)
+                squares += sum((x - mean) ** 2 for x in record.samples)
+                freedom += len(record.samples) - 1
+        good = self.records[self.good].samples
+        if freedom < POOLED_NOISE_MIN_FREEDOM or not good:
+            return None
+        return round(float((squares / freedom) ** 0.5) / (abs(statistics.fmean(good)) or 1.0), 6)
+
+    def _finish(self, status: Status, first: int | None, last: int | None, reason: str,
+                verified: bool = False, verification: Comparison | None = None) -> None:
+        self.finding = Finding(status, first, last, verified, reason, self.ends_comparison(), verification)
+
+    def _plan(self) -> list[Run]:
+        plan = _Plan(self.policy.slots)
+        for end in (self.good, self.bad):
+            record = self.records[end]
+            if record.untestable is not None:
+                which = "good" if end == self.good else "bad"
+                self._finish("unresolved", None, None,
+                             f"the {which} end cannot be measured: {record.untestable}")
+                return []
+            if not record.samples:
+                plan.add(end, "end")
+        ends = self.ends_comparison()
+        if ends is not None and ends.verdict is not Verdict.DIFFERENT:
+            if ends.verdict is Verdict.SAME:
+                self._finish("no-regression", None, None, f"good and bad ends compare {ends.describe()}")
+                return []
+            more = self._fewest([self.good, self.bad])
+            if more is None:
+                self._finish("no-regression", None, None,
+                             f"good and bad ends still compare {ends.describe()} at the sample cap")
+                return []
+            plan.add(more, "end")
+        last_good, first_bad = self.bracket()
+        inside = [c for c in range(last_good + 1, first_bad) if self.records[c].untestable is None]
+        unknown = [c for c in inside if self.records[c].samples]  # measured, yet neither good nor bad
+        unmeasured = [c for c in inside if not self.records[c].samples]
+        if ends is not None and ends.verdict is Verdict.DIFFERENT and not unknown and not unmeasured:
+            return self._verify(last_good, first_bad, plan)
+        self._verify_from = None
+        middle = (last_good + first_bad) / 2
+        ends_measured = all(self.records[end].samples for end in (self.good, self.bad))
+        for commit in sorted(unknown, key=lambda c: abs(c - middle)) if ends_measured else []:
+            target = self._fewest([commit, self.good, self.bad])
+            if target is None or plan.has(target, "resample"):
+                continue
+            extra = len(self.records[target].samples) if self.policy.resample == "double" else 1
+            for _ in range(min(max(extra, 1), self.policy.max_samples - len(self.records[target].samples))):
+                plan.add(target, "resample")
+        for commit in _spread(unmeasured, plan.free):
+            plan.add(commit, "probe")
+        return plan.runs
+
+    def _verify(self, parent: int, culprit: int, plan: _Plan) -> list[Run]:
+        """Fresh runs of the culprit and its parent, compared directly, before the answer is given."""
+        parent_n, culprit_n = len(self.records[parent].samples), len(self.records[culprit].samples)
+        if self._verify_from is None or self._verify_from[:2] != (parent, culprit):
+            self._verify_from = (parent, culprit, parent_n, culprit_n)
+        fresh = (parent_n - self._verify_from[2], culprit_n - self._verify_from[3])
+        exact = culprit - parent == 1
+        status: Status = "culprit" if exact else "range"
+        hidden = "" if exact else f" ({culprit - parent - 1} untestable commits before it could hold it)"
+        if fresh[0] >= self.policy.verify_fresh and fresh[1] >= self.policy.verify_fresh:
+            check = self.compare(self.records[parent].samples, self.records[culprit].samples,
+                                 self.magnitude(), self._pooled_noise())
+            ends = self.ends_comparison()
+            same_way = ends is None or (check.relative_difference > 0) == (ends.relative_difference > 0)
+            if check.verdict is Verdict.DIFFERENT and same_way:
+                self._finish(status, parent + 1, culprit, f"verified against its parent{hidden}", True, check)
+                return []
+            # Not DIFFERENT directly although both were placed apart by the ends: the ends may be the
+            # ones off, so they are candidates for more samples as well.
+            more = self._fewest([parent, culprit, self.good, self.bad])
+            if more is None:
+                self._finish(status, parent + 1, culprit,
+                             f"NOT verified: against its parent it compares {check.describe()} at the sample "
+                             f"cap{hidden}", False, check)
+                return []
+            plan.add(more, "verify")
+            for commit in (parent, culprit, self.good, self.bad):
+                if commit != more and len(self.records[commit].samples) < self.policy.max_samples:
+                    plan.add(commit, "verify")
+            return plan.runs
+        lacking = [c for c, got in ((parent, fresh[0]), (culprit, fresh[1]))
+                   if got < self.policy.verify_fresh]
+        for commit in lacking:
+            plan.add(commit, "verify")
+        if len(lacking) == 2 and plan.free >= 2:  # spare slots: one flake must not cost another round
+            for commit in lacking:
+                plan.add(commit, "verify")
+        return plan.runs
+
+    def _fewest(self, commits: Sequence[int]) -> int | None:
+        """The commit with fewest samples below the cap (the first of equals), None if all are at it."""
+        open_ = [c for c in commits if len(self.records[c].samples) < self.policy.max_samples]
+        return min(open_, key=lambda c: len(self.records[c].samples)) if open_ else None
+
+
+def _side(vs_good: Verdict, vs_bad: Verdict) -> Side:
+    """Where a commit stands from its comparisons with both ends."""
+    if vs_good is Verdict.DIFFERENT:
+        # Differing from good puts the change at or before it, whether it matches bad or is a level of
+        # its own (a second change in the range): the search is for the first change after good.
+        return Side.BAD
+    if vs_bad is Verdict.DIFFERENT:
+        return Side.GOOD
+    if vs_good is Verdict.SAME and vs_bad is not Verdict.SAME:
+        return Side.GOOD
+    if vs_bad is Verdict.SAME and vs_good is not Verdict.SAME:
+        return Side.BAD
+    return Side.UNKNOWN
+
+
+class _Plan:
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.runs: list[Run] = []
+
+    @property
+    def free(self) -> int:
+        return self.slots - len(self.runs)
+
+    def has(self, commit: int, purpose: str) -> bool:
+        return any(run.commit == commit and run.purpose == purpose for run in self.runs)
+
+    def add(self, commit: int, purpose: Literal["end", "probe", "resample", "verify"]) -> None:
+        if self.free > 0:
+            self.runs.append(Run(commit, purpose))
+
+
+def _spread(candidates: Sequence[int], count: int) -> list[int]:
+    """`count` of the candidates at evenly spaced ranks, splitting them into count + 1 equal parts."""
+    if count <= 0 or not candidates:
+        return []
+    if count >= len(candidates):
+        return list(candidates)
+    ranks = sorted({round((j + 1) * (len(candidates) + 1) / (count + 1)) - 1 for j in range(count)})
+    return [candidates[min(max(r, 0), len(candidates) - 1)] for r in ranks]
+
+
+def rounds_lower_bound(candidates: int, slots: int) -> int:
+    """Rounds a noise-free k-ary search needs for `candidates` possible culprits: ceil(log_{k+1} N)."""
+    rounds, left = 0, candidates
+    while left > 1:
+        left = -(-left // (slots + 1))
+        rounds += 1
+    return rounds

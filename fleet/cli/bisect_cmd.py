@@ -1,0 +1,226 @@
+"""`fleet bisect`: which commit between a good and a bad one changed a cell's metric.
+
+Every input is checked before anything runs (the SHAs, the range, the cell, the backend), so a mistake
+costs nothing and says what to fix; then the search runs round by round on the chosen backend, prints
+its progress, and writes runs/<bisect-id>/bisect.json and bisect.txt.
+
+Exit codes: 0 a culprit (or a range hidden by untestable commits) was found and verified against its
+parent; 1 no verified answer (no regression between the ends, or the search gave up); 2 bad input;
+3 the machines failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from fleet.backends.base import Backend
+from fleet.backends.local import LocalBackend, suite_command
+from fleet.bisect import SearchPolicy
+from fleet.bisect_commits import (
+    CHECKOUT_PLACEHOLDER,
+    commits_between,
+    commits_from_file,
+    commits_from_git,
+    remove_worktrees,
+    with_checkout,
+    with_image,
+    worktree,
+)
+from fleet.bisect_run import describe_round, render_text, report_document, run_bisection
+from fleet.catalog import list_tiers, load_catalog, load_tier
+from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
+from fleet.controller import new_run_id
+from fleet.errors import ConfigError, FleetError
+from fleet.matrix import expand
+from fleet.model import Cell
+from fleet.suite.metrics import metric_info
+
+DEFAULT_IMAGE_TEMPLATES = {"kube": "vllm/vllm-openai:nightly-{sha}", "sim": "sim:{sha}", "local": ""}
+
+
+def find_cell(jobs_dir: Path, cell_id: str, tier: str | None) -> Cell:
+    """The cell named `cell_id` in `tier`, or in the first tier of jobs/ that has it."""
+    existing_dir(jobs_dir, option="--jobs", what="jobs")
+    catalog = load_catalog(jobs_dir)
+    tiers = [tier] if tier else list_tiers(jobs_dir)
+    unreadable: list[str] = []
+    known: list[str] = []
+    for name in tiers:
+        try:
+            cells = expand(load_tier(jobs_dir, name), catalog, tier_path=str(jobs_dir / f"{name}.yaml"))
+        except FleetError:
+            if tier:
+                raise
+            unreadable.append(name)
+            continue
+        for cell in cells:
+            if cell.id == cell_id:
+                return cell
+        known += [cell.id for cell in cells]
+    shown = ", ".join(sorted(set(known))[:8]) or "none"
+    cause = f"tiers that could not be read: {', '.join(unreadable)}" if unreadable else None
+    raise ConfigError(f"no cell {cell_id!r} in {'tier ' + tier if tier else 'any tier'} (cells: {shown})",
+                      where="--cell", cause=cause, fix="pick a cell id that `fleet plan --tier TIER` lists")
+
+
+def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
+             scenario_shas: list[str] | None) -> list[str]:
+    if repo is not None and commits_file is not None:
+        raise ConfigError("--repo and --commits both given", where="--repo/--commits", fix="pass one of them")
+    if commits_file is not None:
+        return commits_from_file(commits_file, good, bad)
+    if repo is not None:
+        return commits_from_git(repo, good, bad)
+    if scenario_shas is not None:
+        return commits_between(scenario_shas, good, bad, where="the scenario")
+    raise ConfigError("no commit list", where="--repo/--commits",
+                      fix="pass --repo PATH (a local vLLM clone) or --commits FILE (SHAs, oldest first)")
+
+
+@click.command()
+@click.option("--good", required=True, help="Last commit known to pass (SHA or unique prefix).")
+@click.option("--bad", required=True, help="First commit known to fail.")
+@click.option("--cell", "cell_id", required=True, help="Cell id, as `fleet plan` prints it.")
+@click.option("--parallel", "slots", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Runs per round: commits measured at once on the backend.")
+@click.option("--backend", type=click.Choice(["local", "kube", "sim"]), default="local", show_default=True)
+@click.option("--metric", default="acceptance_length", show_default=True, help="The metric to bisect.")
+@click.option("--repo", type=click.Path(path_type=Path), default=None,
+              help="Local vLLM clone: the range is `git rev-list --first-parent good..bad`.")
+@click.option("--commits", "commits_file", type=click.Path(path_type=Path), default=None,
+              help="File of SHAs, oldest first, one a line, instead of --repo.")
+@click.option("--scenario", type=click.Path(path_type=Path), default=None,
+              help="sim backend: the scenario file (metric distributions, broken commits, flaky rate).")
+@click.option("--image-template", default=None,
+              help="Image per commit, with {sha}: default vllm/vllm-openai:nightly-{sha} (kube), sim:{sha}.")
+@click.option("--tier", default=None, help="Look the cell up in this tier only.")
+@click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--max-samples", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Runs per commit at most before an UNKNOWN commit is placed by the nearer end.")
+@click.option("--max-rounds", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--local-parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="local backend: commits run at once (1 keeps latencies honest).")
+@click.option("--seed", type=int, default=0, show_default=True, help="sim backend: random seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: str, repo: Path | None,
+           commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
+           jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
+           seed: int, as_json: bool) -> None:
+    """Find the commit between --good and --bad that changed --metric of --cell."""
+    info = metric_info(metric)
+    if info is None:
+        raise ConfigError(f"unknown metric {metric!r}", where="--metric",
+                          fix="use e.g. acceptance_length, acceptance_rate or tpot_p50_ms")
+    cell = find_cell(jobs_dir, cell_id, tier)
+    scenario_model = None
+    if backend == "sim":
+        if scenario is None:
+            raise ConfigError("the sim backend needs a scenario", where="--scenario",
+                              fix="pass --scenario FILE (see tests/fixtures/bisect/)")
+        from fleet.backends.sim_scenario import load_scenario
+
+        scenario_model = load_scenario(scenario)
+    commits = _commits(good, bad, repo, commits_file,
+                       scenario_model.shas() if scenario_model is not None else None)
+    template = image_template if image_template is not None else DEFAULT_IMAGE_TEMPLATES[backend]
+    bisect_id = new_run_id(f"bisect-{cell.variant.name}")
+    run_dir = runs_dir / bisect_id
+    materialise, backend_for = _wiring(backend, cell, template, repo, run_dir, scenario_model, scenario, seed)
+    ensure_writable_dir(run_dir, option="--runs-dir")
+    stderr.print(f"bisect {bisect_id}: {len(commits) - 1} commits after good, cell {cell.id}, "
+                 f"metric {metric}, {slots} slots on the {backend} backend -> {run_dir}", soft_wrap=True)
+    policy = SearchPolicy(slots=slots, max_samples=max_samples, max_rounds=max_rounds,
+                          resample="double" if info.kind == "latency" else "one")
+    started = time.time()
+    try:
+        outcome = run_bisection(
+            commits, metric=metric, policy=policy, materialise=materialise, backend_for=backend_for,
+            run_id=bisect_id, waves=local_parallel if backend == "local" else None,
+            on_round=lambda log, search: stderr.print(describe_round(log, commits, search), soft_wrap=True),
+        )
+    finally:
+        if backend == "local" and repo is not None:  # the checkouts, not the results, are thrown away
+            remove_worktrees(repo, sorted((run_dir / "checkouts").glob("*")))
+    price = cell.hardware.price_per_hour_usd
+    document = report_document(outcome, cell=cell, backend=backend, started=started, price_per_gpu_hour=price)
+    text = render_text(document)
+    (run_dir / "bisect.json").write_text(json.dumps(document, indent=2) + "\n")
+    (run_dir / "bisect.txt").write_text(text)
+    click.echo(json.dumps(document, indent=2) if as_json else text, nl=as_json)
+    found = outcome.finding.status in ("culprit", "range") and outcome.finding.verified
+    sys.exit(0 if found else 1)
+
+
+def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir: Path,
+            scenario_model: object, scenario_path: Path | None,
+            seed: int) -> tuple[Callable[[str], Cell], Callable[[str], Backend]]:
+    """How a commit becomes a cell, and which backend runs it (one per commit where cell ids collide)."""
+    if backend == "local":
+        templated = CHECKOUT_PLACEHOLDER in cell.model or CHECKOUT_PLACEHOLDER in (cell.draft_model or "")
+        if not templated:
+            raise ConfigError(f"cell {cell.id} names no {CHECKOUT_PLACEHOLDER} path, so every commit would "
+                              "run the same models", where="--cell",
+                              fix=f"write model or draft_model as {CHECKOUT_PLACEHOLDER}/path/in/the/repo")
+        if repo is None:
+            raise ConfigError("the local backend checks each commit out and needs the repository",
+                              where="--repo", fix="pass --repo PATH")
+        source = repo
+        locals_: dict[str, LocalBackend] = {}
+
+        def local_cell(sha: str) -> Cell:
+            return with_checkout(cell, worktree(source, sha, run_dir / "checkouts"))
+
+        # One reference cache for all commits: its key holds the model path (a {checkout} path differs
+        # per commit) and the engine's version, so a reference is reused only where it cannot differ.
+        shared_cache = (run_dir / "reference-cache").resolve()
+
+        def command(cell_path: Path, result_path: Path, _own_cache: Path) -> list[str]:
+            return suite_command(cell_path, result_path, shared_cache)
+
+        def local_backend(sha: str) -> Backend:
+            # Cell ids are the same for every commit, so each commit gets its own run directory.
+            if sha not in locals_:
+                locals_[sha] = LocalBackend(run_dir / "commits" / sha[:12], command=command)
+            return locals_[sha]
+
+        return local_cell, local_backend
+    if backend == "sim":
+        from fleet.backends.sim import SimBackend
+        from fleet.backends.sim_scenario import Scenario
+
+        assert isinstance(scenario_model, Scenario)
+        sim = SimBackend(scenario_model, image_template=template, seed=seed,
+                         scenario_name=scenario_path.name if scenario_path else "scenario")
+        with_image(cell, template, "0")  # checks the template once, before anything runs
+        return (lambda sha: with_image(cell, template, sha)), (lambda sha: sim)
+    return _kube_wiring(cell, template, run_dir)
+
+
+def _kube_wiring(cell: Cell, template: str, run_dir: Path) -> tuple[Callable[[str], Cell],
+                                                                       Callable[[str], Backend]]:
+    try:
+        from fleet.backends.kube import make_backend
+        from fleet.render import RenderContext
+    except ImportError as err:
+        raise ConfigError(f"the kube backend is not available: {err}", where="--backend",
+                          fix="pip install 'fleet[kube]', or use --backend local or sim") from err
+    with_image(cell, template, "0")
+    kubes: dict[str, Backend] = {}
+
+    def kube_backend(sha: str) -> Backend:
+        # Job names derive from (run id, cell id, attempt): one run id, hence one backend, per commit.
+        if sha not in kubes:
+            image = template.format(sha=sha)
+            context = RenderContext(run_id=f"{run_dir.name[:40]}-{sha[:12]}", vllm_version=sha,
+                                    images={"nvidia": image, "amd": image, "cpu": image})
+            kubes[sha] = make_backend(context, run_dir=run_dir / "commits" / sha[:12])
+        return kubes[sha]
+
+    return (lambda sha: with_image(cell, template, sha)), kube_backend

@@ -1,0 +1,152 @@
+"""SAME / DIFFERENT / UNKNOWN for two sample sets of one metric: the one statistical judgement of a bisection.
+
+A bisection that trusts one noisy run per commit (git bisect, asv find) walks off to the wrong commit as
+soon as one run lands on the wrong side of the threshold. Chromium's Pinpoint answers with a three-valued
+comparison instead: DIFFERENT when the samples are significantly apart, SAME only when they are close
+enough that a change of the size being hunted would almost surely have shown, and UNKNOWN in between,
+which asks for more samples. This module is that comparison, pure, with every threshold's reason below.
+
+Two regimes, by the metric's kind (fleet.suite.metrics):
+- latency metrics are noisy and not normal (a fresh engine start moved TPOT by up to 24 % on an H200):
+  Pinpoint's p = min(Kolmogorov-Smirnov p, Mann-Whitney U p), because "MWU is bad at detecting changes
+  in variance, and K-S is bad with discrete distributions".
+- acceptance and match metrics are ratios of integer counters and near-deterministic under greedy
+  decoding (draft_model counters identical across engine starts, ngram's within about 1 %): rank tests
+  cannot reach p <= 0.01 with fewer than 4-5 samples a side, so they are compared as counts, by the
+  relative difference of their means against a known noise level, which decides from one run each.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from scipy import stats
+
+from fleet.suite.metrics import MetricClass
+
+
+class Verdict(Enum):
+    SAME = "same"
+    DIFFERENT = "different"
+    UNKNOWN = "unknown"
+
+
+#: DIFFERENT when p <= 0.01: Pinpoint's low threshold, a 1 % chance per comparison of calling two equal
+#: distributions different.
+LOW_THRESHOLD = 0.01
+#: SAME only if a true change of the expected magnitude would give a p-value this high in at most 1 % of
+#: draws (one-sided normal quantile 2.326): Pinpoint's "high threshold", derived here analytically.
+MISS_QUANTILE = 2.326
+#: Relative run-to-run sd assumed for counter metrics when the samples themselves show less: ngram's
+#: acceptance length moved 2.191 -> 2.214 (1.05 %) between two engine starts on the H200
+#: (shared/device/README.md), i.e. sd = 1.05 % / sqrt(2) = 0.74 %. draft_model's did not move at all,
+#: so this floor is conservative for it, and keeps one odd run from passing for a regression.
+COUNTS_NOISE_FLOOR = 0.0075
+#: Relative sd assumed for latency metrics when fewer than two samples a side exist to estimate it: the
+#: three H200 pairs of TPOT p50 (2.11/2.18, 2.22/2.13, 3.82/4.75) give a pooled sd of about 9 %.
+LATENCY_NOISE_FLOOR = 0.09
+#: Degrees of freedom from which a latency sd estimated from the samples replaces the floor: below that,
+#: a sample sd misses the true one by more than half about 1 time in 10 (chi-square with 4 dof).
+LATENCY_FREEDOM_TO_TRUST = 4
+#: Mann-Whitney's asymptotic efficiency relative to the t-test under normal noise (3/pi): the rank test
+#: needs about 1/0.955 as many samples, so the effect it can see at a given n is scaled by sqrt(0.955).
+RANK_TEST_EFFICIENCY = 3.0 / math.pi
+
+
+@dataclass(frozen=True)
+class Comparison:
+    verdict: Verdict
+    p_value: float
+    high_threshold: float
+    relative_difference: float
+    method: str
+    n: tuple[int, int]
+
+    def describe(self) -> str:
+        return (f"{self.verdict.value.upper()} (p={self.p_value:.3g}, same above {self.high_threshold:.3g}, "
+                f"change {self.relative_difference:+.2%}, n={self.n[0]}/{self.n[1]}, {self.method})")
+
+
+def compare(a: Sequence[float], b: Sequence[float], *, magnitude: float, kind: MetricClass,
+            noise: float | None = None) -> Comparison:
+    """Compare samples `b` against samples `a`.
+
+    `magnitude` is the relative change being hunted (e.g. 0.05 for the 5 % between the bisection's good
+    and bad ends): it sets how close is close enough for SAME. `noise` is an estimate of the relative
+    run-to-run sd from more data than these two sets (the bisection pools it over all its commits).
+    """
+    if not a or not b:
+        raise ValueError("compare needs at least one sample on each side")
+    centre = statistics.fmean(a)
+    scale = abs(centre) if centre else 1.0
+    change = (statistics.fmean(b) - centre) / scale
+    sd = _noise(a, b, scale, kind, noise)
+    standard_error = sd * math.sqrt(1 / len(a) + 1 / len(b))
+    if kind == "latency":
+        p_value = _rank_p_value(a, b)
+        method = "min(KS, MWU)"
+        visible = abs(magnitude) / standard_error * math.sqrt(RANK_TEST_EFFICIENCY)
+    else:
+        p_value = _two_sided_normal_p(abs(change) / standard_error)
+        method = "counts"
+        visible = abs(magnitude) / standard_error
+    high = high_threshold(visible)
+    if p_value <= LOW_THRESHOLD:
+        verdict = Verdict.DIFFERENT
+    elif p_value > high:
+        verdict = Verdict.SAME
+    else:
+        verdict = Verdict.UNKNOWN
+    return Comparison(verdict, p_value, high, change, method, (len(a), len(b)))
+
+
+def high_threshold(visible_effect: float) -> float:
+    """The p-value above which SAME is declared, for a change of `visible_effect` standard errors.
+
+    If the change were real, the test statistic would be about N(visible_effect, 1); its 1st percentile
+    is visible_effect - 2.326, and the p-value at that point is exceeded by only 1 % of true changes.
+    With too few samples that point is below zero and the threshold is 1: nothing can be called SAME yet.
+    """
+    lowest_likely = visible_effect - MISS_QUANTILE
+    if lowest_likely <= 0:
+        return 1.0
+    return max(LOW_THRESHOLD, _two_sided_normal_p(lowest_likely))
+
+
+def _two_sided_normal_p(z: float) -> float:
+    return math.erfc(z / math.sqrt(2.0))
+
+
+def _rank_p_value(a: Sequence[float], b: Sequence[float]) -> float:
+    if len(set(a) | set(b)) == 1:
+        return 1.0  # all identical: no test can tell them apart, and scipy would warn
+    with warnings.catch_warnings():
+        # With ties scipy falls back from the exact K-S distribution to the asymptotic one and says so.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ks = float(stats.ks_2samp(a, b).pvalue)
+    mwu = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    return min(ks, mwu)
+
+
+def _noise(a: Sequence[float], b: Sequence[float], scale: float, kind: MetricClass,
+           hint: float | None) -> float:
+    """The relative sd to judge by: counters never below their floor (a regression is never declared on
+    a difference smaller than ngram's jitter); latency's floor only until the data can speak for itself."""
+    pooled, freedom = _pooled_relative_sd(a, b, scale)
+    if kind != "latency":
+        return max(hint or 0.0, pooled, COUNTS_NOISE_FLOOR)
+    if hint is not None:
+        return max(hint, pooled)
+    return pooled if freedom >= LATENCY_FREEDOM_TO_TRUST else max(pooled, LATENCY_NOISE_FLOOR)
+
+
+def _pooled_relative_sd(a: Sequence[float], b: Sequence[float], scale: float) -> tuple[float, int]:
+    """The within-set sd of both sets pooled, relative to `scale`, and its degrees of freedom."""
+    squares = sum((x - statistics.fmean(a)) ** 2 for x in a) + sum((x - statistics.fmean(b)) ** 2 for x in b)
+    freedom = len(a) + len(b) - 2
+    return (math.sqrt(squares / freedom) / scale if freedom > 0 else 0.0), freedom

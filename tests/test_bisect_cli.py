@@ -1,0 +1,126 @@
+"""`fleet bisect`: bad input is one clear error and exit 2; a sim rehearsal finds the culprit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fleet.cli import cli, main
+from fleet.cli.bisect_cmd import bisect
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIO = REPO / "tests" / "fixtures" / "bisect" / "ngram_al_drop.yaml"
+CELL = "eagle3__llama-3.1-8b-instruct__l4"
+
+if "bisect" not in cli.commands:  # until fleet.cli registers it itself
+    cli.add_command(bisect)
+
+Fleet = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copytree(REPO / "jobs", tmp_path / "jobs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def fleet(capsys: pytest.CaptureFixture[str]) -> Fleet:
+    def run(*argv: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(argv))
+        out, err = capsys.readouterr()
+        return int(exit_info.value.code or 0), out, err
+    return run
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                           capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, list[str]]:
+    """main: a - b - c, and a side branch d off a."""
+    path = tmp_path / "vllm"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    shas = []
+    for name in "abc":
+        git(path, "commit", "-q", "--allow-empty", "-m", name)
+        shas.append(git(path, "rev-parse", "HEAD"))
+    git(path, "checkout", "-q", "-b", "side", shas[0])
+    git(path, "commit", "-q", "--allow-empty", "-m", "d")
+    shas.append(git(path, "rev-parse", "HEAD"))
+    return path, shas
+
+
+def assert_config_error(result: tuple[int, str, str], *needles: str) -> None:
+    code, _, err = result
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("config error:"), err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_an_unknown_sha_is_a_config_error(workdir: Path, fleet: Fleet, repo: tuple[Path, list[str]]) -> None:
+    path, shas = repo
+    assert_config_error(fleet("bisect", "--good", "deadbeef", "--bad", shas[2], "--cell", CELL,
+                              "--backend", "sim", "--scenario", str(SCENARIO), "--repo", str(path)),
+                        "unknown commit 'deadbeef'")
+
+
+def test_good_equal_to_bad_is_a_config_error(workdir: Path, fleet: Fleet,
+                                             repo: tuple[Path, list[str]]) -> None:
+    path, shas = repo
+    assert_config_error(fleet("bisect", "--good", shas[1], "--bad", shas[1], "--cell", CELL,
+                              "--backend", "sim", "--scenario", str(SCENARIO), "--repo", str(path)),
+                        "same commit")
+
+
+def test_good_not_an_ancestor_of_bad_is_a_config_error(workdir: Path, fleet: Fleet,
+                                                       repo: tuple[Path, list[str]]) -> None:
+    path, shas = repo
+    assert_config_error(fleet("bisect", "--good", shas[3], "--bad", shas[2], "--cell", CELL,
+                              "--backend", "sim", "--scenario", str(SCENARIO), "--repo", str(path)),
+                        "not an ancestor")
+
+
+def test_an_empty_range_in_a_commit_file_is_a_config_error(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "commits.txt").write_text("aaa111\nbbb222\nccc333\n")
+    assert_config_error(fleet("bisect", "--good", "ccc", "--bad", "aaa", "--cell", CELL, "--backend", "sim",
+                              "--scenario", str(SCENARIO), "--commits", "commits.txt"),
+                        "comes after")
+
+
+def test_a_cell_in_no_tier_is_a_config_error(workdir: Path, fleet: Fleet) -> None:
+    assert_config_error(fleet("bisect", "--good", "c0000", "--bad", "c0199", "--cell", "nope__x__l4",
+                              "--backend", "sim", "--scenario", str(SCENARIO)),
+                        "no cell 'nope__x__l4'")
+
+
+def test_a_local_bisection_of_a_cell_without_checkout_paths_is_refused(workdir: Path, fleet: Fleet,
+                                                                      repo: tuple[Path, list[str]]) -> None:
+    path, shas = repo
+    assert_config_error(fleet("bisect", "--good", shas[0], "--bad", shas[2], "--cell", CELL,
+                              "--backend", "local", "--repo", str(path)), "{checkout}")
+    assert not (workdir / "runs").exists()
+
+
+def test_a_sim_rehearsal_finds_the_scenarios_culprit_and_costs_it(workdir: Path, fleet: Fleet) -> None:
+    code, out, err = fleet("bisect", "--good", "c0000", "--bad", "c0199", "--cell", CELL, "--backend", "sim",
+                           "--scenario", str(SCENARIO), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["status"] == "culprit" and report["verified"]
+    assert report["culprit"]["last"] == "c0137"
+    assert report["gpu_hours"] == pytest.approx(report["runs"] * 12 / 60)
+    assert "round 1:" in err
+    assert (workdir / "runs").is_dir()

@@ -1,0 +1,82 @@
+"""The pure search: k-ary rounds, resampling of UNKNOWN commits, broken ranges, culprit verification."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from fleet.bisect import Bisection, Observation, SearchPolicy, rounds_lower_bound
+from fleet.compare import Comparison, compare
+
+Judge = Callable[[Sequence[float], Sequence[float], float, float | None], Comparison]
+
+
+def judge(kind: str = "acceptance") -> Judge:
+    def run(a: Sequence[float], b: Sequence[float], magnitude: float, noise: float | None) -> Comparison:
+        return compare(a, b, magnitude=magnitude, kind="latency" if kind == "latency" else "acceptance",
+                       noise=noise)
+    return run
+
+
+def drive(size: int, culprit: int, slots: int, *, broken: Sequence[int] = (), flaky: float = 0.0,
+          sd: float = 0.0, drop: float = 0.1, seed: int = 0) -> Bisection:
+    rng = random.Random(seed)
+    search = Bisection(size, judge(), SearchPolicy(slots=slots))
+    while runs := search.next_round():
+        assert len(runs) <= slots
+        seen = []
+        for run in runs:
+            if run.commit in broken:
+                seen.append(Observation(run.commit, None, "untestable", "BuildFailure"))
+            elif rng.random() < flaky:
+                seen.append(Observation(run.commit, None, "transient", "NodeLost"))
+            else:
+                mean = 2.0 * (1 - drop if run.commit >= culprit else 1.0)
+                seen.append(Observation(run.commit, mean * (1 + rng.gauss(0, sd))))
+        search.record(seen)
+    return search
+
+
+def test_a_noise_free_culprit_is_found_exactly_and_verified() -> None:
+    search = drive(1000, 613, slots=4)
+    assert search.finding is not None
+    assert (search.finding.status, search.finding.first, search.finding.last) == ("culprit", 613, 613)
+    assert search.finding.verified
+
+
+def test_four_slots_take_about_log5_rounds_and_use_every_slot_while_searching() -> None:
+    search = drive(1000, 401, slots=4)
+    assert search.rounds <= rounds_lower_bound(1000, 4) + 2
+
+
+def test_broken_commits_before_the_culprit_turn_the_answer_into_a_range() -> None:
+    search = drive(200, 120, slots=4, broken=[118, 119])
+    assert search.finding is not None
+    assert (search.finding.status, search.finding.first, search.finding.last) == ("range", 118, 120)
+
+
+def test_flaky_runs_are_retried_and_do_not_mark_a_commit_untestable() -> None:
+    search = drive(300, 77, slots=2, flaky=0.2, seed=5)
+    assert search.finding is not None and (search.finding.first, search.finding.last) == (77, 77)
+
+
+def test_noisy_acceptance_is_resampled_until_the_culprit_is_certain() -> None:
+    search = drive(500, 250, slots=4, sd=0.0074, drop=0.03, seed=2)
+    assert search.finding is not None and search.finding.last == 250
+    assert max(len(r.samples) for r in search.records) > 1
+
+
+def test_ends_that_do_not_differ_report_no_regression() -> None:
+    search = drive(100, 1000, slots=4)
+    assert search.finding is not None and search.finding.status == "no-regression"
+
+
+def test_an_untestable_good_end_leaves_the_search_unresolved() -> None:
+    search = drive(50, 20, slots=4, broken=[0])
+    assert search.finding is not None and search.finding.status == "unresolved"
+
+
+def test_the_round_lower_bound_is_ceil_log_k_plus_1() -> None:
+    assert rounds_lower_bound(1000, 4) == 5
+    assert rounds_lower_bound(1000, 1) == 10
+    assert rounds_lower_bound(1, 4) == 0
