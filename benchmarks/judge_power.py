@@ -181,7 +181,8 @@ def simulate_run(
     )
     pick = rng.integers(len(profile.residuals))
     row = profile.residuals[pick] + rng.normal(0.0, profile.bandwidth)
-    match_rate = float(profile.match_rates[pick])
+    jitter = 1.06 * float(np.std(profile.match_rates, ddof=1)) * len(profile.match_rates) ** -0.2
+    match_rate = float(np.clip(profile.match_rates[pick] + rng.normal(0.0, jitter), 0.0, 1.0))
     noisy = {m: profile.centres[m] * math.exp(row[i]) for i, m in enumerate(NOISY)}
     noisy["tpot_p50_ms"] *= tpot_factor
     noisy["speedup"] /= 1.0 + (tpot_factor - 1.0) * profile.tpot_share

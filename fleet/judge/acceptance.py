@@ -15,8 +15,10 @@ the test's variance of the observed value under "no change" is
   failing; it is also the floor that stops a baseline with zero recorded spread (the CPU reference
   engine is bit-deterministic) from failing on a single flipped draft.
 - The second term is the real run-to-run noise (ngram counters moved ~1 % between H200 engine starts,
-  the match rate moved 43/50 -> 30-32/50), estimated from the N recorded runs (robust_sd) and shrunk
-  by the n candidate runs judged together.
+  the match rate moved 43/50 -> 30-32/50, and 25/50..45/50 over five starts), estimated from the N
+  recorded runs (robust_sd), floored by the run's pooled relative spread of the same metric on the
+  same hardware pool (five runs give a cell's own estimate only 4 degrees of freedom), and shrunk by
+  the n candidate runs judged together.
 - unit_variance: a per-position rate and the match rate are Bernoulli per event, p(1-p). Acceptance
   length is 1 + X with X the accepted tokens of a draft; acceptance is a prefix, so P(X > i) = p_i
   (the per-position rate), E[X] = sum p_i and E[X^2] = sum (2i+1) p_i, which gives Var(X) exactly from
@@ -92,7 +94,7 @@ def unit_variance(name: str, entries: Mapping[str, MetricBaseline], result: RunR
 
 
 def assess_count(name: str, entries: Mapping[str, MetricBaseline], candidates: Sequence[RunResult],
-                 better: Direction | None) -> Assessment:
+                 better: Direction | None, pooled_log_sd: float = 0.0) -> Assessment:
     """The count-aware z test of one acceptance or match metric (formula in the module docstring)."""
     entry = entries[name]
     observed = [float(result.metrics[name]) for result in candidates]
@@ -111,6 +113,8 @@ def assess_count(name: str, entries: Mapping[str, MetricBaseline], candidates: S
                  unit_variance(name, entries, candidates[0], k, trials))
     binomial = per_event / trials if trials else 0.0
     spread = robust_sd(recorded) if len(recorded) >= 2 else (entry.std or 0.0)
+    # Floored by the run's pooled relative spread of this metric on this pool (5 runs = 4 df).
+    spread = max(spread, pooled_log_sd * abs(entry.expected))
     n_recorded = len(recorded) or (entry.n or 1)
     between = spread * spread * (1.0 / len(observed) + 1.0 / n_recorded)
     granularity = 1.0 / trials if trials else 0.0

@@ -93,7 +93,9 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
         statistical = rule == "auto" and has_spread(entry)
         if statistical and info is not None and info.kind in ("acceptance", "match"):
             if all(candidate_trials(name, r) is not None for r in results) or entry.trials:
-                evidence.assessments[name] = assess_count(name, baseline.baselines, results, better)
+                pooled_sd = (pooled or {}).get((baseline.hardware, name), 0.0)
+                evidence.assessments[name] = assess_count(name, baseline.baselines, results, better,
+                                                          pooled_sd)
                 continue
             statistical = False
         if statistical:
