@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from fleet.cli import baseline_cmd as baseline_cmd
+from fleet.cli import bisect_cmd as bisect_cmd
 from fleet.cli import run_cmds as run_cmds
 from fleet.cli import suite_cmd as suite_cmd
 from fleet.cli._common import fleet_version
@@ -31,6 +32,7 @@ cli.add_command(run_cmds.judge)
 cli.add_command(run_cmds.schema)
 cli.add_command(suite_cmd.suite)
 cli.add_command(baseline_cmd.baseline)
+cli.add_command(bisect_cmd.bisect)
 
 
 def main(argv: list[str] | None = None) -> Any:
