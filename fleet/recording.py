@@ -2,8 +2,11 @@
 
 Pure: results in, a Baseline out. The tolerance of each metric is the wider of a floor for its class
 and a multiple of the spread actually recorded, and the reason is written into the file next to it, so a
-reviewer sees why a bound is where it is. Absolute latencies are not baselined for the `cpu` pool: it is
-whatever machine runs the local tier, so its milliseconds describe the machine, not vLLM's code.
+reviewer sees why a bound is where it is. Latency-class metrics (ttft, tpot, e2e, throughput and even
+speedup) are not baselined for the `cpu` pool: it is whatever machine runs the local tier, shared with
+other work, so they describe the machine and its load, not the code. Measured on this project's 2-core
+machine under the load of other processes: the local tier's draft_model speedup read 0.05, 2.74 and
+0.08 in three consecutive runs, against 0.75 recorded on the quiet machine.
 """
 
 from __future__ import annotations
@@ -34,8 +37,6 @@ FLOORS_PCT = {
 #: is not a regression of the code under test. The judge issue replaces this with count-aware tests.
 MIN_COUNTS = 3
 
-#: Metrics whose value is a property of the machine rather than the code on pools of unlike machines.
-MACHINE_BOUND_PREFIXES = ("ttft_", "tpot_", "e2e_", "reference_tpot_", "throughput_")
 
 
 def metric_class(name: str) -> str:
@@ -47,12 +48,12 @@ def metric_class(name: str) -> str:
 
 
 def baselined_metrics(results: Sequence[RunResult]) -> list[str]:
-    """The metrics every replicate measured, less absolute latencies on the heterogeneous cpu pool."""
+    """The metrics every replicate measured, less latency-class ones on the shared, unlike cpu pool."""
     names = set(results[0].metrics)
     for result in results[1:]:
         names &= set(result.metrics)
     if results[0].cell.hardware.vendor == "cpu":
-        names = {name for name in names if not name.startswith(MACHINE_BOUND_PREFIXES)}
+        names = {name for name in names if metric_class(name) != "latency"}
     return sorted(names)
 
 
@@ -127,9 +128,9 @@ def record_baseline(results: Sequence[RunResult], *, command: str, today: dt.dat
              f"{cell.workload.num_prompts} prompts x {cell.workload.max_tokens} greedy tokens from "
              f"{cell.workload.prompts}. Command: {command}.")
     if cell.hardware.vendor == "cpu":
-        notes += (" Absolute latencies (ttft/tpot/e2e) are not baselined on the cpu pool: it is any machine"
-                  " that runs the local tier, and they measure the machine; speedup, a ratio of two runs"
-                  " on the same machine in the same tier run, is.")
+        notes += (" Latency-class metrics (ttft/tpot/e2e/throughput/speedup) are measured and reported but"
+                  " not baselined on the cpu pool: it is any machine that runs the local tier, shared with"
+                  " other work, so they measure the machine and its load (see fleet/recording.py).")
     return Baseline(
         schema_version=1, variant=cell.variant.name, model=cell.model, draft_model=cell.draft_model,
         hardware=cell.hardware.name, dataset=cell.workload.dataset or cell.workload.prompts,

@@ -43,10 +43,11 @@ def test_a_rate_over_few_events_is_never_bounded_tighter_than_three_counts() -> 
     assert recorded.reason is not None and "3 counts in 100" in recorded.reason
 
 
-def test_cpu_baselines_leave_absolute_latency_out_but_keep_speedup() -> None:
-    metrics = {"acceptance_length": 2.0, "ttft_p50_ms": 20.0, "tpot_p50_ms": 3.0, "speedup": 1.1}
+def test_cpu_baselines_leave_every_latency_class_metric_out() -> None:
+    metrics = {"acceptance_length": 2.0, "ttft_p50_ms": 20.0, "tpot_p50_ms": 3.0, "speedup": 1.1,
+               "match_rate": 1.0}
     baseline = record_baseline([replicate(metrics), replicate(metrics)], command="fleet baseline record")
-    assert set(baseline.baselines) == {"acceptance_length", "speedup"}
+    assert set(baseline.baselines) == {"acceptance_length", "match_rate"}
     assert "not baselined" in baseline.notes
 
 

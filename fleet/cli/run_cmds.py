@@ -16,12 +16,20 @@ from fleet.baselines import baseline_json_schema, result_json_schema
 from fleet.catalog import load_catalog, load_tier
 from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
 from fleet.cli.preflight import check_baselines, check_models
-from fleet.controller import CellOutcome, execute, judge_run, new_run_id
+from fleet.controller import (
+    DEFAULT_MAX_RUNS,
+    CellOutcome,
+    execute,
+    judge_run,
+    make_rerun_check,
+    new_run_id,
+    outcomes_from_files,
+)
 from fleet.errors import ConfigError
+from fleet.judge import METHODS, RULES, Method, Rule
 from fleet.matrix import expand, filter_cells
 from fleet.model import Baseline, Cell, RunReport, RunResult
-from fleet.report.json_report import render_json
-from fleet.report.text import render_text
+from fleet.report import FILE_NAMES, FORMATS, Format, render
 
 jobs_option = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
                            show_default=True, help="Directory with hardware.yaml, variants.yaml and tiers.")
@@ -30,6 +38,18 @@ baselines_option = click.option("--baselines", "baselines_dir", type=click.Path(
                                 help="Root of the baseline files: <hardware>/<variant>__<model>.json.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")
 hardware_option = click.option("--hardware", default=None, help="Only cells on this hardware pool.")
+rule_option = click.option("--rule", type=click.Choice(RULES), default="auto", show_default=True,
+                           help="auto: statistical tests where the baseline recorded a spread, the RFC's "
+                                "±tolerance_pct elsewhere; rfc: the RFC rule everywhere.")
+error_control_option = click.option("--error-control", type=click.Choice(METHODS), default="holm",
+                                    show_default=True,
+                                    help="Across all cells x metrics: holm (family-wise) or bh (false "
+                                         "discovery rate).")
+format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                             help="Report on stdout: text (RFC layout, default), json, junit, markdown.")
+report_dir_option = click.option("--report-dir", type=click.Path(path_type=Path), default=None,
+                                 help="Also write every format there: report.txt, report.json, junit.xml, "
+                                      "report.md.")
 variant_option = click.option("--variant", default=None, help="Only cells of this variant.")
 
 
@@ -94,14 +114,13 @@ class Progress:
 
 
 def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[str, Baseline],
-                as_json: bool, run_dir: Path | None) -> None:
+                fmt: Format, report_dirs: list[Path]) -> None:
     results = {o.cell.id: o.result for o in outcomes if o.result is not None}
-    text = render_text(report, results, baselines)
-    document = render_json(report)
-    if run_dir is not None:
-        (run_dir / "report.txt").write_text(text)
-        (run_dir / "report.json").write_text(document)
-    click.echo(document if as_json else text, nl=False)
+    for directory in report_dirs:
+        ensure_writable_dir(directory, option="--report-dir")
+        for each in FORMATS:
+            (directory / FILE_NAMES[each]).write_text(render(report, each, results, baselines))
+    click.echo(render(report, fmt, results, baselines), nl=False)
 
 
 @click.command()
@@ -114,11 +133,18 @@ def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[
               help="Each run writes runs/<run-id>/: cells, results, logs, reports.")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cells run at once by the local backend (1 keeps latencies honest).")
+@click.option("--max-runs", type=click.IntRange(min=1, max=20), default=DEFAULT_MAX_RUNS, show_default=True,
+              help="Runs of a cell the judge finds INCONCLUSIVE may take (1: never rerun).")
 @hardware_option
 @variant_option
+@rule_option
+@error_control_option
 @json_option
+@format_option
+@report_dir_option
 def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_dir: Path, parallel: int,
-           hardware: str | None, variant: str | None, as_json: bool) -> None:
+           max_runs: int, hardware: str | None, variant: str | None, rule: Rule, error_control: Method,
+           as_json: bool, fmt: Format | None, report_dir: Path | None) -> None:
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
     cells = plan_cells(jobs_dir, tier, hardware, variant)
     check_models(cells)
@@ -131,14 +157,19 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
     progress = Progress(len(cells))
     local = LocalBackend(run_dir, parallel=parallel, on_start=progress.started)
     try:
-        outcomes = execute(cells, local, run_id=run_id, on_outcome=progress.ended)
+        rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control)
+                 if max_runs > 1 else None)
+        outcomes = execute(cells, local, run_id=run_id, on_outcome=progress.ended, rerun=rerun,
+                           max_runs=max_runs)
     except KeyboardInterrupt:
         local.cancel()
         raise
     finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=tier,
-                                  backend=backend, started_at=started, finished_at=finished)
-    emit_report(report, outcomes, baselines, as_json, run_dir)
+                                  backend=backend, started_at=started, finished_at=finished, rule=rule,
+                                  method=error_control)
+    emit_report(report, outcomes, baselines, "json" if as_json else fmt or "text",
+                [run_dir, *([report_dir] if report_dir else [])])
     sys.exit(report.exit_code)
 
 
@@ -157,22 +188,26 @@ def read_result(path: Path) -> RunResult:
 @click.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @baselines_option
+@rule_option
+@error_control_option
 @json_option
-def judge(results: tuple[Path, ...], baselines_dir: Path, as_json: bool) -> None:
-    """Judge RunResult files produced anywhere against the baselines."""
+@format_option
+@report_dir_option
+def judge(results: tuple[Path, ...], baselines_dir: Path, rule: Rule, error_control: Method, as_json: bool,
+          fmt: Format | None, report_dir: Path | None) -> None:
+    """Judge RunResult files produced anywhere against the baselines.
+
+    Several files of one cell are judged together as its candidate runs (reruns).
+    """
     documents = [(path, read_result(path)) for path in results]
-    seen: set[str] = set()
-    for path, document in documents:
-        if document.cell.id in seen:
-            raise ConfigError(f"a second result for cell {document.cell.id}", where=str(path),
-                              fix="judge one result per cell at a time")
-        seen.add(document.cell.id)
-    outcomes = [CellOutcome(doc.cell, doc, doc.error, path, 1, 0.0, 0.0) for path, doc in documents]
+    outcomes = outcomes_from_files(documents)
     tiers = sorted({doc.cell.tier for _, doc in documents})
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id="judge",
-                                  tier=",".join(tiers), backend="files", started_at=now, finished_at=now)
-    emit_report(report, outcomes, baselines, as_json, None)
+                                  tier=",".join(tiers), backend="files", started_at=now, finished_at=now,
+                                  rule=rule, method=error_control)
+    emit_report(report, outcomes, baselines, "json" if as_json else fmt or "text",
+                [report_dir] if report_dir else [])
     sys.exit(report.exit_code)
 
 
