@@ -91,3 +91,33 @@ def test_one_failing_cell_does_not_stop_the_others(tmp_path: Path) -> None:
 def test_job_environment_names_the_run_cell_and_attempt() -> None:
     env = job_environment(Attempt(make_cell(), 2, "run-9"))
     assert env["FLEET_RUN_ID"] == "run-9" and env["FLEET_ATTEMPT"] == "2"
+
+
+def test_the_suite_process_dies_with_the_controller(tmp_path: Path) -> None:
+    """A `fleet submit` killed mid-run must not leave its suite processes running."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    program = (
+        "import subprocess, sys, os, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'from fleet.cli.suite_cmd import exit_with_controller; exit_with_controller(); "
+        "import time; time.sleep(60)'], env={**os.environ, 'FLEET_CONTROLLER_PID': str(os.getpid())})\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True) as controller:
+        assert controller.stdout is not None
+        child_pid = int(controller.stdout.readline())
+        controller.send_signal(signal.SIGKILL)
+        controller.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the suite process outlived its controller")

@@ -117,7 +117,7 @@ class LocalBackend:
         if self._on_start is not None:
             self._on_start(attempt)
         command = self._command(directory / "cell.json", result_path, reference_cache)
-        env = {**os.environ, **job_environment(attempt)}
+        env = {**os.environ, **job_environment(attempt), "FLEET_CONTROLLER_PID": str(os.getpid())}
         timed_out = False
         with log_path.open("wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory)
