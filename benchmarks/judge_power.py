@@ -5,7 +5,8 @@ catch a 5 % acceptance-length drop or a 10 % TPOT rise? Answered by simulation, 
 real repeated RunResults, and both judges scored on the same simulated runs:
 
 Noise model (fitted, not invented):
-- Every RunResult under runs/**/ (the CPU reference engine, 11 runs per cell) and evidence/h200/**/
+- Every RunResult under evidence/cpu/**/ (the CPU reference engine, 5 runs per cell, the runs behind
+  baselines/cpu) and evidence/h200/**/
   (vLLM 0.26.0 on one H200, 5 runs per cell) is grouped by cell; each cell with >= 3 ok runs becomes a
   profile: its per-position acceptance rates, draft tokens per draft, per-run match rates, and the
   log-residuals of TPOT p50, TTFT p50 and speedup of each run around the cell's mean (kept per run, so
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-runs", type=int, default=5)
     parser.add_argument("--max-runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
-    default_data = [REPO / "runs", REPO / "evidence" / "h200"]
+    default_data = [REPO / "evidence" / "cpu", REPO / "evidence" / "h200"]
     parser.add_argument("--data", type=Path, nargs="*", default=default_data)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--hardware", default=None, help="only profiles recorded on this hardware: cpu, h200")

@@ -103,7 +103,8 @@ def metric_baseline(name: str, values: Sequence[float], n_trials: int | None = N
                           values=[round(float(v), 6) for v in array], reason=reason, trials=n_trials)
 
 
-def record_baseline(results: Sequence[RunResult], *, command: str, today: dt.date | None = None) -> Baseline:
+def record_baseline(results: Sequence[RunResult], *, command: str, today: dt.date | None = None,
+                    note: str = "") -> Baseline:
     """A baseline for one cell from its replicate results (all ok, all of the same cell)."""
     if not results:
         raise ValueError("no results to record from")
@@ -135,7 +136,8 @@ def record_baseline(results: Sequence[RunResult], *, command: str, today: dt.dat
         schema_version=1, variant=cell.variant.name, model=cell.model, draft_model=cell.draft_model,
         hardware=cell.hardware.name, dataset=cell.workload.dataset or cell.workload.prompts,
         baselines=metrics, last_updated=(today or dt.date.today()).isoformat(),
-        baseline_commit=first.vllm_commit, notes=notes, runs=len(results), provenance=provenance,
+        baseline_commit=first.vllm_commit, notes=f"{notes} {note}".strip(), runs=len(results),
+        provenance=provenance,
     )
 
 

@@ -19,6 +19,7 @@ from fleet.cli.run_cmds import (
     hardware_option,
     jobs_option,
     plan_cells,
+    read_result,
     variant_option,
 )
 from fleet.controller import execute, new_run_id
@@ -86,14 +87,54 @@ def record(tier: str, replicates: int, update: bool, jobs_dir: Path, baselines_d
     options += ["--hardware", hardware] if hardware else []
     options += ["--variant", variant] if variant else []
     command = shlex.join(["fleet", "baseline", "record", *options])
+    _write(cells, collected, targets, command, baselines_dir)
+
+
+def _write(cells: list[Cell], collected: dict[str, list[RunResult]], targets: dict[str, Path], command: str,
+           baselines_dir: Path, note: str = "") -> None:
+    written = 0
     for cell in cells:
         results = collected[cell.id]
         if any(result.status == "skipped" for result in results):
             stderr.print(f"{cell.id}: skipped ({results[0].skip_reason}); no baseline")
             continue
-        document = record_baseline(results, command=command)
+        document = record_baseline(results, command=command, note=note)
         path = targets[cell.id]
         # The diff shows exactly the text save_baseline writes, so the review is of the real file.
         click.echo(_diff(path, baseline_to_json(document)) or f"{path}: unchanged")
         save_baseline(path, document)
-    stderr.print(f"wrote {len(cells)} baseline file(s) under {baselines_dir}; review the diff above")
+        written += 1
+    stderr.print(f"wrote {written} baseline file(s) under {baselines_dir}; review the diff above")
+
+
+@baseline.command("from-results")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--update", is_flag=True, help="Overwrite existing baseline files.")
+@click.option("--note", default="", help="How the results were measured, for reviewers (added to notes).")
+@baselines_option
+def from_results(results: tuple[Path, ...], update: bool, note: str, baselines_dir: Path) -> None:
+    """Write baselines from RunResult files measured elsewhere (Jobs on a GPU pool, evidence/): >= 2 per cell.
+
+    Each file must be a successful run of its cell; the files of one cell are its replicates.
+    """
+    collected: dict[str, list[RunResult]] = {}
+    cells: dict[str, Cell] = {}
+    for path in results:
+        document = read_result(path)
+        if document.status != "ok":
+            raise ConfigError(f"a {document.status} result cannot be a baseline replicate", where=str(path),
+                              fix="record from successful runs only")
+        cells.setdefault(document.cell.id, document.cell)
+        if document.cell != cells[document.cell.id]:
+            raise ConfigError(f"cell {document.cell.id} differs from the other files of that cell",
+                              where=str(path), cause="replicates of different configurations")
+        collected.setdefault(document.cell.id, []).append(document)
+    for cell_id, replicates in collected.items():
+        if len(replicates) < 2:
+            raise ConfigError(f"only one result for cell {cell_id}", cause="a spread needs replicates",
+                              fix="pass at least two results of every cell")
+    targets = _targets(list(cells.values()), baselines_dir, update)
+    for path in targets.values():
+        ensure_writable_dir(path.parent, option="--baselines")
+    command = shlex.join(["fleet", "baseline", "from-results", *(str(path) for path in results)])
+    _write(list(cells.values()), collected, targets, command, baselines_dir, note)
