@@ -1,0 +1,160 @@
+"""Does fleet.trends find real steps and leave noise alone? Simulated histories built from real noise.
+
+Bars (issue 5): >= 95 % of planted 5 % steps found within 3 points of where they were planted, and
+<= 1 % false change points per 100-point series.
+
+Noise comes from measurements, not from a textbook distribution:
+- its shape: the standardised per-run residuals of every metric that varied across the runs recorded
+  in baselines/<pool>/*.json (5 engine starts per cell), resampled with a small smoothing jitter;
+- its size, one noise class per (pool, kind of metric: acceptance, match, latency) in those files,
+  the median coefficient of variation of the class's metrics (the range is printed too); and two
+  classes from the first H200 measurements (/work/shared/device/README.md: two fresh engines per
+  configuration; a pair's spread is |a - b| / sqrt(2), the class's CV the root mean square):
+    readme-acceptance-h200   ngram acceptance length 2.191 / 2.214
+    readme-latency-h200      TPOT p50 2.11/2.18 (ref), 2.22/2.13 (ngram), 3.82/4.75 ms (draft_model)
+
+Usage: python benchmarks/change_points.py [--series 400] [--seed 7] [--json OUT]
+Prints one line per noise class and step size, then whether each bar holds for each class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fleet.suite.metrics import metric_info
+from fleet.trends import Settings, detect
+
+ROOT = Path(__file__).resolve().parent.parent
+LENGTH = 100
+WITHIN = 3
+STEPS = (0.05, 0.10, 0.20, 0.30)
+#: Real H200 pairs (value with engine start a, value with engine start b).
+H200_ACCEPTANCE_PAIRS = [(2.191, 2.214)]
+H200_LATENCY_PAIRS = [(2.11, 2.18), (2.22, 2.13), (3.82, 4.75)]
+
+
+def pair_cv(pairs: list[tuple[float, float]]) -> float:
+    cvs = [abs(a - b) / math.sqrt(2) / ((a + b) / 2) for a, b in pairs]
+    return math.sqrt(sum(cv * cv for cv in cvs) / len(cvs))
+
+
+def recorded_runs() -> dict[str, list[float]]:
+    """Per-run values of every (file, metric) that varied across recorded runs."""
+    found: dict[str, list[float]] = {}
+    for path in sorted((ROOT / "baselines").glob("*/*.json")):
+        document = json.loads(path.read_text())
+        for metric, entry in document["baselines"].items():
+            values = entry.get("values") or []
+            # A deterministic metric (CPU acceptance) repeats exactly: no noise to learn from.
+            if len(values) >= 3 and float(np.std(values)) > 1e-9 * abs(float(np.mean(values))):
+                found[f"{path.parent.name}/{path.stem}:{metric}"] = [float(v) for v in values]
+    return found
+
+
+def residual_shape(runs: dict[str, list[float]]) -> np.ndarray:
+    residuals = []
+    for values in runs.values():
+        array = np.asarray(values)
+        residuals.extend((array - array.mean()) / array.std(ddof=1))
+    return np.asarray(residuals)
+
+
+def noise_classes(runs: dict[str, list[float]]) -> dict[str, tuple[float, str]]:
+    """Class name -> (CV used, where it comes from)."""
+    grouped: dict[str, list[float]] = {}
+    for key, values in runs.items():
+        pool_file, metric = key.split(":")
+        info = metric_info(metric)
+        kind = info.kind if info else "other"
+        cv = float(np.std(values, ddof=1) / abs(np.mean(values)))
+        grouped.setdefault(f"{kind}-{pool_file.split('/')[0]}", []).append(cv)
+    classes = {name: (float(np.median(cvs)),
+                      f"median of {len(cvs)} metrics, CV {min(cvs):.1%}..{max(cvs):.1%}")
+               for name, cvs in sorted(grouped.items())}
+    classes["readme-acceptance-h200"] = (pair_cv(H200_ACCEPTANCE_PAIRS), "1 pair of engine starts")
+    classes["readme-latency-h200"] = (pair_cv(H200_LATENCY_PAIRS), "3 pairs of engine starts")
+    return classes
+
+
+def draw_noise(rng: np.random.Generator, shape: np.ndarray, size: int) -> np.ndarray:
+    """Smoothed bootstrap of the real residuals, rescaled to unit variance."""
+    jitter = 0.3
+    draws = rng.choice(shape, size=size) + rng.normal(0.0, jitter, size=size)
+    return draws / math.sqrt(float(np.var(shape, ddof=1)) + jitter**2)
+
+
+def simulate(cv: float, step: float, count: int, rng: np.random.Generator, shape: np.ndarray,
+             settings: Settings) -> dict[str, float]:
+    found = 0
+    false_points = 0
+    null_series_with_false = 0
+    null_false_points = 0
+    for _ in range(count):
+        position = int(rng.integers(10, LENGTH - 10 + 1))
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        level = np.ones(LENGTH)
+        level[position:] *= 1.0 + sign * step
+        series = level * (1.0 + cv * draw_noise(rng, shape, LENGTH))
+        points = detect(series.tolist(), settings)
+        hits = [p for p in points if abs(p.index - position) <= WITHIN]
+        found += bool(hits)
+        false_points += len(points) - min(len(hits), 1)
+        null = detect((1.0 + cv * draw_noise(rng, shape, LENGTH)).tolist(), settings)
+        null_series_with_false += bool(null)
+        null_false_points += len(null)
+    return {
+        "found": found / count,
+        "false_per_step_series": false_points / count,
+        "null_series_with_false": null_series_with_false / count,
+        "false_per_null_series": null_false_points / count,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=400, help="series per noise class and step size")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    runs = recorded_runs()
+    shape = residual_shape(runs)
+    classes = noise_classes(runs)
+    print(f"settings: min_segment={settings.min_segment} max_pvalue={settings.max_pvalue} "
+          f"min_relative_change={settings.min_relative_change}; {args.series} series of {LENGTH} points "
+          f"per row; residual shape from {len(shape)} recorded runs ({len(runs)} metrics)")
+    rows: list[dict[str, Any]] = []
+    for name, (cv, source) in classes.items():
+        print(f"noise class {name}: CV {cv:.2%} ({source})")
+    for name, (cv, _) in classes.items():
+        rng = np.random.default_rng(args.seed)
+        for step in STEPS:
+            figures = simulate(cv, step, args.series, rng, shape, settings)
+            rows.append({"noise": name, "cv": cv, "step": step, **figures})
+            print(f"{name:22} cv={cv:6.2%} step={step:4.0%} step/noise={step / cv:5.1f}  "
+                  f"found within {WITHIN}: {figures['found']:6.1%}  "
+                  f"false CPs per step series: {figures['false_per_step_series']:.3f}  "
+                  f"null series with a false CP: {figures['null_series_with_false']:5.1%}")
+    print()
+    for name in classes:
+        five = next(r for r in rows if r["noise"] == name and r["step"] == 0.05)
+        worst_null = max(r["null_series_with_false"] for r in rows if r["noise"] == name)
+        smallest = next((r["step"] for r in rows if r["noise"] == name and r["found"] >= 0.95), None)
+        print(f"{name:22} 5% steps found: {five['found']:.1%} (bar >= 95%: "
+              f"{'met' if five['found'] >= 0.95 else 'NOT met'}); false CPs on null series: "
+              f"{worst_null:.1%} (bar <= 1%: {'met' if worst_null <= 0.01 else 'NOT met'}); "
+              f"smallest step found >= 95%: {f'{smallest:.0%}' if smallest else f'> {STEPS[-1]:.0%}'}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"settings": settings.__dict__, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""fleet.alert: a Slack-compatible webhook on FAIL, sent to a local HTTP server (127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.alert import send, should_alert, slack_payload
+from fleet.cli.history_cmds import record_and_alert
+from fleet.errors import InfrastructureError
+from fleet.history import HistoryStore
+from fleet.model import MetricVerdict, RunReport
+from tests.history_builders import gpu_cell, stepped_history, verdict
+from tests.test_history_cli import write_run_dir
+
+CELL = gpu_cell()
+
+
+def report(status: str) -> RunReport:
+    metric = MetricVerdict(metric="acceptance_length", status="FAIL", observed=1.8, expected=2.1)
+    cells = [verdict(CELL, status, [metric] if status == "FAIL" else [])]
+    return RunReport(run_id="nightly-1", tier="nightly", backend="kube", started_at="t", finished_at="t",
+                     status=status, exit_code=1 if status == "FAIL" else 0, cells=cells)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[Any], list[int]]]:
+    received: list[Any] = []
+    answer = [200]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append((self.headers["Content-Type"], json.loads(self.rfile.read(length))))
+            self.send_response(answer[0])
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received, answer
+    server.shutdown()
+    server.server_close()
+
+
+def test_failing_run_posts_the_regressed_metric_and_the_report_link(webhook: Any) -> None:
+    url, received, _ = webhook
+    failing = report("FAIL")
+    assert should_alert(failing)
+    send(url, slack_payload(failing, "https://ci.example/runs/nightly-1/index.html"))
+    [(content_type, payload)] = received
+    assert content_type == "application/json"
+    assert payload["text"].startswith("fleet: 1 of 1 cells regressed in run nightly-1")
+    assert "https://ci.example/runs/nightly-1/index.html" in payload["text"]
+    assert "acceptance_length 1.8 (expected 2.1)" in json.dumps(payload["blocks"])
+
+
+def test_passing_or_erroring_run_does_not_alert() -> None:
+    assert not should_alert(report("PASS"))
+    assert not should_alert(report("ERROR"))
+
+
+def test_webhook_refusal_is_an_infrastructure_error(webhook: Any) -> None:
+    url, _, answer = webhook
+    answer[0] = 403
+    with pytest.raises(InfrastructureError, match="HTTP 403"):
+        send(url, slack_payload(report("FAIL")))
+
+
+def test_non_http_webhook_url_is_refused_before_sending() -> None:
+    with pytest.raises(InfrastructureError, match="not http"):
+        send("file:///etc/passwd", {"text": "x"})
+
+
+def test_submitted_failing_run_is_recorded_costed_and_alerted_with_its_link(webhook: Any,
+                                                                           tmp_path: Path) -> None:
+    url, received, _ = webhook
+    record = stepped_history(runs=12)[-1]
+    run_dir = write_run_dir(tmp_path, record)
+    link = "https://ci.example/fleet/run-nightly-11.html"
+    record_and_alert(run_dir, record.report, record.jobs, prices={"h100": 3.0},
+                     db=str(tmp_path / "h.sqlite"), webhook=url, link=link)
+    assert json.loads((run_dir / "cost.json").read_text())["total"]["cost_usd"] == 3.0
+    with HistoryStore.open(tmp_path / "h.sqlite") as store:
+        [row] = store.runs()
+    assert (row.run_id, row.cost_usd, row.link) == ("nightly-11", 3.0, link)
+    [(_, payload)] = received
+    assert link in payload["text"]
+
+
+def test_unreachable_webhook_and_history_only_warn_so_the_verdict_stands(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = stepped_history(runs=12)[-1]
+    run_dir = write_run_dir(tmp_path, record)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    record_and_alert(run_dir, record.report, record.jobs, prices={}, db=str(blocker / "h.sqlite"),
+                     webhook="http://127.0.0.1:9/hook", link=None)
+    err = capsys.readouterr().err
+    assert "run not recorded in the history" in err and "alert not sent" in err

@@ -1,0 +1,81 @@
+"""`fleet history` and `fleet trends` over a recorded history: import run directories, query, list changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from fleet.backends.base import Attempt, AttemptOutcome
+from fleet.cli.history_cmds import history, job_span, trends_cmd
+from fleet.history import HistoryStore, RunRecord, save_jobs
+from tests.history_builders import gpu_cell, stepped_history
+
+
+def write_run_dir(root: Path, record: RunRecord) -> Path:
+    run_dir = root / record.report.run_id
+    for cell_id, results in record.results.items():
+        cell_dir = run_dir / "cells" / cell_id
+        cell_dir.mkdir(parents=True)
+        (cell_dir / "cell.json").write_text(record.cells[cell_id].model_dump_json())
+        for number, result in enumerate(results, start=1):
+            (cell_dir / f"result.attempt-{number}.json").write_text(result.model_dump_json())
+    (run_dir / "report.json").write_text(record.report.model_dump_json())
+    save_jobs(run_dir, record.jobs)
+    return run_dir
+
+
+def test_imported_run_directories_are_listed_with_their_cost(tmp_path: Path) -> None:
+    dirs = [write_run_dir(tmp_path / "runs", r) for r in stepped_history(runs=3)]
+    args = ["--db", str(tmp_path / "h.sqlite"), "--jobs", str(tmp_path / "none"), "--price", "h100=2.0"]
+    result = CliRunner().invoke(history, [*args, *[a for d in dirs for a in ("--import", str(d))]])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith("1.000 GPU-h $2.00")
+    assert result.stdout.splitlines()[-1] == "3 runs"
+
+
+def test_history_query_prints_one_measurement_a_line_filtered_by_metric_and_commit(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    with HistoryStore.open(db) as store:
+        for record in stepped_history(runs=4):
+            store.record_run(record)
+    query = ["--db", str(db), "--metric", "acceptance_length", "--commit", "02ab", "--json"]
+    result = CliRunner().invoke(history, query)
+    assert result.exit_code == 0, result.output
+    [point] = json.loads(result.stdout)
+    assert (point["run_id"], point["metric"]) == ("nightly-02", "acceptance_length")
+
+
+def test_trends_lists_the_planted_regression_with_its_size_confidence_and_commits(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    with HistoryStore.open(db) as store:
+        for record in stepped_history():
+            store.record_run(record)
+    result = CliRunner().invoke(trends_cmd, ["--db", str(db)])
+    assert result.exit_code == 0, result.output
+    first, summary = result.stdout.splitlines()
+    assert first.startswith("regression  eagle3__llama-3.1-8b-instruct__h100  acceptance_length  -8.")
+    assert "between 09ababababab (2026-11-10T02:00:00Z) and 10ababababab" in first
+    assert summary == "1 change points in 5 series (80 measurements)"
+    as_json = json.loads(CliRunner().invoke(trends_cmd, ["--db", str(db), "--json"]).stdout)
+    assert as_json[0]["confidence"] > 0.9999 and as_json[0]["points_after"] == 6
+
+
+def test_no_change_is_reported_until_enough_runs_follow_it(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    with HistoryStore.open(db) as store:
+        for record in stepped_history(runs=13):  # 3 runs after the step: fewer than min_segment
+            store.record_run(record)
+    result = CliRunner().invoke(trends_cmd, ["--db", str(db)])
+    assert result.stdout.splitlines()[-1].startswith("0 change points")
+    result = CliRunner().invoke(trends_cmd, ["--db", str(db), "--min-segment", "3"])
+    assert result.stdout.splitlines()[-1].startswith("1 change points")
+
+
+def test_an_attempt_is_costed_by_its_pool_gpus_and_backend_clock() -> None:
+    cell = gpu_cell()
+    outcome = AttemptOutcome(Attempt(cell, 2, "r"), None, None, None, 0, 1000.0, 1000.0 + 900.0)
+    span = job_span(outcome, purpose="bisect")
+    assert (span.hardware, span.gpu_count, span.attempt, span.purpose) == ("h100", 2, 2, "bisect")
+    assert span.gpu_hours == 0.5

@@ -1,0 +1,80 @@
+"""fleet.trends: change points in a metric's history (Hunter / Otava's E-divisive + t-test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fleet.trends import SeriesPoint, Settings, detect, trends
+
+
+def noisy(level: float, count: int, cv: float, seed: int) -> list[float]:
+    return (level * (1 + cv * np.random.default_rng(seed).standard_normal(count))).tolist()
+
+
+def points(values: list[float], metric: str, cell: str = "c") -> list[SeriesPoint]:
+    return [SeriesPoint(v, f"2026-11-{i // 24 + 1:02d}T{i % 24:02d}:00", f"commit{i:03d}", f"run{i}", cell,
+                        metric, "h100") for i, v in enumerate(values)]
+
+
+def test_step_is_found_at_its_position_with_its_size_when_the_mean_shifts() -> None:
+    values = noisy(2.0, 40, 0.01, seed=1) + noisy(1.9, 40, 0.01, seed=2)
+    [change] = detect(values)
+    assert abs(change.index - 40) <= 1
+    assert change.relative_change == pytest.approx(-0.05, abs=0.01)
+    assert change.confidence > 0.9999
+    assert (change.points_before, change.points_after) == (change.index, 80 - change.index)
+
+
+def test_single_spike_is_not_a_change_point_when_shorter_than_the_minimum_segment() -> None:
+    values = noisy(2.0, 60, 0.01, seed=3)
+    values[30] *= 1.5
+    values[31] *= 1.5
+    assert detect(values) == []
+
+
+def test_nothing_is_found_when_the_series_is_only_noise() -> None:
+    assert detect(noisy(10.0, 100, 0.1, seed=4)) == []
+
+
+def test_deterministic_metric_step_is_certain_and_constant_series_has_none() -> None:
+    assert detect([0.41] * 30) == []
+    [change] = detect([0.41] * 20 + [0.36] * 10)
+    assert (change.index, change.p_value) == (20, 0.0)
+
+
+def test_shift_below_the_minimum_size_is_not_reported_however_significant() -> None:
+    values = [1.0] * 20 + [1.005] * 20
+    assert detect(values) == []
+    assert len(detect(values, Settings(min_relative_change=0.001))) == 1
+
+
+def test_two_steps_are_both_found_when_the_series_moves_twice() -> None:
+    values = noisy(1.0, 30, 0.005, seed=5) + noisy(1.1, 30, 0.005, seed=6) + noisy(0.95, 30, 0.005, seed=7)
+    assert [c.index for c in detect(values)] == [30, 60]
+
+
+def test_series_shorter_than_two_segments_has_no_change_point() -> None:
+    assert detect([1.0, 1.0, 2.0, 2.0], Settings(min_segment=3)) == []
+
+
+def test_settings_refuse_a_minimum_segment_below_two() -> None:
+    with pytest.raises(ValueError, match="min_segment"):
+        Settings(min_segment=1)
+
+
+def test_trend_is_a_regression_when_acceptance_drops_and_names_the_commits_around_it() -> None:
+    series = points([2.2] * 10 + [2.0] * 10, "acceptance_length")
+    [trend] = trends(series)
+    assert trend.kind == "regression"
+    assert (trend.before.commit, trend.after.commit) == ("commit009", "commit010")
+
+
+def test_trend_is_an_improvement_when_latency_drops() -> None:
+    [trend] = trends(points([50.0] * 10 + [40.0] * 10, "tpot_p50_ms"))
+    assert trend.kind == "improvement"
+
+
+def test_each_cell_and_metric_is_its_own_series() -> None:
+    mixed = points([1.0] * 20, "speedup", cell="a") + points([1.0] * 10 + [1.3] * 10, "speedup", cell="b")
+    assert [t.cell_id for t in trends(mixed)] == ["b"]
