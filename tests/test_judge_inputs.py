@@ -107,17 +107,17 @@ RESULTS: list[tuple[str, bytes | None, str]] = [
 
 BASELINES: list[tuple[str, Callable[[dict[str, Any]], None] | str, str]] = [
     ("baseline_not_json", "{", "not valid JSON"),
-    ("baseline_values_disagree_with_n", setitem("baselines.speedup.n", 4), "n is 4 but 5 values"),
-    ("baseline_empty_values", setitem("baselines.speedup.values", []), "at least one recorded run"),
+    ("baseline_values_disagree_with_n", setitem("baselines.acceptance_rate.n", 4), "n is 4 but 5 values"),
+    ("baseline_empty_values", setitem("baselines.acceptance_rate.values", []), "at least one recorded run"),
     (
         "baseline_value_not_number",
-        setitem("baselines.speedup.values", [1.0, "x", 1.0, 1.0, 1.0]),
-        "baselines.speedup.values.1",
+        setitem("baselines.acceptance_rate.values", [0.26, "x", 0.26, 0.26, 0.26]),
+        "baselines.acceptance_rate.values.1",
     ),
     ("baseline_nan_expected", "NAN_EXPECTED", "finite"),
-    ("baseline_negative_std", setitem("baselines.speedup.std", -0.1), "baselines.speedup.std"),
+    ("baseline_negative_std", setitem("baselines.acceptance_rate.std", -0.1), "baselines.acceptance_rate.std"),
     ("baseline_zero_trials", setitem("baselines.match_rate.trials", 0), "baselines.match_rate.trials"),
-    ("baseline_unknown_metric_field", setitem("baselines.speedup.tolerence_pct", 5), "unknown field"),
+    ("baseline_unknown_metric_field", setitem("baselines.acceptance_rate.tolerence_pct", 5), "unknown field"),
     ("baseline_wrong_hardware", setitem("hardware", "h200"), "says hardware 'h200'"),
     ("baseline_no_metrics", setitem("baselines", {}), "at least 1 item"),
     ("baseline_not_object", "[1, 2]", "must be a JSON object"),

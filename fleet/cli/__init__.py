@@ -14,6 +14,7 @@ import click
 
 from fleet.cli import baseline_cmd as baseline_cmd
 from fleet.cli import bisect_cmd as bisect_cmd
+from fleet.cli import history_cmds as history_cmds
 from fleet.cli import run_cmds as run_cmds
 from fleet.cli import suite_cmd as suite_cmd
 from fleet.cli._common import fleet_version
@@ -33,6 +34,10 @@ cli.add_command(run_cmds.schema)
 cli.add_command(suite_cmd.suite)
 cli.add_command(baseline_cmd.baseline)
 cli.add_command(bisect_cmd.bisect)
+cli.add_command(history_cmds.history)
+cli.add_command(history_cmds.trends_cmd)
+cli.add_command(history_cmds.report)
+cli.add_command(history_cmds.select_cmd)
 
 
 def main(argv: list[str] | None = None) -> Any:

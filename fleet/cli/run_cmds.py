@@ -15,6 +15,7 @@ from fleet.backends.local import LocalBackend
 from fleet.baselines import baseline_json_schema, result_json_schema
 from fleet.catalog import load_catalog, load_tier
 from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
+from fleet.cli.history_cmds import catalog_prices, job_span, price_option, record_and_alert
 from fleet.cli.preflight import check_baselines, check_models
 from fleet.controller import (
     DEFAULT_MAX_RUNS,
@@ -25,6 +26,7 @@ from fleet.controller import (
     new_run_id,
     outcomes_from_files,
 )
+from fleet.cost import CostSummary, JobSpan, account, cost_document, render_cost_text
 from fleet.errors import ConfigError
 from fleet.judge import METHODS, RULES, Method, Rule
 from fleet.matrix import expand, filter_cells
@@ -114,13 +116,20 @@ class Progress:
 
 
 def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[str, Baseline],
-                fmt: Format, report_dirs: list[Path]) -> None:
+                fmt: Format, report_dirs: list[Path], cost: CostSummary | None = None) -> None:
     results = {o.cell.id: o.result for o in outcomes if o.result is not None}
+
+    def rendered(each: Format) -> str:
+        text = render(report, each, results, baselines)
+        if cost is not None and each in ("text", "markdown"):
+            text += "\n" + render_cost_text(cost)
+        return text
+
     for directory in report_dirs:
         ensure_writable_dir(directory, option="--report-dir")
         for each in FORMATS:
-            (directory / FILE_NAMES[each]).write_text(render(report, each, results, baselines))
-    click.echo(render(report, fmt, results, baselines), nl=False)
+            (directory / FILE_NAMES[each]).write_text(rendered(each))
+    click.echo(rendered(fmt), nl=False)
 
 
 @click.command()
@@ -142,9 +151,17 @@ def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[
 @json_option
 @format_option
 @report_dir_option
+@click.option("--history-db", default="runs/history.sqlite", show_default=True, envvar="FLEET_HISTORY_DB",
+              help="Record the run in this history (SQLite file or SQLAlchemy URL); '' skips it.")
+@price_option
+@click.option("--alert-webhook", default=None, envvar="FLEET_ALERT_WEBHOOK",
+              help="Slack-compatible incoming webhook, posted to when a cell FAILs.")
+@click.option("--report-url", default=None, envvar="FLEET_REPORT_URL",
+              help="Where this run's HTML page is published, {run_id} filled in; the alert links to it.")
 def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_dir: Path, parallel: int,
            max_runs: int, hardware: str | None, variant: str | None, rule: Rule, error_control: Method,
-           as_json: bool, fmt: Format | None, report_dir: Path | None) -> None:
+           as_json: bool, fmt: Format | None, report_dir: Path | None, history_db: str,
+           price_items: tuple[str, ...], alert_webhook: str | None, report_url: str | None) -> None:
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
     cells = plan_cells(jobs_dir, tier, hardware, variant)
     check_models(cells)
@@ -155,12 +172,17 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     stderr.print(f"run {run_id}: {len(cells)} cells of tier {tier} on the {backend} backend -> {run_dir}")
     progress = Progress(len(cells))
+    spans: list[JobSpan] = []
+
+    def ended(outcome: AttemptOutcome, will_retry: bool) -> None:
+        progress.ended(outcome, will_retry)
+        spans.append(job_span(outcome))
+
     local = LocalBackend(run_dir, parallel=parallel, on_start=progress.started)
     try:
         rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control)
                  if max_runs > 1 else None)
-        outcomes = execute(cells, local, run_id=run_id, on_outcome=progress.ended, rerun=rerun,
-                           max_runs=max_runs)
+        outcomes = execute(cells, local, run_id=run_id, on_outcome=ended, rerun=rerun, max_runs=max_runs)
     except KeyboardInterrupt:
         local.cancel()
         raise
@@ -168,8 +190,14 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=tier,
                                   backend=backend, started_at=started, finished_at=finished, rule=rule,
                                   method=error_control)
+    prices = catalog_prices(jobs_dir, price_items)
+    cost = account(spans, prices)
+    report = report.model_copy(update={"cost": cost_document(cost)})
     emit_report(report, outcomes, baselines, "json" if as_json else fmt or "text",
-                [run_dir, *([report_dir] if report_dir else [])])
+                [run_dir, *([report_dir] if report_dir else [])], cost)
+    link = report_url.format(run_id=run_id) if report_url else None
+    record_and_alert(run_dir, report, spans, prices=prices, db=history_db or None, webhook=alert_webhook,
+                     link=link)
     sys.exit(report.exit_code)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -62,3 +62,5 @@ class RunReport(Strict):
     rule: str | None = None
     error_control: str | None = None
     alpha: float | None = None
+    #: GPU-hours and cost per cell, pool and run (fleet.cost.cost_document), where accounted.
+    cost: dict[str, Any] | None = None
