@@ -1,0 +1,130 @@
+"""The cluster verbs: `fleet resume RUN_ID`, `fleet images build`, and the kube wiring `fleet submit` calls.
+
+`submit --backend kube` and `resume` share one path: run.json is written before the first Job exists,
+and a run is driven from run.json alone, so re-running either after a crash adopts the run's Jobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fleet.backends.base import AttemptOutcome
+from fleet.cli._common import stderr
+from fleet.controller import CellOutcome, execute, judge_run
+from fleet.errors import ConfigError
+from fleet.images import build_plan, run_build
+from fleet.model import Cell, Tier
+from fleet.render import RenderContext, render_run, to_yaml
+from fleet.report import FORMATS, Format
+from fleet.runstate import RunState, read_run_state, write_run_state
+
+
+def kube_context(tier: Tier, run_id: str, *, namespace: str = "fleet", vllm_version: str = "latest",
+                 images: Sequence[str] = (), kueue: bool = False, model_cache_pvc: str | None = None,
+                 compile_cache_pvc: str | None = None) -> RenderContext:
+    """The render context of a run; `images` are VENDOR=IMAGE overrides (nvidia, amd, cpu)."""
+    fields: dict[str, object] = {"run_id": run_id, "namespace": namespace, "vllm_version": vllm_version,
+                                 "kueue": kueue or bool(tier.queue), "queue_name": tier.queue,
+                                 "priority_class": tier.priority_class, "model_cache_pvc": model_cache_pvc,
+                                 "compile_cache_pvc": compile_cache_pvc}
+    if images:
+        chosen = dict(RenderContext(run_id=run_id).images)
+        for item in images:
+            vendor, sep, image = item.partition("=")
+            if not sep or vendor not in ("nvidia", "amd", "cpu"):
+                raise ConfigError(f"--image {item!r} is not VENDOR=IMAGE", where="--image",
+                                  fix="e.g. --image nvidia=ghcr.io/acme/fleet-cuda:{vllm_version}")
+            chosen[vendor] = image
+        fields["images"] = chosen
+    return RenderContext.model_validate(fields)
+
+
+def dry_run_yaml(cells: Sequence[Cell], context: RenderContext) -> str:
+    """What `fleet submit --backend kube --dry-run` prints: every attempt-1 Job, as YAML."""
+    return to_yaml(render_run(list(cells), context))
+
+
+def start_kube_run(cells: Sequence[Cell], *, tier: str, context: RenderContext, run_dir: Path) -> RunState:
+    """Persist the run before any Job exists: from here on, `fleet resume` can finish it."""
+    state = RunState(run_id=context.run_id, tier=tier, backend="kube", kube=context, cells=list(cells))
+    write_run_state(run_dir, state)
+    return state
+
+
+def run_kube(state: RunState, *, run_dir: Path, host: str | None = None, kubeconfig: str | None = None,
+             kube_context_name: str | None = None,
+             on_outcome: Callable[[AttemptOutcome, bool], None] | None = None,
+             backend_options: Mapping[str, Any] | None = None) -> list[CellOutcome]:
+    """Drive the run in run.json to a final outcome per cell (new, half-done or finished alike).
+
+    `backend_options` go to fleet.backends.kube.make_backend (timings, sleep and clock in tests).
+    """
+    from fleet.backends.kube import make_backend  # the kubernetes client loads only for cluster runs
+
+    if state.kube is None:
+        raise ConfigError(f"run {state.run_id} was not a kube run", where="run.json",
+                          fix="resume only runs submitted with --backend kube")
+    backend = make_backend(state.kube, run_dir=run_dir, host=host, kubeconfig=kubeconfig,
+                           kube_context=kube_context_name, **(backend_options or {}))
+    try:
+        return execute(state.cells, backend, run_id=state.run_id, on_outcome=on_outcome)
+    except KeyboardInterrupt:
+        backend.close()  # leave the Jobs running: `fleet resume` picks them up
+        raise
+    finally:
+        backend.close()
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--baselines", "baselines_dir", type=click.Path(path_type=Path), default=Path("baselines"),
+              show_default=True)
+@click.option("--kubeconfig", default=None, help="Default: in-cluster credentials, else $KUBECONFIG.")
+@click.option("--context", "kube_context_name", default=None, help="kubeconfig context.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Report on stdout.")
+def resume(run_id: str, runs_dir: Path, baselines_dir: Path, kubeconfig: str | None,
+           kube_context_name: str | None, fmt: Format) -> None:
+    """Finish a kube run after the controller stopped: adopt its Jobs, gather, retry, report."""
+    from fleet.cli.run_cmds import emit_report
+
+    run_dir = runs_dir / run_id
+    state = read_run_state(run_dir)
+    stderr.print(f"resuming run {run_id}: {len(state.cells)} cells of tier {state.tier}")
+    outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig, kube_context_name=kube_context_name)
+    finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=state.tier,
+                                  backend="kube", started_at=state.created_at, finished_at=finished)
+    emit_report(report, outcomes, baselines, fmt, [run_dir])
+    sys.exit(report.exit_code)
+
+
+@click.group()
+def images() -> None:
+    """fleet's container images: vLLM's official CUDA or ROCm image with the suite installed."""
+
+
+@images.command("build")
+@click.option("--vendor", type=click.Choice(["cuda", "rocm"]), required=True)
+@click.option("--commit", default=None, help="vLLM commit: builds FROM that commit's image.")
+@click.option("--vllm-tag", default=None, help="A tag of vLLM's image instead of a commit (e.g. v0.11.0).")
+@click.option("--base", default=None, help="Override the base image repository.")
+@click.option("--repository", default="ghcr.io/fleet-ci", show_default=True,
+              help="Where the image is tagged.")
+@click.option("--push", is_flag=True, help="Push the image after building it.")
+@click.option("--print-only", is_flag=True, help="Print the build arguments; build nothing.")
+def images_build(vendor: str, commit: str | None, vllm_tag: str | None, base: str | None, repository: str,
+                 push: bool, print_only: bool) -> None:
+    """Build images/<vendor>/Dockerfile through the Docker engine (docker SDK)."""
+    plan = build_plan(Path.cwd(), vendor=vendor, commit=commit, vllm_tag=vllm_tag, base=base,
+                      repository=repository)
+    click.echo(plan.describe())
+    if not print_only:
+        run_build(plan, push=push)

@@ -1,0 +1,82 @@
+"""fleet's images: which base, which build arguments, which tag, for a vLLM commit or tag and a vendor.
+
+The plan is pure (tested without a Docker engine); only `run_build` talks to the engine, through the
+docker SDK imported when it is called.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleet.errors import ConfigError, InfrastructureError
+
+#: Per-commit CUDA images: vLLM's post-merge CI images (nightly-<sha> tags on Docker Hub keep only 14).
+CUDA_COMMIT_BASE = "public.ecr.aws/q9t5s3a7/vllm-ci-postmerge-repo"
+CUDA_RELEASE_BASE = "vllm/vllm-openai"
+#: AMD's prebuilt vLLM images; their tags encode ROCm and a date, and there are no per-commit tags.
+ROCM_BASE = "rocm/vllm"
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    context: Path
+    dockerfile: str
+    buildargs: dict[str, str]
+    tag: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        args = " ".join(f"--build-arg {k}={v}" for k, v in sorted(self.buildargs.items()))
+        return f"docker build -f {self.dockerfile} {args} -t {self.tag} {self.context}"
+
+
+def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_tag: str | None = None,
+               base: str | None = None, repository: str = "ghcr.io/fleet-ci") -> BuildPlan:
+    """The Dockerfile, base image and tag for one vendor and one vLLM build (a commit or a tag)."""
+    if (commit is None) == (vllm_tag is None):
+        raise ConfigError("give exactly one of --commit and --vllm-tag", where="fleet images build")
+    if commit is not None and not _SHA.match(commit):
+        raise ConfigError(f"--commit {commit!r} is not a full 40-character commit sha", where="--commit")
+    dockerfile = repo_root / "images" / vendor / "Dockerfile"
+    if not dockerfile.is_file():
+        raise ConfigError(f"no Dockerfile for vendor {vendor!r}", where=str(dockerfile))
+    if vendor == "cuda":
+        image = base or (CUDA_COMMIT_BASE if commit else CUDA_RELEASE_BASE)
+    elif vendor == "rocm":
+        if commit is not None and base is None:
+            raise ConfigError("AMD publishes no per-commit vLLM images", where="--commit",
+                              fix="build vLLM's docker/Dockerfile.rocm for that commit and pass --base")
+        image = base or ROCM_BASE
+    else:
+        raise ConfigError(f"unknown vendor {vendor!r}", where="--vendor", fix="use cuda or rocm")
+    version = commit or str(vllm_tag)
+    return BuildPlan(
+        context=repo_root,
+        dockerfile=f"images/{vendor}/Dockerfile",
+        buildargs={"VLLM_IMAGE": image, "VLLM_TAG": version},
+        tag=f"{repository}/fleet-{vendor}:{version}",
+        labels={"org.opencontainers.image.source": "fleet", "fleet.vllm": version},
+    )
+
+
+def run_build(plan: BuildPlan, *, push: bool = False) -> str:
+    """Build (and push) through the local Docker engine; returns the image id."""
+    try:
+        import docker  # type: ignore[import-untyped]
+    except ImportError as err:
+        raise ConfigError("the docker SDK is not installed", fix="pip install docker") from err
+    try:
+        engine = docker.from_env()
+        image, _logs = engine.images.build(path=str(plan.context), dockerfile=plan.dockerfile,
+                                           buildargs=plan.buildargs, tag=plan.tag, labels=plan.labels,
+                                           rm=True, pull=True)
+        if push:
+            repository, _, tag = plan.tag.rpartition(":")
+            engine.images.push(repository, tag=tag)
+    except docker.errors.DockerException as err:
+        raise InfrastructureError(f"docker build failed: {err}", where=plan.dockerfile,
+                                  fix="check that a Docker engine is running (`docker info`)") from err
+    return str(image.id)

