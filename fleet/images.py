@@ -65,7 +65,7 @@ def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_
 def run_build(plan: BuildPlan, *, push: bool = False) -> str:
     """Build (and push) through the local Docker engine; returns the image id."""
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
     except ImportError as err:
         raise ConfigError("the docker SDK is not installed", fix="pip install docker") from err
     try:

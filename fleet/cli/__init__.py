@@ -15,6 +15,7 @@ import click
 from fleet.cli import baseline_cmd as baseline_cmd
 from fleet.cli import bisect_cmd as bisect_cmd
 from fleet.cli import history_cmds as history_cmds
+from fleet.cli import kube_cmds as kube_cmds
 from fleet.cli import run_cmds as run_cmds
 from fleet.cli import suite_cmd as suite_cmd
 from fleet.cli._common import fleet_version
@@ -38,6 +39,8 @@ cli.add_command(history_cmds.history)
 cli.add_command(history_cmds.trends_cmd)
 cli.add_command(history_cmds.report)
 cli.add_command(history_cmds.select_cmd)
+cli.add_command(kube_cmds.resume)
+cli.add_command(kube_cmds.images)
 
 
 def main(argv: list[str] | None = None) -> Any:

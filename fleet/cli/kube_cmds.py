@@ -128,3 +128,25 @@ def images_build(vendor: str, commit: str | None, vllm_tag: str | None, base: st
     click.echo(plan.describe())
     if not print_only:
         run_build(plan, push=push)
+
+
+def kube_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`fleet submit`'s options for --backend kube (ignored by the local backend)."""
+    options = [
+        click.option("--dry-run", is_flag=True, help="kube: print the Jobs' YAML and submit nothing."),
+        click.option("--namespace", default="fleet", show_default=True, help="kube: the namespace of k8s/."),
+        click.option("--vllm-version", default="latest", show_default=True,
+                     help="kube: fills {vllm_version} in the hardware's image (a tag or nightly-<sha>)."),
+        click.option("--image", "images", multiple=True, metavar="VENDOR=IMAGE",
+                     help="kube: the image for nvidia, amd or cpu pools instead of jobs/hardware.yaml's."),
+        click.option("--kueue", is_flag=True, help="kube: label Jobs for Kueue (the tier's queue)."),
+        click.option("--model-cache-pvc", default=None, help="kube: PVC holding the models."),
+        click.option("--compile-cache-pvc", default=None,
+                     help="kube: PVC for vLLM's compile cache, keyed by vLLM version and hardware."),
+        click.option("--kubeconfig", default=None,
+                     help="kube: default in-cluster credentials, else $KUBECONFIG."),
+        click.option("--context", "kube_context_name", default=None, help="kube: kubeconfig context."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -16,6 +17,7 @@ from fleet.baselines import baseline_json_schema, result_json_schema
 from fleet.catalog import load_catalog, load_tier
 from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
 from fleet.cli.history_cmds import catalog_prices, job_span, price_option, record_and_alert
+from fleet.cli.kube_cmds import dry_run_yaml, kube_context, kube_options, run_kube, start_kube_run
 from fleet.cli.preflight import check_baselines, check_models
 from fleet.controller import (
     DEFAULT_MAX_RUNS,
@@ -32,6 +34,7 @@ from fleet.judge import METHODS, RULES, Method, Rule
 from fleet.matrix import expand, filter_cells
 from fleet.model import Baseline, Cell, RunReport, RunResult
 from fleet.report import FILE_NAMES, FORMATS, Format, render
+from fleet.runstate import RunState, write_run_state
 
 jobs_option = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
                            show_default=True, help="Directory with hardware.yaml, variants.yaml and tiers.")
@@ -134,8 +137,8 @@ def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[
 
 @click.command()
 @click.option("--tier", required=True, help="Tier to run: local (CPU, bundled models), smoke, nightly, ...")
-@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True,
-              help="Where cells run: local subprocesses on this machine.")
+@click.option("--backend", type=click.Choice(["local", "kube"]), default="local", show_default=True,
+              help="Where cells run: local subprocesses on this machine, or Kubernetes Jobs.")
 @jobs_option
 @baselines_option
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
@@ -158,15 +161,25 @@ def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[
               help="Slack-compatible incoming webhook, posted to when a cell FAILs.")
 @click.option("--report-url", default=None, envvar="FLEET_REPORT_URL",
               help="Where this run's HTML page is published, {run_id} filled in; the alert links to it.")
+@kube_options
 def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_dir: Path, parallel: int,
            max_runs: int, hardware: str | None, variant: str | None, rule: Rule, error_control: Method,
            as_json: bool, fmt: Format | None, report_dir: Path | None, history_db: str,
-           price_items: tuple[str, ...], alert_webhook: str | None, report_url: str | None) -> None:
+           price_items: tuple[str, ...], alert_webhook: str | None, report_url: str | None,
+           dry_run: bool, kubeconfig: str | None, kube_context_name: str | None, **kube: Any) -> None:
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
     cells = plan_cells(jobs_dir, tier, hardware, variant)
-    check_models(cells)
-    check_baselines(cells, baselines_dir)
     run_id = new_run_id(tier)
+    context = kube_context(load_tier(jobs_dir, tier), run_id, **kube) if backend == "kube" else None
+    if dry_run:
+        if context is None:
+            raise ConfigError("--dry-run renders Kubernetes Jobs", where="--dry-run",
+                              fix="add --backend kube")
+        click.echo(dry_run_yaml(cells, context), nl=False)
+        return
+    if backend == "local":
+        check_models(cells)  # a kube cell's models live in the cluster's image or cache, not here
+    check_baselines(cells, baselines_dir)
     run_dir = runs_dir / run_id
     ensure_writable_dir(run_dir, option="--runs-dir")
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -178,14 +191,20 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
         progress.ended(outcome, will_retry)
         spans.append(job_span(outcome))
 
-    local = LocalBackend(run_dir, parallel=parallel, on_start=progress.started)
-    try:
-        rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control)
-                 if max_runs > 1 else None)
-        outcomes = execute(cells, local, run_id=run_id, on_outcome=ended, rerun=rerun, max_runs=max_runs)
-    except KeyboardInterrupt:
-        local.cancel()
-        raise
+    if context is not None:
+        state = start_kube_run(cells, tier=tier, context=context, run_dir=run_dir)
+        outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig,
+                            kube_context_name=kube_context_name, on_outcome=ended)
+    else:
+        write_run_state(run_dir, RunState(run_id=run_id, tier=tier, backend="local", cells=cells))
+        local = LocalBackend(run_dir, parallel=parallel, on_start=progress.started)
+        try:
+            rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control)
+                     if max_runs > 1 else None)
+            outcomes = execute(cells, local, run_id=run_id, on_outcome=ended, rerun=rerun, max_runs=max_runs)
+        except KeyboardInterrupt:
+            local.cancel()
+            raise
     finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=tier,
                                   backend=backend, started_at=started, finished_at=finished, rule=rule,
