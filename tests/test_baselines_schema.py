@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 
 from fleet.baselines import baseline_json_schema, baseline_to_json, load_baseline
-from fleet.model import MatchSummary, RunResult, SpecCounters
+from fleet.model import Hardware, MatchSummary, RunResult, SpecCounters
 from fleet.recording import record_baseline
 from tests.builders import make_cell, ok_result
 
@@ -20,7 +20,9 @@ def replicate(speedup: float) -> RunResult:
         num_drafts=100, num_draft_tokens=400, num_accepted_tokens=90, accepted_per_position=[40, 25, 15, 10]
     )
     metrics = {"acceptance_length": 1.9, "acceptance_rate": 0.225, "match_rate": 0.9, "speedup": speedup}
-    return ok_result(make_cell()).model_copy(
+    # A GPU pool: the cpu pool baselines no latency-class metric such as speedup.
+    cell = make_cell().model_copy(update={"hardware": Hardware(name="h200", vendor="nvidia")})
+    return ok_result(cell).model_copy(
         update={
             "metrics": metrics,
             "counters": counters,
