@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fleet.model import Baseline, BaselineProvenance, MetricBaseline, RunResult, model_slug
+from fleet.suite.metrics import metric_info
 
 #: Bounds are this many recorded standard deviations wide: under a normal model a single metric
 #: then raises a false alarm about once in 16,000 runs.
@@ -40,11 +41,9 @@ MIN_COUNTS = 3
 
 
 def metric_class(name: str) -> str:
-    if name.startswith("acceptance_"):
-        return "acceptance"
-    if name.startswith("match_"):
-        return "match"
-    return "latency"
+    """The metric registry's class; a metric it does not know is treated as noisy."""
+    info = metric_info(name)
+    return info.kind if info is not None else "latency"
 
 
 def baselined_metrics(results: Sequence[RunResult]) -> list[str]:
