@@ -14,6 +14,8 @@ import click
 
 from fleet.cli import baseline_cmd as baseline_cmd
 from fleet.cli import bisect_cmd as bisect_cmd
+from fleet.cli import ci_cmds as ci_cmds
+from fleet.cli import docs_cmd as docs_cmd
 from fleet.cli import history_cmds as history_cmds
 from fleet.cli import kube_cmds as kube_cmds
 from fleet.cli import run_cmds as run_cmds
@@ -31,6 +33,7 @@ def cli() -> None:
 cli.add_command(run_cmds.plan)
 cli.add_command(run_cmds.submit)
 cli.add_command(run_cmds.judge)
+cli.add_command(run_cmds.merge)
 cli.add_command(run_cmds.schema)
 cli.add_command(suite_cmd.suite)
 cli.add_command(baseline_cmd.baseline)
@@ -41,6 +44,8 @@ cli.add_command(history_cmds.report)
 cli.add_command(history_cmds.select_cmd)
 cli.add_command(kube_cmds.resume)
 cli.add_command(kube_cmds.images)
+cli.add_command(ci_cmds.ci)
+cli.add_command(docs_cmd.docs)
 
 
 def main(argv: list[str] | None = None) -> Any:

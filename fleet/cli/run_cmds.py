@@ -30,11 +30,13 @@ from fleet.controller import (
 )
 from fleet.cost import CostSummary, JobSpan, account, cost_document, render_cost_text
 from fleet.errors import ConfigError
+from fleet.history import HistoryStore
 from fleet.judge import METHODS, RULES, Method, Rule
 from fleet.matrix import expand, filter_cells
 from fleet.model import Baseline, Cell, RunReport, RunResult
 from fleet.report import FILE_NAMES, FORMATS, Format, render
 from fleet.runstate import RunState, write_run_state
+from fleet.sharding import merge_reports, recorded_seconds, shard_cells
 
 jobs_option = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
                            show_default=True, help="Directory with hardware.yaml, variants.yaml and tiers.")
@@ -161,14 +163,28 @@ def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[
               help="Slack-compatible incoming webhook, posted to when a cell FAILs.")
 @click.option("--report-url", default=None, envvar="FLEET_REPORT_URL",
               help="Where this run's HTML page is published, {run_id} filled in; the alert links to it.")
+@click.option("--shard-id", type=click.IntRange(min=0), default=None,
+              help="Run only this shard (0-based) of the tier's cells; needs --num-shards.")
+@click.option("--num-shards", type=click.IntRange(min=1), default=None,
+              help="Split the cells into this many shards, balanced by expected GPU time; join the shards' "
+                   "run directories with `fleet merge`.")
 @kube_options
 def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_dir: Path, parallel: int,
            max_runs: int, hardware: str | None, variant: str | None, rule: Rule, error_control: Method,
            as_json: bool, fmt: Format | None, report_dir: Path | None, history_db: str,
            price_items: tuple[str, ...], alert_webhook: str | None, report_url: str | None,
+           shard_id: int | None, num_shards: int | None,
            dry_run: bool, kubeconfig: str | None, kube_context_name: str | None, **kube: Any) -> None:
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
     cells = plan_cells(jobs_dir, tier, hardware, variant)
+    if (shard_id is None) != (num_shards is None):
+        raise ConfigError("--shard-id and --num-shards go together", where="--shard-id/--num-shards",
+                          fix="pass both, e.g. --shard-id 0 --num-shards 4, or neither")
+    if shard_id is not None and num_shards is not None:
+        cells = shard_cells(cells, shard_id, num_shards, history_seconds(history_db, tier))
+        if not cells:
+            stderr.print(f"shard {shard_id} of {num_shards} has no cell of tier {tier}: nothing to run")
+            sys.exit(0)
     run_id = new_run_id(tier)
     context = kube_context(load_tier(jobs_dir, tier), run_id, **kube) if backend == "kube" else None
     if dry_run:
@@ -217,6 +233,52 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
     link = report_url.format(run_id=run_id) if report_url else None
     record_and_alert(run_dir, report, spans, prices=prices, db=history_db or None, webhook=alert_webhook,
                      link=link)
+    sys.exit(report.exit_code)
+
+
+def history_seconds(history_db: str, tier: str, last_runs: int = 20) -> dict[str, float]:
+    """Each cell's recorded seconds over the tier's last runs; empty when there is no history yet."""
+    if not history_db or ("://" not in history_db and not Path(history_db).is_file()):
+        return {}
+    with HistoryStore.open(history_db) as store:
+        runs = store.runs(tier=tier)[-last_runs:]
+        return recorded_seconds(span for run in runs for span in store.jobs(run.run_id))
+
+
+def read_report(run_dir: Path) -> RunReport:
+    path = run_dir / FILE_NAMES["json"] if run_dir.is_dir() else run_dir
+    try:
+        return RunReport.model_validate_json(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot read report: {err.strerror}", where=str(path),
+                          fix="pass a run directory that has report.json, or the report.json itself") from err
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(document)"
+        raise ConfigError(f"{field}: {first['msg']}", where=str(path),
+                          cause="not a fleet RunReport document (see `fleet schema report`)") from err
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--expect-all-cells", is_flag=True,
+              help="Every cell of the shards' tier (in --jobs) must be in a shard; a missing one is ERROR.")
+@jobs_option
+@json_option
+@format_option
+@report_dir_option
+def merge(run_dirs: tuple[Path, ...], expect_all_cells: bool, jobs_dir: Path, as_json: bool,
+          fmt: Format | None, report_dir: Path | None) -> None:
+    """Join the report.json of a sharded run's shards into one report, one verdict and one exit code."""
+    reports = [read_report(path) for path in run_dirs]
+    expected = plan_cells(jobs_dir, reports[0].tier, None, None) if expect_all_cells else None
+    report = merge_reports(reports, sources=[str(p) for p in run_dirs], expected_cells=expected)
+    chosen: Format = "json" if as_json else fmt or "text"
+    if report_dir is not None:
+        ensure_writable_dir(report_dir, option="--report-dir")
+        for each in FORMATS:
+            (report_dir / FILE_NAMES[each]).write_text(render(report, each))
+    click.echo(render(report, chosen), nl=False)
     sys.exit(report.exit_code)
 
 

@@ -43,6 +43,8 @@ SEPARATOR = "---"
 PASS_MARK = "✓"
 FAIL_MARK = "✗"
 LOG_TAIL_LINES = 10
+#: The failure reasons' guide, relative to the repository root; each reason is an anchor in it.
+TROUBLESHOOTING_DOC = "docs/troubleshooting.md"
 
 _STATUS_LINE = {
     "PASS": f"{PASS_MARK} PASSED",
@@ -283,6 +285,11 @@ def _fail_body(
     return lines
 
 
+def troubleshooting_link(reason: str) -> str:
+    """Where docs/troubleshooting.md explains a failure reason (its anchor is the reason itself)."""
+    return f"{TROUBLESHOOTING_DOC}#{reason}"
+
+
 def _error_body(cell: CellVerdict) -> list[str]:
     error = cell.error
     if error is None:
@@ -291,6 +298,7 @@ def _error_body(cell: CellVerdict) -> list[str]:
     if error.exit_code is not None:
         lines.append(f"Exit code: {error.exit_code}")
     lines.append(f"Attempts: {cell.attempts}")
+    lines.append(f"Troubleshooting: {troubleshooting_link(error.reason)}")
     tail = [line for line in error.log_tail.splitlines() if line.strip()][-LOG_TAIL_LINES:]
     if tail:
         lines += ["", f"Log tail (last {len(tail)} lines):", *(f"  | {line}" for line in tail)]
