@@ -5,39 +5,21 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from fleet.cli import cli, main
-from fleet.cli.bisect_cmd import bisect
+from tests.conftest import Fleet
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO = REPO / "tests" / "fixtures" / "bisect" / "ngram_al_drop.yaml"
 CELL = "eagle3__llama-3.1-8b-instruct__l4"
-
-if "bisect" not in cli.commands:  # until fleet.cli registers it itself
-    cli.add_command(bisect)
-
-Fleet = Callable[..., tuple[int, str, str]]
-
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(REPO / "jobs", tmp_path / "jobs")
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-@pytest.fixture
-def fleet(capsys: pytest.CaptureFixture[str]) -> Fleet:
-    def run(*argv: str) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(argv))
-        out, err = capsys.readouterr()
-        return int(exit_info.value.code or 0), out, err
-    return run
 
 
 def git(repo: Path, *args: str) -> str:

@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet.cli import main
+from tests.conftest import Fleet
 
 REPO = Path(__file__).resolve().parent.parent
-
-Fleet = Callable[..., tuple[int, str, str]]
-
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -24,18 +21,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(REPO / "baselines", tmp_path / "baselines")
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-@pytest.fixture
-def fleet(capsys: pytest.CaptureFixture[str]) -> Fleet:
-    def run(*argv: str) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(argv))
-        captured = capsys.readouterr()
-        code = exit_info.value.code
-        return (code if isinstance(code, int) else 0), captured.out, captured.err
-
-    return run
 
 
 def edit_yaml(path: Path, change: Callable[[dict[str, object]], None]) -> None:
