@@ -10,11 +10,14 @@
 #        tiny cells (a fresh reference cache per replicate: each replicate is a separate run)
 # bare:  the same vLLM work as draft_model-k4 without fleet (benchmarks/suite_overhead.py bare)
 # fail:  an engine start that fails (a draft path that does not exist), to record its log tail
+# series: replicates s1..s$SERIES of both tiny cells (each a fresh reference cache), for the noise model
+# machinery2: the machinery cell again (m2), after the batch-size-1 warm-up was added
 # pack:  analysis, and WORKDIR.tgz beside WORKDIR (results, r1's child logs, no caches)
 set -uo pipefail
 W=${1:?usage: scripts/h200_run.sh WORKDIR [STEPS]}
 STEPS=${2:-"smoke rest bare fail pack"}
 REPLICATES=${REPLICATES:-5}
+SERIES=${SERIES:-10}
 export PYTHONPATH="/tmp/site:$PWD" VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false FLEET_VLLM_CACHE_ROOT="$W/vllm-cache"
 TINY="draft_model-k4__tiny-stdlib-target__h200 ngram-k4__tiny-stdlib-target__h200"
@@ -60,6 +63,8 @@ for step in $STEPS; do
       suite r1 ngram-k4__tiny-stdlib-target__h200
       suite m1 "$MACHINERY"
       for r in $(seq 2 "$REPLICATES"); do for cell in $TINY; do suite "r$r" "$cell"; done; done ;;
+    series) for r in $(seq 1 "$SERIES"); do for cell in $TINY; do suite "s$r" "$cell"; done; done ;;
+    machinery2) suite m2 "$MACHINERY" ;;
     bare) bare reference; bare speculative ;;
     fail)
       mkdir -p "$W/fail"
@@ -76,7 +81,7 @@ json.dump(cell, open(sys.argv[2], 'w'))
       python3 benchmarks/suite_overhead.py analyze "$W" --out "$W/overhead.json" > "$W/overhead.txt" 2>&1
       say "analyze rc=$?"
       tar czf "$W.tgz" -C "$(dirname "$W")" --exclude=vllm-cache --exclude=refcache \
-        --exclude='r[2-9]/keep' "$(basename "$W")"
+        --exclude='r[2-9]/keep' --exclude='s*/keep' "$(basename "$W")"
       say "packed $(du -h "$W.tgz" | cut -f1)" ;;
   esac
 done

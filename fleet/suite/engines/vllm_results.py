@@ -4,7 +4,8 @@ Pure, so it is tested on results captured on the H200 (tests/fixtures/vllm/). Th
 material only (metric snapshots before and after the measured steps, each request's RequestStateStats,
 client-side wall times); every number fleet keeps is derived here.
 
-What is measured, after the workload's warm-up prompts (unmeasured):
+What is measured, after the workload's warm-up prompts (unmeasured: once as a batch, then the first
+one alone, so the batch-size-1 kernels the singles use are compiled before the clock starts):
 1. the batch: every measured prompt in one `generate` call (vLLM schedules them together). Its outputs
    are the token ids compared with the reference for match rates; its per-request timings are
    `batch_timings`.
