@@ -60,6 +60,7 @@ def send(url: str, payload: dict[str, Any], *, timeout_s: float = TIMEOUT_S) -> 
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             status = response.status
     except urllib.error.HTTPError as err:
+        err.close()
         raise InfrastructureError(f"webhook answered HTTP {err.code}", where="--alert-webhook",
                                   cause="a wrong or revoked webhook URL") from err
     except (urllib.error.URLError, OSError) as err:

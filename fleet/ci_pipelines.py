@@ -20,8 +20,11 @@ from fleet.sharding import assign_shards, expected_costs
 
 __all__ = ["CiOptions", "buildkite_pipeline", "github_workflow", "shard_timeout_minutes"]
 
-#: Reports every run directory holds, kept as CI artifacts (fleet merge reads report.json).
-REPORT_GLOBS: tuple[str, ...] = ("runs/**/report.json", "runs/**/junit.xml", "runs/**/report.md")
+#: What every shard's run directory keeps as CI artifacts: its reports, and what `fleet merge` judges
+#: again across shards (each cell's description and results) and costs (the Jobs' spans).
+REPORT_GLOBS: tuple[str, ...] = ("runs/**/report.json", "runs/**/junit.xml", "runs/**/report.md",
+                                 "runs/**/jobs.json", "runs/**/cells/**/cell.json",
+                                 "runs/**/cells/**/result.attempt-*.json")
 #: Time beyond the cells' own timeouts: image pulls, scheduling, the controller's own start.
 SLACK_MINUTES = 15
 
@@ -75,7 +78,7 @@ def buildkite_pipeline(tier: Tier, cells: Sequence[Cell], options: CiOptions) ->
     merge_step: dict[str, Any] = {
         "label": f":vllm: spec-decode {tier.name} verdict",
         "key": f"fleet-{tier.name}-merge",
-        "command": ("buildkite-agent artifact download 'runs/**/report.json' . && "
+        "command": ("buildkite-agent artifact download 'runs/**' . && "
                     "{ fleet merge runs/*/ --expect-all-cells --report-dir merged --format markdown; "
                     "code=$$?; "
                     "buildkite-agent annotate --context fleet --style info < merged/report.md; "
@@ -130,7 +133,10 @@ def github_workflow(tier: Tier, cells: Sequence[Cell], options: CiOptions) -> di
             *setup(),
             {"uses": "actions/download-artifact@v4", "with": {"pattern": "fleet-shard-*", "path": "shards"}},
             {"name": "Merge the shards' verdicts", "shell": "bash",
-             "run": ('fleet merge shards/*/*/ --expect-all-cells --format markdown --report-dir merged '
+             "env": {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}",
+                     "FLEET_ALERT_WEBHOOK": "${{ secrets.FLEET_ALERT_WEBHOOK }}"},
+             "run": ('set -o pipefail; fleet merge shards/*/*/ --expect-all-cells --format markdown '
+                     '--report-dir merged --github-issue-repo "$GITHUB_REPOSITORY" '
                      '| tee -a "$GITHUB_STEP_SUMMARY"')},
             {"if": "always()", "uses": "actions/upload-artifact@v4",
              "with": {"name": "fleet-report", "path": "merged/"}},
@@ -139,6 +145,6 @@ def github_workflow(tier: Tier, cells: Sequence[Cell], options: CiOptions) -> di
     return {
         "name": f"fleet {tier.name}",
         "on": triggers,
-        "permissions": {"contents": "read"},
+        "permissions": {"contents": "read", "issues": "write"},
         "jobs": {"shards": run_job, "merge": merge_job},
     }

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fleet.backends.base import Attempt, AttemptOutcome, Backend
 from fleet.baselines import find_baseline
-from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads
+from fleet.judge.decide import ALPHA, Rule, decide, family_size_of, gather, pooled_spreads
 from fleet.judge.multiple import Method
 from fleet.judge.verdicts import CellCase, judge_cells, summarize
 from fleet.model import Baseline, Cell, ResultError, RunReport, RunResult
@@ -108,22 +108,32 @@ def make_rerun_check(
     rule: Rule = "auto",
     alpha: float = ALPHA,
     method: Method = "holm",
+    family: Sequence[Cell] | None = None,
 ) -> RerunCheck:
-    """A RerunCheck that judges a cell as it will be judged in the whole run (same family size)."""
+    """A RerunCheck that judges a cell as it will be judged in the whole run (same family size).
+
+    `family`: every cell of the whole run when `cells` is one shard of it (default: `cells`).
+    """
+    pool = whole_run_baselines(family if family is not None else cells, baselines_root)
     baselines = {cell.id: find_baseline(baselines_root, cell)[0] for cell in cells}
-    recorded = [b for b in baselines.values() if b is not None]
-    family = sum(len(b.baselines) for b in recorded)
-    pooled = pooled_spreads(recorded)
+    family_size = family_size_of(pool)
+    pooled = pooled_spreads(pool)
 
     def check(cell: Cell, results: Sequence[RunResult]) -> bool:
         baseline = baselines.get(cell.id)
         if baseline is None:
             return False
         [verdicts] = decide([gather(list(results), baseline, rule, pooled)], alpha=alpha, method=method,
-                            family_size=family)
+                            family_size=family_size)
         return any(v.status == "INCONCLUSIVE" for v in verdicts)
 
     return check
+
+
+def whole_run_baselines(cells: Sequence[Cell], baselines_root: Path) -> list[Baseline]:
+    """The baselines recorded for these cells (cells without one are left out)."""
+    found = (find_baseline(baselines_root, cell)[0] for cell in cells)
+    return [baseline for baseline in found if baseline is not None]
 
 
 def judge_run(
@@ -138,10 +148,13 @@ def judge_run(
     rule: Rule = "auto",
     alpha: float = ALPHA,
     method: Method = "holm",
+    family: Sequence[Cell] | None = None,
 ) -> tuple[RunReport, dict[str, Baseline]]:
     """Judge each cell against the baseline recorded for its hardware; returns the report and baselines.
 
-    Error control spans every cell x metric of the run.
+    Error control spans every cell x metric of the run. A shard of a sharded run passes the whole
+    run's cells as `family`: its tests are then controlled as one part of the whole run's family
+    (padded Holm, conservative), and `fleet merge` re-judges the union exactly.
     """
     cases = []
     baselines: dict[str, Baseline] = {}
@@ -159,7 +172,9 @@ def judge_run(
             cell=outcome.cell,
             candidates=outcome.candidates,
         ))
-    verdicts = judge_cells(cases, rule=rule, alpha=alpha, method=method)
+    pool = whole_run_baselines(family, baselines_root) if family is not None else None
+    verdicts = judge_cells(cases, rule=rule, alpha=alpha, method=method, pool=pool,
+                           family_size=family_size_of(pool) if pool is not None else None)
     report = summarize(verdicts, run_id=run_id, tier=tier, backend=backend,
                        started_at=started_at, finished_at=finished_at, rule=rule,
                        error_control=method, alpha=alpha)

@@ -65,11 +65,14 @@ def shard_cells(cells: Sequence[Cell], shard_id: int, num_shards: int,
 
 
 def merge_reports(reports: Sequence[RunReport], *, sources: Sequence[str] = (),
-                  expected_cells: Sequence[Cell] | None = None) -> RunReport:
+                  expected_cells: Sequence[Cell] | None = None,
+                  rejudged: Mapping[str, CellVerdict] | None = None) -> RunReport:
     """One report over every shard's cells, its status and exit code decided again over their union.
 
     With `expected_cells`, a cell no shard reported is an ERROR: shards that saw different histories
     (so balanced differently) or a shard that never uploaded its report must not pass as a clean run.
+    `rejudged` replaces shard verdicts by the verdicts of judging the union's results as one run (error
+    control across shards; fleet.cli.merge_cmd).
     """
     if not reports:
         raise ConfigError("no shard report to merge", fix="pass the shards' run directories")
@@ -88,7 +91,8 @@ def merge_reports(reports: Sequence[RunReport], *, sources: Sequence[str] = (),
                                   fix="merge the shards of one sharded run only")
             seen[cell.cell_id] = report.run_id
     missing = [_missing(cell) for cell in expected_cells or () if cell.id not in seen]
-    shard_cells_seen = [cell for report in reports for cell in report.cells]
+    judged_again = rejudged or {}
+    shard_cells_seen = [judged_again.get(cell.cell_id, cell) for report in reports for cell in report.cells]
     cells = sorted([*shard_cells_seen, *missing], key=lambda c: c.cell_id)
     first = reports[0]
 

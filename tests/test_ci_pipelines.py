@@ -20,7 +20,8 @@ JOBS = REPO / "jobs"
 #: Top-level keys of a Buildkite pipeline (buildkite.com/docs/pipelines/configure/defining-steps).
 BUILDKITE_TOP_LEVEL = {"steps", "env", "agents", "notify", "priority", "secrets"}
 GITHUB_TOP_LEVEL = {"name", "run-name", "on", "permissions", "env", "defaults", "concurrency", "jobs"}
-REPORT_FILES = {"report.json", "junit.xml", "report.md"}
+#: The reports, and what `fleet merge` judges again across shards and costs.
+REPORT_FILES = {"report.json", "junit.xml", "report.md", "jobs.json", "cell.json", "result.attempt-*.json"}
 
 
 def nightly() -> tuple[Any, Any]:
@@ -113,6 +114,8 @@ def test_github_workflow_has_documented_fields_when_nightly_runs_in_shards(
     assert {line.rsplit("/", 1)[1] for line in uploads[0]["with"]["path"].splitlines()} == REPORT_FILES
     merge_runs = " ".join(step.get("run", "") for step in merge["steps"])
     assert "fleet merge" in merge_runs and "$GITHUB_STEP_SUMMARY" in merge_runs
+    assert "--github-issue-repo" in merge_runs and workflow["permissions"]["issues"] == "write"
+    assert all("secrets." not in step.get("run", "") for step in merge["steps"])  # secrets via env only
 
 
 def test_github_workflow_is_dispatch_only_when_the_tier_has_no_schedule() -> None:

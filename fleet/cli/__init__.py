@@ -18,6 +18,7 @@ from fleet.cli import ci_cmds as ci_cmds
 from fleet.cli import docs_cmd as docs_cmd
 from fleet.cli import history_cmds as history_cmds
 from fleet.cli import kube_cmds as kube_cmds
+from fleet.cli import merge_cmd as merge_cmd
 from fleet.cli import run_cmds as run_cmds
 from fleet.cli import suite_cmd as suite_cmd
 from fleet.cli._common import fleet_version
@@ -33,7 +34,7 @@ def cli() -> None:
 cli.add_command(run_cmds.plan)
 cli.add_command(run_cmds.submit)
 cli.add_command(run_cmds.judge)
-cli.add_command(run_cmds.merge)
+cli.add_command(merge_cmd.merge)
 cli.add_command(run_cmds.schema)
 cli.add_command(suite_cmd.suite)
 cli.add_command(baseline_cmd.baseline)

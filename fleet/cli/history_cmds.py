@@ -8,6 +8,7 @@ SQLAlchemy URL to a team's shared server database. `fleet submit` records every 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,10 +23,12 @@ from fleet.catalog import list_tiers, load_catalog, load_tier
 from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
 from fleet.cost import JobSpan, account, cost_document, parse_price_overrides, prices_for
 from fleet.errors import ConfigError, FleetError
+from fleet.github_issue import GitHubTarget, open_or_update, target_from
 from fleet.history import HistoryStore, load_run_dir, save_jobs
 from fleet.html import Band, baseline_band, render_index, render_run_page, render_trends_page
 from fleet.matrix import expand
 from fleet.model import RunReport
+from fleet.report import render
 from fleet.select import parse_changed_files, select
 from fleet.trends import SeriesPoint, Settings, Trend, trends
 
@@ -73,7 +76,7 @@ def catalog_prices(jobs_dir: Path, price_items: Sequence[str]) -> dict[str, floa
 
 def record_and_alert(run_dir: Path, report: RunReport, spans: Sequence[JobSpan], *,
                      prices: Mapping[str, float], db: str | None, webhook: str | None,
-                     link: str | None) -> None:
+                     link: str | None, github: GitHubTarget | None = None) -> None:
     """After `fleet submit` wrote its reports: keep the Jobs' spans and the cost beside them, record
     the run in the history, and alert on FAIL. Neither the history nor the webhook may hide the
     verdict: their failures are printed, and the run's exit code stays the judge's."""
@@ -85,11 +88,44 @@ def record_and_alert(run_dir: Path, report: RunReport, spans: Sequence[JobSpan],
                 store.record_run(load_run_dir(run_dir, prices=prices, link=link))
         except FleetError as err:
             stderr.print(f"run not recorded in the history: {err.line()}")
-    if webhook and should_alert(report):
+    notify(report, webhook=webhook, link=link, github=github)
+
+
+def notify(report: RunReport, *, webhook: str | None, link: str | None, github: GitHubTarget | None) -> None:
+    """On FAIL: the chat webhook and the tier's GitHub issue. A failed delivery is printed, never raised:
+    the run's exit code stays the judge's."""
+    if not should_alert(report):
+        return
+    if webhook:
         try:
             send(webhook, slack_payload(report, link))
         except FleetError as err:
             stderr.print(f"alert not sent: {err.line()}")
+    if github is not None:
+        try:
+            done = open_or_update(github, report, render(report, "markdown"), link)
+            stderr.print(f"GitHub issue #{done.number} {done.action}: {done.url}")
+        except FleetError as err:
+            stderr.print(f"GitHub issue not updated: {err.line()}")
+
+
+def notify_options(function: Any) -> Any:
+    """--alert-webhook, --report-url and --github-issue-repo, shared by submit and merge."""
+    for option in reversed([
+        click.option("--alert-webhook", default=None, envvar="FLEET_ALERT_WEBHOOK",
+                     help="Slack-compatible incoming webhook, posted to when a cell FAILs."),
+        click.option("--report-url", default=None, envvar="FLEET_REPORT_URL",
+                     help="Where this run's HTML page is published, {run_id} filled in; alerts link to it."),
+        click.option("--github-issue-repo", default=None, envvar="FLEET_GITHUB_REPO", metavar="OWNER/NAME",
+                     help="On FAIL, open (or comment on) the tier's issue in this repository; the token "
+                          "comes from FLEET_GITHUB_TOKEN or GITHUB_TOKEN, never from a flag."),
+    ]):
+        function = option(function)
+    return function
+
+
+def github_target(repo: str | None) -> GitHubTarget | None:
+    return target_from(repo, os.environ)
 
 
 @click.command()

@@ -16,7 +16,14 @@ from fleet.backends.local import LocalBackend
 from fleet.baselines import baseline_json_schema, result_json_schema
 from fleet.catalog import load_catalog, load_tier
 from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
-from fleet.cli.history_cmds import catalog_prices, job_span, price_option, record_and_alert
+from fleet.cli.history_cmds import (
+    catalog_prices,
+    github_target,
+    job_span,
+    notify_options,
+    price_option,
+    record_and_alert,
+)
 from fleet.cli.kube_cmds import dry_run_yaml, kube_context, kube_options, run_kube, start_kube_run
 from fleet.cli.preflight import check_baselines, check_models
 from fleet.controller import (
@@ -36,7 +43,7 @@ from fleet.matrix import expand, filter_cells
 from fleet.model import Baseline, Cell, RunReport, RunResult
 from fleet.report import FILE_NAMES, FORMATS, Format, render
 from fleet.runstate import RunState, write_run_state
-from fleet.sharding import merge_reports, recorded_seconds, shard_cells
+from fleet.sharding import recorded_seconds, shard_cells
 
 jobs_option = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
                            show_default=True, help="Directory with hardware.yaml, variants.yaml and tiers.")
@@ -159,10 +166,7 @@ def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[
 @click.option("--history-db", default="runs/history.sqlite", show_default=True, envvar="FLEET_HISTORY_DB",
               help="Record the run in this history (SQLite file or SQLAlchemy URL); '' skips it.")
 @price_option
-@click.option("--alert-webhook", default=None, envvar="FLEET_ALERT_WEBHOOK",
-              help="Slack-compatible incoming webhook, posted to when a cell FAILs.")
-@click.option("--report-url", default=None, envvar="FLEET_REPORT_URL",
-              help="Where this run's HTML page is published, {run_id} filled in; the alert links to it.")
+@notify_options
 @click.option("--shard-id", type=click.IntRange(min=0), default=None,
               help="Run only this shard (0-based) of the tier's cells; needs --num-shards.")
 @click.option("--num-shards", type=click.IntRange(min=1), default=None,
@@ -173,10 +177,13 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
            max_runs: int, hardware: str | None, variant: str | None, rule: Rule, error_control: Method,
            as_json: bool, fmt: Format | None, report_dir: Path | None, history_db: str,
            price_items: tuple[str, ...], alert_webhook: str | None, report_url: str | None,
+           github_issue_repo: str | None,
            shard_id: int | None, num_shards: int | None,
            dry_run: bool, kubeconfig: str | None, kube_context_name: str | None, **kube: Any) -> None:
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
     cells = plan_cells(jobs_dir, tier, hardware, variant)
+    whole_run = cells
+    github = github_target(github_issue_repo)  # a missing token is a config error before any work
     if (shard_id is None) != (num_shards is None):
         raise ConfigError("--shard-id and --num-shards go together", where="--shard-id/--num-shards",
                           fix="pass both, e.g. --shard-id 0 --num-shards 4, or neither")
@@ -215,8 +222,8 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
         write_run_state(run_dir, RunState(run_id=run_id, tier=tier, backend="local", cells=cells))
         local = LocalBackend(run_dir, parallel=parallel, on_start=progress.started)
         try:
-            rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control)
-                     if max_runs > 1 else None)
+            rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control,
+                                      family=whole_run) if max_runs > 1 else None)
             outcomes = execute(cells, local, run_id=run_id, on_outcome=ended, rerun=rerun, max_runs=max_runs)
         except KeyboardInterrupt:
             local.cancel()
@@ -224,7 +231,7 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
     finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=tier,
                                   backend=backend, started_at=started, finished_at=finished, rule=rule,
-                                  method=error_control)
+                                  method=error_control, family=whole_run if num_shards else None)
     prices = catalog_prices(jobs_dir, price_items)
     cost = account(spans, prices)
     report = report.model_copy(update={"cost": cost_document(cost)})
@@ -232,7 +239,7 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
                 [run_dir, *([report_dir] if report_dir else [])], cost)
     link = report_url.format(run_id=run_id) if report_url else None
     record_and_alert(run_dir, report, spans, prices=prices, db=history_db or None, webhook=alert_webhook,
-                     link=link)
+                     link=link, github=github)
     sys.exit(report.exit_code)
 
 
@@ -243,43 +250,6 @@ def history_seconds(history_db: str, tier: str, last_runs: int = 20) -> dict[str
     with HistoryStore.open(history_db) as store:
         runs = store.runs(tier=tier)[-last_runs:]
         return recorded_seconds(span for run in runs for span in store.jobs(run.run_id))
-
-
-def read_report(run_dir: Path) -> RunReport:
-    path = run_dir / FILE_NAMES["json"] if run_dir.is_dir() else run_dir
-    try:
-        return RunReport.model_validate_json(path.read_bytes())
-    except OSError as err:
-        raise ConfigError(f"cannot read report: {err.strerror}", where=str(path),
-                          fix="pass a run directory that has report.json, or the report.json itself") from err
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(document)"
-        raise ConfigError(f"{field}: {first['msg']}", where=str(path),
-                          cause="not a fleet RunReport document (see `fleet schema report`)") from err
-
-
-@click.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--expect-all-cells", is_flag=True,
-              help="Every cell of the shards' tier (in --jobs) must be in a shard; a missing one is ERROR.")
-@jobs_option
-@json_option
-@format_option
-@report_dir_option
-def merge(run_dirs: tuple[Path, ...], expect_all_cells: bool, jobs_dir: Path, as_json: bool,
-          fmt: Format | None, report_dir: Path | None) -> None:
-    """Join the report.json of a sharded run's shards into one report, one verdict and one exit code."""
-    reports = [read_report(path) for path in run_dirs]
-    expected = plan_cells(jobs_dir, reports[0].tier, None, None) if expect_all_cells else None
-    report = merge_reports(reports, sources=[str(p) for p in run_dirs], expected_cells=expected)
-    chosen: Format = "json" if as_json else fmt or "text"
-    if report_dir is not None:
-        ensure_writable_dir(report_dir, option="--report-dir")
-        for each in FORMATS:
-            (report_dir / FILE_NAMES[each]).write_text(render(report, each))
-    click.echo(render(report, chosen), nl=False)
-    sys.exit(report.exit_code)
 
 
 def read_result(path: Path) -> RunResult:

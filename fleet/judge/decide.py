@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from fleet.judge.acceptance import assess_count, candidate_trials
+from fleet.judge.acceptance import assess_count, candidate_trials, role_of
 from fleet.judge.assessment import Assessment
 from fleet.judge.multiple import Method, adjust, holm, step_threshold
 from fleet.judge.noisy import assess_noisy, pooled_log_sd
@@ -70,6 +70,15 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], float
         for name, entry in baseline.baselines.items():
             groups.setdefault((baseline.hardware, name), []).append(entry)
     return {key: pooled_log_sd(entries) for key, entries in groups.items()}
+
+
+def family_size_of(baselines: Sequence[Baseline]) -> int:
+    """The primary tests a run over these baselines makes at most: the size of its error-control family.
+
+    A shard of a sharded run, or one cell judged between reruns, passes it to `decide` so it is judged
+    as strictly as in the whole run.
+    """
+    return sum(1 for baseline in baselines for name in baseline.baselines if role_of(name) == "primary")
 
 
 def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto",

@@ -98,9 +98,14 @@ def judge_cells(
     alpha: float = ALPHA,
     method: Method = "holm",
     family_size: int | None = None,
+    pool: Sequence[Baseline] | None = None,
 ) -> list[CellVerdict]:
-    """Every cell's verdict, with error control across all cells x metrics (fleet.judge.decide)."""
-    pooled = pooled_spreads([case.baseline for case in cases if case.baseline is not None])
+    """Every cell's verdict, with error control across all cells x metrics (fleet.judge.decide).
+
+    `pool`: the baselines whose spreads are pooled (default: the cases'); a shard passes its whole run's.
+    """
+    pooled = pooled_spreads(pool if pool is not None else
+                            [case.baseline for case in cases if case.baseline is not None])
     early: dict[int, CellVerdict] = {}
     judged: list[tuple[int, CellCase, list[RunResult]]] = []
     evidence = []

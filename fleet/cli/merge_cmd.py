@@ -1,0 +1,154 @@
+"""`fleet merge`: the shards of a sharded run become one report, one verdict, one cost and one exit code.
+
+Each shard judged its own cells; error control, though, must span the whole run, or N shards would
+allow N times the false alarms of one run. So the merge judges again: every cell's measured results
+(the shards' cells/<id>/result.attempt-*.json) against the baselines, Holm (or BH) over the union,
+exactly as one unsharded run with the same results. Cells with nothing to judge (errors, skips) keep
+their shard's verdict; a shard that kept only its report.json is joined as it stands, and the merge
+says so. The cost is the union of the shards' Jobs, priced like `fleet submit` prices them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from fleet.cli._common import ensure_writable_dir, stderr
+from fleet.cli.history_cmds import catalog_prices, github_target, notify, notify_options, price_option
+from fleet.cli.run_cmds import (
+    baselines_option,
+    format_option,
+    jobs_option,
+    json_option,
+    plan_cells,
+    report_dir_option,
+)
+from fleet.controller import CellOutcome, judge_run
+from fleet.cost import account, cost_document, render_cost_text
+from fleet.errors import ConfigError
+from fleet.history import RunRecord, load_run_dir
+from fleet.judge import Method, Rule
+from fleet.model import CellVerdict, RunReport
+from fleet.report import FILE_NAMES, FORMATS, Format, render
+from fleet.sharding import merge_reports
+
+#: Verdicts that came from judging measurements, so that the merge judges them again.
+JUDGED = ("PASS", "FAIL", "INCONCLUSIVE")
+
+
+def read_report(run_dir: Path) -> RunReport:
+    path = run_dir / FILE_NAMES["json"] if run_dir.is_dir() else run_dir
+    try:
+        return RunReport.model_validate_json(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"cannot read report: {err.strerror}", where=str(path),
+                          fix="pass a run directory that has report.json, or the report.json itself") from err
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(document)"
+        raise ConfigError(f"{field}: {first['msg']}", where=str(path),
+                          cause="not a fleet RunReport document (see `fleet schema report`)") from err
+
+
+def read_shard(path: Path) -> RunRecord:
+    """A shard's run directory with its results and Jobs, or only its report (a report.json given)."""
+    if path.is_dir() and (path / "cells").is_dir():
+        read_report(path)  # the clear error for a broken report.json, before load_run_dir's
+        return load_run_dir(path)
+    return RunRecord(read_report(path), {}, {})
+
+
+def setting(name: str, values: list[Any]) -> Any:
+    """The one value every shard used for a judging setting; shards judged differently cannot merge."""
+    distinct = set(values)
+    if len(distinct) != 1:
+        raise ConfigError(f"the shards were judged with different {name}: {sorted(map(str, distinct))}",
+                          fix="merge the shards of one `fleet submit --num-shards` invocation")
+    return values[0]
+
+
+def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdict]:
+    """Every measured cell's verdict from the union of the shards' results, as one run would judge it."""
+    reports = [shard.report for shard in shards]
+    rule: Rule = setting("rules", [r.rule or "auto" for r in reports])
+    method: Method = setting("error control", [r.error_control or "holm" for r in reports])
+    alpha: float | None = setting("alpha", [r.alpha for r in reports])
+    outcomes, measured = [], set()
+    for shard in shards:
+        for verdict in shard.report.cells:
+            cell = shard.cells.get(verdict.cell_id)
+            if cell is None:
+                continue
+            results = list(shard.results.get(verdict.cell_id, ()))
+            ok = tuple(result for result in results if result.status == "ok")
+            if ok and verdict.status in JUDGED:
+                measured.add(verdict.cell_id)
+            # Unmeasured cells are judged too (their verdicts are not used) so that their baselines
+            # join the pooled spreads exactly as in one unsharded run.
+            outcomes.append(CellOutcome(cell, ok[-1] if ok else (results[-1] if results else None),
+                                        None if ok else verdict.error,
+                                        Path(verdict.result_path) if verdict.result_path else None,
+                                        verdict.attempts, 0.0, 0.0, ok))
+    if not measured:
+        return {}
+    report, _ = judge_run(outcomes, baselines_root=baselines_dir, run_id="merge", tier=reports[0].tier,
+                          backend="merge", started_at="", finished_at="", rule=rule,
+                          alpha=alpha if alpha is not None else 0.01, method=method)
+    return {verdict.cell_id: verdict for verdict in report.cells if verdict.cell_id in measured}
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--expect-all-cells", is_flag=True,
+              help="Every cell of the shards' tier (in --jobs) must be in a shard; a missing one is ERROR.")
+@click.option("--verdicts-only", is_flag=True,
+              help="Join the shards' verdicts as they are instead of judging their results again "
+                   "(error control then holds per shard only).")
+@jobs_option
+@baselines_option
+@price_option
+@json_option
+@format_option
+@report_dir_option
+@notify_options
+def merge(run_dirs: tuple[Path, ...], expect_all_cells: bool, verdicts_only: bool, jobs_dir: Path,
+          baselines_dir: Path, price_items: tuple[str, ...], as_json: bool, fmt: Format | None,
+          report_dir: Path | None, alert_webhook: str | None, report_url: str | None,
+          github_issue_repo: str | None) -> None:
+    """Join a sharded run's shards (their run directories) into one report, verdict and exit code."""
+    github = github_target(github_issue_repo)
+    shards = [read_shard(path) for path in run_dirs]
+    reports = [shard.report for shard in shards]
+    expected = plan_cells(jobs_dir, reports[0].tier, None, None) if expect_all_cells else None
+    rejudged: dict[str, CellVerdict] = {}
+    if not verdicts_only:
+        without = [str(path) for path, shard in zip(run_dirs, shards, strict=True) if not shard.results]
+        if without:
+            stderr.print(f"no result files in {', '.join(without)}: their verdicts are joined as they are "
+                         "(error control per shard there)")
+        rejudged = rejudge(shards, baselines_dir)
+    report = merge_reports(reports, sources=[str(p) for p in run_dirs], expected_cells=expected,
+                           rejudged=rejudged)
+    spans = [span for shard in shards for span in shard.jobs]
+    cost = account(spans, catalog_prices(jobs_dir, price_items)) if spans else None
+    if cost is not None:
+        report = report.model_copy(update={"cost": cost_document(cost)})
+
+    def rendered(each: Format) -> str:
+        text = render(report, each)
+        return text + "\n" + render_cost_text(cost) if cost is not None and each in ("text", "markdown") \
+            else text
+
+    if report_dir is not None:
+        ensure_writable_dir(report_dir, option="--report-dir")
+        for each in FORMATS:
+            (report_dir / FILE_NAMES[each]).write_text(rendered(each))
+    click.echo(rendered("json" if as_json else fmt or "text"), nl=False)
+    link = report_url.format(run_id=report.run_id) if report_url else None
+    notify(report, webhook=alert_webhook, link=link, github=github)
+    sys.exit(report.exit_code)
+

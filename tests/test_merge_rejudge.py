@@ -1,0 +1,94 @@
+"""`fleet merge` judges the union of the shards' results as one run: error control spans all shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fleet.controller import CellOutcome, judge_run
+from fleet.cost import JobSpan
+from fleet.history import RunRecord
+from fleet.model import RunReport, RunResult
+from tests.conftest import Fleet
+from tests.test_history_cli import write_run_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINES = ROOT / "baselines"
+RUNS = sorted((ROOT / "evidence" / "h200" / "runs").glob("r[1-5]/*.json"))
+
+
+def results() -> list[RunResult]:
+    """Real H200 RunResults: replicate r2 of both tiny cells, judged against baselines/h200."""
+    return [RunResult.model_validate_json(p.read_bytes()) for p in RUNS if p.parent.name == "r2"]
+
+
+def outcome(result: RunResult, path: str) -> CellOutcome:
+    return CellOutcome(result.cell, result, None, Path(path), 1, 0.0, 0.0, (result,))
+
+
+def judged(items: list[RunResult], run_id: str, **extra: object) -> RunReport:
+    report, _ = judge_run([outcome(r, f"cells/{r.cell.id}/result.attempt-1.json") for r in items],
+                          baselines_root=BASELINES, run_id=run_id, tier="h200", backend="local",
+                          started_at="2026-11-28T03:00:00+00:00", finished_at="2026-11-28T03:10:00+00:00",
+                          **extra)  # type: ignore[arg-type]
+    return report
+
+
+def shard_dir(root: Path, report: RunReport, items: list[RunResult], seconds: float) -> Path:
+    jobs = [JobSpan(r.cell.id, "h200", 1, 0.0, seconds) for r in items]
+    record = RunRecord(report, {r.cell.id: r.cell for r in items}, {r.cell.id: [r] for r in items}, jobs)
+    return write_run_dir(root, record)
+
+
+def primary_adjusted(report: RunReport) -> dict[tuple[str, str], float | None]:
+    return {(c.cell_id, m.metric): m.adjusted_p for c in report.cells for m in c.metrics
+            if not m.metric.startswith("acceptance_rate_pos_")}
+
+
+def test_merge_judges_the_union_as_one_run_when_each_shard_was_judged_alone(tmp_path: Path,
+                                                                          fleet: Fleet) -> None:
+    draft, ngram = results()
+    whole = judged([draft, ngram], "whole")
+    shards = [judged([draft], "s0"), judged([ngram], "s1")]
+    dirs = [shard_dir(tmp_path, shards[0], [draft], 3600.0), shard_dir(tmp_path, shards[1], [ngram], 1800.0)]
+    code, out, _ = fleet("merge", *map(str, dirs), "--baselines", str(BASELINES), "--json",
+                         "--jobs", str(ROOT / "jobs"), "--price", "h200=4.0")
+    merged = RunReport.model_validate_json(out)
+    assert merged.cells == whole.cells
+    assert (merged.status, code) == (whole.status, whole.exit_code)
+    # Each shard alone controlled only its own cell's tests; the merge controls both cells' together.
+    alone = {**primary_adjusted(shards[0]), **primary_adjusted(shards[1])}
+    together = primary_adjusted(merged)
+    assert alone.keys() == together.keys()
+    assert any(p is not None and alone[key] is not None and p > alone[key]  # type: ignore[operator]
+               for key, p in together.items())
+    assert merged.cost is not None and merged.cost["total"]["gpu_hours"] == 1.5
+    assert merged.cost["total"]["cost_usd"] == 6.0
+
+
+def test_a_shard_judged_with_its_whole_run_as_family_is_never_less_strict(tmp_path: Path) -> None:
+    draft, ngram = results()
+    alone = primary_adjusted(judged([draft], "s0"))
+    within = primary_adjusted(judged([draft], "s0", family=[draft.cell, ngram.cell]))
+    assert all((within[key] or 0.0) >= (alone[key] or 0.0) for key in alone)
+    assert any((within[key] or 0.0) > (alone[key] or 0.0) for key in alone)
+
+
+def test_verdicts_only_merge_keeps_each_shards_own_verdicts(tmp_path: Path, fleet: Fleet) -> None:
+    draft, ngram = results()
+    shards = [judged([draft], "s0"), judged([ngram], "s1")]
+    dirs = [shard_dir(tmp_path, shards[0], [draft], 60.0), shard_dir(tmp_path, shards[1], [ngram], 60.0)]
+    _, out, _ = fleet("merge", *map(str, dirs), "--verdicts-only", "--json", "--jobs", str(ROOT / "jobs"))
+    merged = json.loads(out)
+    assert [c["metrics"] for c in merged["cells"]] == [c.model_dump(mode="json")["metrics"]
+                                                       for c in [*shards[0].cells, *shards[1].cells]]
+
+
+def test_shards_judged_with_different_rules_refuse_to_merge(tmp_path: Path, fleet: Fleet) -> None:
+    draft, ngram = results()
+    dirs = [shard_dir(tmp_path, judged([draft], "s0"), [draft], 60.0),
+            shard_dir(tmp_path, judged([ngram], "s1", rule="rfc"), [ngram], 60.0)]
+    code, _, err = fleet("merge", *map(str, dirs), "--baselines", str(BASELINES),
+                         "--jobs", str(ROOT / "jobs"))
+    assert code == 2
+    assert "judged with different rules" in err
