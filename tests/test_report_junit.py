@@ -132,3 +132,17 @@ def test_markdown_lists_every_cell_and_details_only_the_non_passing_ones() -> No
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_renders_from_the_one_report(fmt: str) -> None:
     assert render(EVERY_STATUS, fmt).endswith("\n")  # type: ignore[arg-type]
+
+
+def test_a_costed_run_carries_its_gpu_hours_in_the_junit_suite_and_each_case() -> None:
+    line = {"jobs": 2, "wall_hours": 0.5, "gpu_hours": 1.0, "cost_usd": 3.0, "unpriced_gpu_hours": 0.0}
+    cost = {"total": line, "per_cell": {EVERY_STATUS.cells[0].cell_id: line}, "per_hardware": {},
+            "prices_usd_per_gpu_hour": {}}
+    costed = EVERY_STATUS.model_copy(update={"cost": cost})
+    document = render_junit(costed)
+    SCHEMA.validate(document)
+    [suite] = ET.fromstring(document).findall("testsuite")
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert (properties["gpu_hours"], properties["cost_usd"]) == ("1", "3")
+    first = suite.findall("testcase")[0].find("system-out")
+    assert first is not None and "GPU time: 1.000 GPU-h, $3.00 (2 jobs)" in (first.text or "")

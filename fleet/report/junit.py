@@ -7,13 +7,16 @@ Statuses map onto JUnit's four outcomes by what they mean for the run's exit cod
     NO_BASELINE   <error type="no-baseline">    the run exits 2: a missing input is an error, not a skip
     SKIPPED       <skipped>                     the method cannot run there
     INCONCLUSIVE  <skipped type="inconclusive"> not a failure (the run stays green), but visible
-Every test case carries all its metric lines in <system-out>, so a reviewer sees passing numbers too.
+Every test case carries all its metric lines in <system-out>, so a reviewer sees passing numbers too,
+and, when the run was costed, its GPU time; the run's total GPU-hours and dollars are suite properties
+(`gpu_hours`, `cost_usd`), where a CI dashboard can chart them.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import datetime
+from typing import Any
 
 from fleet.model import CellVerdict, RunReport
 from fleet.report.text import metric_line_fail, metric_lines_pass
@@ -27,14 +30,17 @@ def _seconds(started: str, finished: str) -> str:
     return f"{max(delta.total_seconds(), 0.0):.3f}"
 
 
-def _metric_text(cell: CellVerdict) -> str:
+def _metric_text(cell: CellVerdict, cost: dict[str, Any] | None) -> str:
     lines = metric_lines_pass(m for m in cell.metrics if m.status in ("PASS", "FAIL"))
     lines += [f"  {m.metric}: {m.status.lower()} ({m.detail})" for m in cell.metrics
               if m.status not in ("PASS", "FAIL")]
+    if cost is not None:
+        lines.append(f"GPU time: {cost['gpu_hours']:.3f} GPU-h, ${cost['cost_usd']:,.2f} "
+                     f"({cost['jobs']} job{'s' if cost['jobs'] != 1 else ''})")
     return "\n".join([cell.message, *lines]) + "\n"
 
 
-def _testcase(parent: ET.Element, cell: CellVerdict, tier: str) -> None:
+def _testcase(parent: ET.Element, cell: CellVerdict, tier: str, cost: dict[str, Any] | None = None) -> None:
     case = ET.SubElement(parent, "testcase", name=cell.cell_id, classname=f"fleet.{tier}.{cell.hardware}")
     if cell.status == "FAIL":
         failed = [metric_line_fail(m).strip() for m in cell.metrics if m.status == "FAIL"]
@@ -51,7 +57,7 @@ def _testcase(parent: ET.Element, cell: CellVerdict, tier: str) -> None:
     elif cell.status == "INCONCLUSIVE":
         ET.SubElement(case, "skipped", type="inconclusive", message=cell.message)
     out = ET.SubElement(case, "system-out")
-    out.text = _metric_text(cell)
+    out.text = _metric_text(cell, cost)
 
 
 def render_junit(report: RunReport) -> str:
@@ -75,7 +81,12 @@ def render_junit(report: RunReport) -> str:
                         ("error_control", report.error_control or ""),
                         ("alpha", "" if report.alpha is None else f"{report.alpha:g}")):
         ET.SubElement(properties, "property", name=name, value=value)
+    cost = report.cost or {}
+    if "total" in cost:
+        for name in ("gpu_hours", "cost_usd", "unpriced_gpu_hours"):
+            ET.SubElement(properties, "property", name=name, value=f"{cost['total'][name]:.6g}")
+    per_cell = cost.get("per_cell", {})
     for cell in report.cells:
-        _testcase(suite, cell, report.tier)
+        _testcase(suite, cell, report.tier, per_cell.get(cell.cell_id))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
