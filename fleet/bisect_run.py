@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from fleet.backends.base import Attempt, AttemptOutcome, Backend
 from fleet.bisect import Bisection, FailureKind, Finding, Observation, Run, SearchPolicy, Side
 from fleet.compare import Comparison, compare
+from fleet.cost import JobSpan
 from fleet.errors import ConfigError, InfrastructureError
 from fleet.model import Cell, ResultError
 from fleet.suite.metrics import metric_info
@@ -44,6 +45,8 @@ class BisectOutcome:
     rounds: list[RoundLog] = field(default_factory=list)
     machine_hours: float = 0.0
     gpu_hours: float = 0.0
+    #: Every run's Job span (purpose "bisect"), for the history's cost accounting.
+    spans: list[JobSpan] = field(default_factory=list)
 
     @property
     def finding(self) -> Finding:
@@ -143,6 +146,12 @@ def _execute(planned: list[tuple[int, Backend, Attempt]], waves: int | None, met
                 hours = max(0.0, done.finished_at - done.started_at) / 3600.0
                 outcome.machine_hours += hours
                 outcome.gpu_hours += hours * done.attempt.cell.hardware.gpu_count
+                cell = done.attempt.cell
+                # One cell at many commits: the commit makes each Job's key unique in the history.
+                outcome.spans.append(JobSpan(f"{cell.id}@{outcome.commits[index][:12]}", cell.hardware.name,
+                                             cell.hardware.gpu_count,
+                                             done.started_at, done.finished_at, done.attempt.number,
+                                             purpose="bisect"))
                 observations.append(observe(done, index, metric))
     return observations
 

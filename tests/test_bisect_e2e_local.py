@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fleet.history import HistoryStore
 from fleet.suite.models import resolve_model
 from tests.test_e2e_local import degrade_draft
 
@@ -86,3 +87,9 @@ def test_local_bisection_finds_the_commit_that_degrades_the_draft_model(tmp_path
     sides = {row["sha"]: row["side"] for row in report["measurements"]}
     assert sides[shas[PLANTED]] == "bad" and sides[shas[PLANTED - 1]] == "good"
     assert "round 1:" in done.stderr
+    with HistoryStore.open(tmp_path / "runs" / "history.sqlite") as store:  # the bisection's cost, kept
+        [recorded] = store.bisections()
+        jobs = store.jobs(recorded["bisection_id"])
+    assert recorded["last_commit"] == shas[PLANTED] and recorded["gpu_hours"] == 0.0  # CPU cells: 0 GPUs
+    assert len(jobs) == report["runs"] and {job.purpose for job in jobs} == {"bisect"}
+

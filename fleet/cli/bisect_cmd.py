@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -32,11 +33,12 @@ from fleet.bisect_commits import (
     with_image,
     worktree,
 )
-from fleet.bisect_run import describe_round, render_text, report_document, run_bisection
+from fleet.bisect_run import BisectOutcome, describe_round, render_text, report_document, run_bisection
 from fleet.catalog import list_tiers, load_catalog, load_tier
 from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
 from fleet.controller import new_run_id
 from fleet.errors import ConfigError, FleetError
+from fleet.history import BisectionRecord, HistoryStore
 from fleet.matrix import expand
 from fleet.model import Cell
 from fleet.suite.metrics import metric_info
@@ -109,10 +111,13 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
               help="local backend: commits run at once (1 keeps latencies honest).")
 @click.option("--seed", type=int, default=0, show_default=True, help="sim backend: random seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--history-db", default="runs/history.sqlite", show_default=True, envvar="FLEET_HISTORY_DB",
+              help="Record the bisection and its GPU-hours in this history ('' skips it; the sim backend's "
+                   "rehearsals are never recorded).")
 def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: str, repo: Path | None,
            commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
            jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
-           seed: int, as_json: bool) -> None:
+           seed: int, as_json: bool, history_db: str) -> None:
     """Find the commit between --good and --bad that changed --metric of --cell."""
     info = metric_info(metric)
     if info is None:
@@ -154,8 +159,27 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     (run_dir / "bisect.json").write_text(json.dumps(document, indent=2) + "\n")
     (run_dir / "bisect.txt").write_text(text)
     click.echo(json.dumps(document, indent=2) if as_json else text, nl=as_json)
+    if history_db and backend != "sim":
+        record_in_history(history_db, bisect_id, outcome, cell, document, price)
     found = outcome.finding.status in ("culprit", "range") and outcome.finding.verified
     sys.exit(0 if found else 1)
+
+
+def record_in_history(db: str, bisect_id: str, outcome: BisectOutcome, cell: Cell,
+                      document: dict[str, Any], price: float | None) -> None:
+    """The bisection, its answer and its Jobs' GPU time, so `fleet history --runs` and the HTML pages
+    can say what hunting culprits cost; a history that cannot be written only warns."""
+    culprit = document["culprit"] if isinstance(document["culprit"], dict) else {}
+    record = BisectionRecord(
+        bisection_id=bisect_id, cell_id=cell.id, metric=outcome.metric, good_commit=outcome.commits[0],
+        bad_commit=outcome.commits[-1], status=outcome.finding.status, first_commit=culprit.get("first"),
+        last_commit=culprit.get("last"), verified=outcome.finding.verified, reason=outcome.finding.reason,
+        jobs=outcome.spans, prices={cell.hardware.name: price} if price is not None else {})
+    try:
+        with HistoryStore.open(db) as store:
+            store.record_bisection(record)
+    except FleetError as err:
+        stderr.print(f"bisection not recorded in the history: {err.line()}")
 
 
 def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir: Path,
