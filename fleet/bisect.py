@@ -9,8 +9,11 @@ Chromium's Pinpoint instead, on a fleet of GPUs:
   which the commit is placed by the nearer end and marked as forced;
 - a commit that cannot be measured (no image, build failure, an engine crash twice) is skipped; when
   such commits sit between the last good and the first bad commit the answer is a range, not a commit;
-- before a culprit is reported it is verified: fresh runs of it and its parent must compare DIFFERENT,
-  directly, in the same direction as the good and bad ends do.
+- before a culprit is reported it is verified: it and its parent, each with more runs than the one
+  that placed it, must compare DIFFERENT, directly, in the same direction as the good and bad ends do;
+- slots a round's probes leave free run the commits that may become the culprit or its parent a second
+  time, so the verification needs no round of its own when the bracket closes (and a flaky probe costs
+  no round either).
 
 The caller owns the clock and the machines: it asks `next_round()` for runs, makes them, and hands the
 results to `record()` until `finding` is set.
@@ -121,7 +124,6 @@ class Bisection:
         self.rounds = 0
         self.runs = 0
         self.finding: Finding | None = None
-        self._verify_from: tuple[int, int, int, int] | None = None
         self._cache: dict[tuple[int, int, int, int, float | None], Classification] = {}
 
     # --- the caller's two calls ---------------------------------------------------------------------
@@ -255,7 +257,6 @@ class Bisection:
         unmeasured = [c for c in inside if not self.records[c].samples]
         if ends is not None and ends.verdict is Verdict.DIFFERENT and not unknown and not unmeasured:
             return self._verify(last_good, first_bad, plan)
-        self._verify_from = None
         middle = (last_good + first_bad) / 2
         ends_measured = all(self.records[end].samples for end in (self.good, self.bad))
         for commit in sorted(unknown, key=lambda c: abs(c - middle)) if ends_measured else []:
@@ -265,20 +266,25 @@ class Bisection:
             extra = len(self.records[target].samples) if self.policy.resample == "double" else 1
             for _ in range(min(max(extra, 1), self.policy.max_samples - len(self.records[target].samples))):
                 plan.add(target, "resample")
-        for commit in _spread(unmeasured, plan.free):
+        probes = _spread(unmeasured, plan.free)
+        for commit in probes:
             plan.add(commit, "probe")
+        if plan.free > 0 and ends is not None and ends.verdict is Verdict.DIFFERENT and not unknown:
+            # The bracket may close this round: whichever neighbours turn out parent and culprit should
+            # then have their second run already, the probes' first (a flaky first run is covered too).
+            for commit in [*probes, last_good, first_bad]:
+                if len(self.records[commit].samples) + plan.count(commit) < 1 + self.policy.verify_fresh:
+                    plan.add(commit, "verify")
         return plan.runs
 
     def _verify(self, parent: int, culprit: int, plan: _Plan) -> list[Run]:
-        """Fresh runs of the culprit and its parent, compared directly, before the answer is given."""
-        parent_n, culprit_n = len(self.records[parent].samples), len(self.records[culprit].samples)
-        if self._verify_from is None or self._verify_from[:2] != (parent, culprit):
-            self._verify_from = (parent, culprit, parent_n, culprit_n)
-        fresh = (parent_n - self._verify_from[2], culprit_n - self._verify_from[3])
+        """The culprit and its parent compared directly, each with more runs than the one that placed it."""
         exact = culprit - parent == 1
         status: Status = "culprit" if exact else "range"
         hidden = "" if exact else f" ({culprit - parent - 1} untestable commits before it could hold it)"
-        if fresh[0] >= self.policy.verify_fresh and fresh[1] >= self.policy.verify_fresh:
+        needed = 1 + self.policy.verify_fresh
+        lacking = [c for c in (parent, culprit) if len(self.records[c].samples) < needed]
+        if not lacking:
             check = self.compare(self.records[parent].samples, self.records[culprit].samples,
                                  self.magnitude(), self._pooled_noise())
             ends = self.ends_comparison()
@@ -299,8 +305,6 @@ class Bisection:
                 if commit != more and len(self.records[commit].samples) < self.policy.max_samples:
                     plan.add(commit, "verify")
             return plan.runs
-        lacking = [c for c, got in ((parent, fresh[0]), (culprit, fresh[1]))
-                   if got < self.policy.verify_fresh]
         for commit in lacking:
             plan.add(commit, "verify")
         if len(lacking) == 2 and plan.free >= 2:  # spare slots: one flake must not cost another round
@@ -337,6 +341,9 @@ class _Plan:
     @property
     def free(self) -> int:
         return self.slots - len(self.runs)
+
+    def count(self, commit: int) -> int:
+        return sum(1 for run in self.runs if run.commit == commit)
 
     def has(self, commit: int, purpose: str) -> bool:
         return any(run.commit == commit and run.purpose == purpose for run in self.runs)
