@@ -277,6 +277,19 @@ def one_nightly(
     return {"targets": sorted(targets), "fleet": fleet, "rfc": rfc, "runs": [len(r) for r in candidates]}
 
 
+def detectable_change(sd: float, args: argparse.Namespace, family: int, log_scale: bool = False) -> float:
+    """The relative change the noisy test detects with 95 % power: a bound set by the noise, not the judge
+    (`log_scale`: the change in log units instead)."""
+    from scipy.stats import norm
+
+    from fleet.judge.noisy import LOOKS, MEDIAN_VARIANCE_FACTOR
+
+    z_alpha = float(norm.isf(ALPHA / (family * LOOKS)))
+    sigma = max(sd, 1e-9) * math.sqrt(MEDIAN_VARIANCE_FACTOR / args.max_runs + 1.0 / args.baseline_runs)
+    shift = (z_alpha + float(norm.isf(0.05))) * sigma
+    return shift if log_scale else math.exp(shift) - 1.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -313,6 +326,17 @@ def main(argv: list[str] | None = None) -> int:
             f"  {p.source}: {p.runs} runs; AL {1 + p.position_rates.sum():.3f} between-run sd "
             f"{100 * p.count_sd:.2f}%; log sd {sds}; nightly-scaled {p.drafts} drafts, {p.prompts} prompts"
         )
+    family = args.cells * len(METRICS)
+    print(f"\nsmallest change a noisy metric can be caught at 95 % power, with {args.max_runs} candidate "
+          f"runs against {args.baseline_runs} recorded and Holm over {family} tests (first step; the looks "
+          "correction included): exp((z_alpha + z_0.95) x sd x sqrt(pi/2 / n + 1 / N)) - 1")
+    for p in profiles:
+        sds = [float(p.residuals[:, i].std(ddof=1)) for i in range(len(NOISY))]
+        limits = ", ".join(f"{m} {100 * detectable_change(sd, args, family):.0f}%"
+                           for m, sd in zip(NOISY, sds, strict=True))
+        print(f"  {p.source}: {limits}")
+    needed = math.log(1.10) / (detectable_change(1.0, args, family, log_scale=True))
+    print(f"  catching TPOT +10 % at that power needs a per-run sd <= {100 * needed:.1f}% of the metric")
     rng = np.random.default_rng(args.seed)
     out: dict[str, Any] = {
         "args": {k: str(v) for k, v in vars(args).items()},

@@ -155,9 +155,16 @@ def test_one_slow_run_is_inconclusive_never_a_failure() -> None:
     assert statuses([run(BASE_COUNTS, tpot=9.0)], recorded())["tpot_p50_ms"] == "INCONCLUSIVE"
 
 
-def test_two_consistently_slow_runs_fail_tpot() -> None:
-    slow = [run(BASE_COUNTS, tpot=t) for t in (6.5, 6.6)]
+def test_two_slow_runs_are_still_inconclusive_and_three_fail_tpot() -> None:
+    slow = [run(BASE_COUNTS, tpot=t) for t in (6.5, 6.6, 6.55)]
+    assert statuses(slow[:2], recorded())["tpot_p50_ms"] == "INCONCLUSIVE"
     assert statuses(slow, recorded())["tpot_p50_ms"] == "FAIL"
+
+
+def test_one_slow_engine_start_among_three_runs_cannot_fail_tpot() -> None:
+    # One in several engine starts on the H200 was 20-40 % slow (evidence/h200): the median ignores it.
+    runs = [run(BASE_COUNTS, tpot=t) for t in (5.0, 9.0, 5.05)]
+    assert statuses(runs, recorded())["tpot_p50_ms"] != "FAIL"
 
 
 def test_a_slow_run_followed_by_a_normal_one_passes() -> None:
@@ -174,11 +181,11 @@ def test_the_runs_pooled_spread_widens_a_cell_whose_five_runs_happened_to_agree(
     noisy = record_baseline(
         [run(BASE_COUNTS, tpot=t, name="other") for t in (4.0, 6.0, 5.0, 4.5, 5.5)], command="t"
     )
-    slower = [run(BASE_COUNTS, tpot=t) for t in (5.6, 5.65)]
-    alone = judge_cells([CellCase(slower[-1], quiet, None, None, 2, None, candidates=tuple(slower))])
+    slower = [run(BASE_COUNTS, tpot=t) for t in (5.6, 5.65, 5.62)]
+    alone = judge_cells([CellCase(slower[-1], quiet, None, None, 3, None, candidates=tuple(slower))])
     pooled = judge_cells(
         [
-            CellCase(slower[-1], quiet, None, None, 2, None, candidates=tuple(slower)),
+            CellCase(slower[-1], quiet, None, None, 3, None, candidates=tuple(slower)),
             CellCase(run(BASE_COUNTS, name="other"), noisy, None, None, 1, None),
         ]
     )
@@ -256,9 +263,9 @@ def test_family_wise_false_alarms_stay_near_alpha_on_gaussian_a_a_nightlies() ->
                 command="t",
             )
             runs = tuple(
-                run(BASE_COUNTS, tpot=centre * math.exp(rng.normal(0, 0.05)), name=name) for _ in range(2)
+                run(BASE_COUNTS, tpot=centre * math.exp(rng.normal(0, 0.05)), name=name) for _ in range(3)
             )
-            cases.append(CellCase(runs[-1], base, None, None, 2, None, candidates=runs))
+            cases.append(CellCase(runs[-1], base, None, None, 3, None, candidates=runs))
         alarms += any(v.status == "FAIL" for v in judge_cells(cases))
     assert alarms / nightlies <= 3 * ALPHA + 0.02
 
@@ -266,6 +273,6 @@ def test_family_wise_false_alarms_stay_near_alpha_on_gaussian_a_a_nightlies() ->
 def test_every_combination_of_statuses_comes_from_the_documented_thresholds() -> None:
     baseline = recorded()
     seen = set()
-    for tpots in itertools.product((5.0, 5.6, 7.0), repeat=2):
+    for tpots in itertools.product((5.0, 5.6, 7.0), repeat=3):
         seen.add(statuses([run(BASE_COUNTS, tpot=t) for t in tpots], baseline)["tpot_p50_ms"])
     assert seen == {"PASS", "INCONCLUSIVE", "FAIL"}

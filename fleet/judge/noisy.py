@@ -11,13 +11,15 @@ on log values, because latency noise is multiplicative (a busy host slows everyt
   floor, 2 %, is below every spread measured across engine starts so far (CPU reference engine: 4.8 %
   TPOT p50 for ngram, 8.4 % for draft_model over 11 starts; H200: 2.11 vs 2.18 ms reference TPOT, about
   2.3 %): a recorded spread under it is taken as five lucky runs, not a quiet machine.
-- A single run never fails a noisy metric: one engine start can land on a busy host (one of the 11
-  CPU runs had a TTFT p99 twice the others). A suspicious first run is INCONCLUSIVE, which makes the
-  controller rerun the cell; a FAIL needs >= MIN_RUNS_TO_FAIL candidate runs whose pooled z test survives
-  error control AND a one-sided Mann–Whitney rank test against the recorded values at RANK_ALPHA, so a
-  single outlier among the candidates cannot carry the decision. (The rank test alone cannot carry it
-  either: with 5 recorded and 2 candidate runs its smallest p is 1/21.)
-- The controller looks again after every rerun (runs 2..5 can each decide FAIL), and a test repeated
+- Fewer than MIN_RUNS_TO_FAIL (3) runs never fail a noisy metric: one engine start can land on a busy
+  host (one of the 11 CPU runs had a TTFT p99 twice the others; on the H200 single starts were 20-40 %
+  slow, evidence/h200), and two such starts in a row are not rare. Suspicious early runs are
+  INCONCLUSIVE, which makes the controller rerun the cell; from three runs on the candidates' centre is
+  their median (its variance pi/2 times the mean's, paid for in sigma), so one slow start among them
+  cannot carry the decision, and a FAIL also needs a one-sided Mann–Whitney rank test against the
+  recorded values at RANK_ALPHA. (The rank test alone cannot carry it: with 5 recorded and 3
+  candidate runs its smallest p is 1/56.)
+- The controller looks again after every rerun (runs 3..5 can each decide FAIL), and a test repeated
   until it rejects rejects too often. The p of harm is therefore multiplied by LOOKS, the number of
   looks that may fail (Bonferroni over looks, the simplest group-sequential correction).
 - sd is also floored by the run's pooled spread of the same metric on the same hardware pool
@@ -36,11 +38,13 @@ from fleet.judge.stats import Direction, rank_test_p, robust_sd, tails
 from fleet.model import MetricBaseline
 
 FLOOR_LOG_SD = 0.02
-MIN_RUNS_TO_FAIL = 2
-#: The rank test corroborates; 0.05 is the smallest level it can reach with 2 candidates vs 5 recorded.
+MIN_RUNS_TO_FAIL = 3
+#: The rank test corroborates; 0.05 is a level it can reach with 3 candidates vs 5 recorded (min p 1/56).
 RANK_ALPHA = 0.05
-#: Runs 2..DEFAULT_MAX_RUNS (5) of the controller's rerun loop may each fail the metric.
-LOOKS = 4
+#: Runs 3..DEFAULT_MAX_RUNS (5) of the controller's rerun loop may each fail the metric.
+LOOKS = 3
+#: Var(median) / Var(mean) of normal samples (pi / 2): the price of the median's robustness.
+MEDIAN_VARIANCE_FACTOR = math.pi / 2
 
 
 def recorded_log_values(entry: MetricBaseline) -> list[float]:
@@ -76,8 +80,13 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
         sd = max((entry.std or 0.0) / abs(entry.expected) if entry.expected else 0.0, FLOOR_LOG_SD)
         centre_recorded = math.log(abs(entry.expected)) if entry.expected else 0.0
         n_recorded = entry.n or 1
-    centre = float(np.mean([math.log(v) for v in positive])) if positive else -math.inf
-    sigma = sd * math.sqrt(1.0 / max(len(positive), 1) + 1.0 / n_recorded)
+    candidate_logs = [math.log(v) for v in positive]
+    # From MIN_RUNS_TO_FAIL runs on, the median: one slow engine start among them cannot move it.
+    robust = len(candidate_logs) >= MIN_RUNS_TO_FAIL
+    centre = (float(np.median(candidate_logs)) if robust else float(np.mean(candidate_logs))) \
+        if candidate_logs else -math.inf
+    efficiency = MEDIAN_VARIANCE_FACTOR if robust else 1.0
+    sigma = sd * math.sqrt(efficiency / max(len(positive), 1) + 1.0 / n_recorded)
     change = centre - centre_recorded
     z = change / sigma if math.isfinite(change) else -math.inf
     p_harm, p_benefit = tails(z, better)
