@@ -6,7 +6,7 @@ slots per round, beside serial bisection with one run per commit (git bisect / a
 placed by whichever end its single run is nearer; a failed run is skipped as `git bisect skip` does).
 
 Noise, from real repeated runs (say which with every table): every RunResult under evidence/h200/runs/
-(vLLM 0.26.0 on one H200, each a fresh engine start), grouped by cell; a family's noise is a smoothed
+and evidence/h200/series/ (vLLM 0.26.0, two leases of an H200, each run a fresh engine start), grouped by cell; a family's noise is a smoothed
 bootstrap of the relative residuals around each cell's mean (a drawn residual plus normal jitter of
 Silverman's bandwidth), so heavy tails (one slow engine start in several) are kept:
 - acceptance length, draft_model: its cell's runs;
@@ -52,7 +52,8 @@ def _residuals(values: Sequence[float]) -> list[float]:
 def recorded(metric: str, variant: str | None = None) -> list[list[float]]:
     """Per cell, the metric's values over the recorded H200 runs (optionally one variant's cell only)."""
     by_cell: dict[str, list[float]] = {}
-    for path in sorted((REPO / "evidence" / "h200" / "runs").glob("*/*.json")):
+    h200 = REPO / "evidence" / "h200"
+    for path in sorted([*h200.glob("runs/*/*.json"), *h200.glob("series/*/*.json")]):
         document = json.loads(path.read_text())
         name = document["cell"]["variant"]["name"]
         if document["status"] != "ok" or metric not in document["metrics"] or "synthetic" in name:

@@ -36,6 +36,13 @@ Comparator = Callable[[Sequence[float], Sequence[float], float, float | None], C
 
 #: Degrees of freedom from which the pooled within-commit spread is handed to the comparator as noise.
 POOLED_NOISE_MIN_FREEDOM = 4
+#: Samples a commit needs before a level apart from both ends counts as a change of its own: with one
+#: regression in the range, such a level is far more often an outlying run (on the H200 one ngram engine
+#: start in 15 read acceptance length 2.4 % low, evidence/h200/series).
+INTERMEDIATE_SAMPLES = 3
+#: Samples of each end that slots left free by a round's probes are spent on: every commit is placed
+#: against the ends, and one noisy end sample misplaces many.
+END_SAMPLES = 3
 
 
 class Side(Enum):
@@ -206,6 +213,10 @@ class Bisection:
         vs_good = self.compare(good, samples, magnitude, noise)
         vs_bad = self.compare(bad, samples, magnitude, noise)
         side = _side(vs_good.verdict, vs_bad.verdict)
+        both = vs_good.verdict is Verdict.DIFFERENT and vs_bad.verdict is Verdict.DIFFERENT
+        if both and len(samples) < INTERMEDIATE_SAMPLES:
+            # A level of its own is a second change, or one run's outlier: more samples tell which.
+            side = Side.UNKNOWN
         if side is Side.UNKNOWN and len(samples) >= self.policy.max_samples:
             nearer_good = abs(statistics.fmean(samples) - statistics.fmean(good)) <= \
                 abs(statistics.fmean(samples) - statistics.fmean(bad))
@@ -275,6 +286,11 @@ class Bisection:
             for commit in [*probes, last_good, first_bad]:
                 if len(self.records[commit].samples) + plan.count(commit) < 1 + self.policy.verify_fresh:
                     plan.add(commit, "verify")
+        if ends_measured:
+            # Whatever is still free firms up the ends, against which every commit is placed.
+            for end in sorted((self.good, self.bad), key=lambda e: len(self.records[e].samples)) * 2:
+                if plan.free > 0 and len(self.records[end].samples) + plan.count(end) < END_SAMPLES:
+                    plan.add(end, "end")
         return plan.runs
 
     def _verify(self, parent: int, culprit: int, plan: _Plan) -> list[Run]:
@@ -305,9 +321,7 @@ class Bisection:
                 if commit != more and len(self.records[commit].samples) < self.policy.max_samples:
                     plan.add(commit, "verify")
             return plan.runs
-        for commit in lacking:
-            plan.add(commit, "verify")
-        if len(lacking) == 2 and plan.free >= 2:  # spare slots: one flake must not cost another round
+        while plan.free > 0:  # spare slots run the lacking commits again: one flake must not cost a round
             for commit in lacking:
                 plan.add(commit, "verify")
         return plan.runs
