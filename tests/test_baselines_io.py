@@ -20,6 +20,7 @@ from fleet.baselines import (
 )
 from fleet.errors import ConfigError
 from fleet.model import Baseline, Cell, Hardware, Provenance, RunResult, Variant, Workload
+from tests.builders import DELETE, edit
 
 # The RFC #28135 example, verbatim (it spells hardware `gpu_type`).
 RFC_BASELINE: dict[str, Any] = {
@@ -58,20 +59,13 @@ def write(path: Path, document: Any) -> Path:
 
 
 def rfc_with(**changes: Any) -> dict[str, Any]:
+    """The RFC's example with changes given as key paths (`baselines__speedup__tolerance_pct=0`)."""
     document: dict[str, Any] = json.loads(json.dumps(RFC_BASELINE))
     for dotted, value in changes.items():
-        *parents, leaf = dotted.split("__")
-        target = document
-        for key in parents:
-            target = target[key]
-        if value is _DELETE:
-            del target[leaf]
-        else:
-            target[leaf] = value
+        edit(document, dotted, value, sep="__")
     return document
 
 
-_DELETE = object()
 
 
 def test_baseline_path_is_hardware_folder_and_variant_model_file() -> None:
@@ -89,8 +83,8 @@ def test_rfc_example_loads_as_is_when_it_uses_gpu_type(tmp_path: Path) -> None:
 MALFORMED: list[tuple[str, Any, str]] = [
     ("not_json", '{"variant": "eagle3",}', "not valid JSON: Expecting property name enclosed in double"),
     ("not_an_object", "[1, 2]", "(top level): a baseline must be a JSON object, not list"),
-    ("missing_field", rfc_with(last_updated=_DELETE), "last_updated: Field required"),
-    ("missing_hardware", rfc_with(gpu_type=_DELETE), "hardware (gpu_type): Field required"),
+    ("missing_field", rfc_with(last_updated=DELETE), "last_updated: Field required"),
+    ("missing_hardware", rfc_with(gpu_type=DELETE), "hardware (gpu_type): Field required"),
     (
         "negative_tolerance",
         rfc_with(baselines__acceptance_rate__tolerance_pct=-5),
@@ -132,7 +126,7 @@ def test_malformed_baseline_is_one_line_naming_file_and_field(
 
 
 def test_several_defects_are_counted_in_one_line(tmp_path: Path) -> None:
-    path = write(tmp_path / "x.json", rfc_with(variant=_DELETE, model=_DELETE, notes=3))
+    path = write(tmp_path / "x.json", rfc_with(variant=DELETE, model=DELETE, notes=3))
     with pytest.raises(ConfigError, match=r"variant: Field required \(and 2 more: model, notes\)"):
         load_baseline(path)
 
@@ -207,7 +201,7 @@ def test_baseline_schema_accepts_rfc_file_and_fleet_file() -> None:
     jsonschema.validate(RFC_BASELINE, schema)
     jsonschema.validate(json.loads(baseline_to_json(Baseline.model_validate(RFC_BASELINE))), schema)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(rfc_with(gpu_type=_DELETE), schema)
+        jsonschema.validate(rfc_with(gpu_type=DELETE), schema)
 
 
 def test_result_schema_accepts_a_written_result_document() -> None:

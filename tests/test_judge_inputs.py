@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from fleet.cli import main
-from tests.builders import make_cell, ok_result
+from tests.builders import DELETE, edit, make_cell, ok_result
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = Path("baselines/cpu/ngram-k4__tiny-stdlib-target.json")
@@ -33,19 +33,11 @@ def edited(document: dict[str, Any], change: Callable[[dict[str, Any]], None]) -
 
 def setitem(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def change(document: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node = document
-        for key in parents:
-            node = node[key]
-        if value is _DELETE:
-            del node[last]
-        else:
-            node[last] = value
+        edit(document, path, value)
 
     return change
 
 
-_DELETE = object()
 
 RESULTS: list[tuple[str, bytes | None, str]] = [
     ("not_json", b"{not json", "Invalid JSON"),
@@ -54,7 +46,7 @@ RESULTS: list[tuple[str, bytes | None, str]] = [
     ("not_utf8", b"\xff\xfe\x00garbage", "(document)"),
     (
         "missing_cell",
-        json.dumps(edited(good_result(), setitem("cell", _DELETE))).encode(),
+        json.dumps(edited(good_result(), setitem("cell", DELETE))).encode(),
         "cell: Field required",
     ),
     (
