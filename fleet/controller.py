@@ -62,11 +62,14 @@ def execute(
     on_outcome: Callable[[AttemptOutcome, bool], None] | None = None,
     rerun: RerunCheck | None = None,
     max_runs: int = 1,
+    earlier: Callable[[Cell, int], Sequence[RunResult]] | None = None,
 ) -> list[CellOutcome]:
     """Run every cell to a final outcome; `on_outcome(outcome, will_retry)` reports progress.
 
     With `rerun`, a successful cell is run again while `rerun(cell, results so far)` says so and it has
     fewer than `max_runs` successful results (the INCONCLUSIVE loop; see the module docstring).
+    `earlier(cell, n)`: the results attempts before n already measured, for a backend that adopts a
+    cell's attempt n from an earlier controller (`fleet resume`): they are the cell's candidates too.
     """
     policy = policy or RetryPolicy()
     backend.submit([Attempt(cell, 1, run_id) for cell in cells])
@@ -77,6 +80,8 @@ def execute(
     for outcome in backend.outcomes():
         cell = outcome.attempt.cell
         number = outcome.attempt.number
+        if cell.id not in first_start and number > 1 and earlier is not None:
+            candidates[cell.id].extend(r for r in earlier(cell, number) if r.status == "ok")
         first_start.setdefault(cell.id, outcome.started_at)
         retry = policy.should_retry(outcome.error, number - replicate_start[cell.id] + 1)
         good = outcome.error is None and outcome.result is not None and outcome.result.status == "ok"

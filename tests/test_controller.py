@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from fleet.backends.base import Attempt, AttemptOutcome
+from fleet.cli.kube_cmds import earlier_results
 from fleet.controller import execute, new_run_id
-from fleet.model import ResultError
+from fleet.model import ResultError, RunResult
 from fleet.retry import RetryPolicy
 from tests.builders import make_cell, ok_result
 
@@ -131,3 +133,37 @@ def test_without_a_rerun_check_each_cell_runs_once() -> None:
     backend = ScriptedBackend({cell.id: [None, None]})
     [outcome] = execute([cell], backend, run_id="r")
     assert outcome.attempts == 1 and len(outcome.candidates) == 1
+
+
+class AdoptingBackend(ScriptedBackend):
+    """Like a kube backend after `fleet resume`: asked for attempt 1, it adopts the cell's attempt 3 Job."""
+
+    def submit(self, attempts: Sequence[Attempt]) -> None:
+        super().submit([Attempt(a.cell, max(a.number, 3), a.run_id) for a in attempts])
+
+
+def test_a_resumed_cell_keeps_the_runs_its_earlier_attempts_measured() -> None:
+    cell = make_cell()
+    backend = AdoptingBackend({cell.id: [None, EVICTED, None, None]})
+    asked: list[int] = []
+
+    def earlier(_cell: object, before: int) -> list[RunResult]:
+        asked.append(before)
+        return [ok_result(cell), ok_result(cell).model_copy(update={"status": "error"})]
+
+    [outcome] = execute([cell], backend, run_id="r", rerun=lambda _c, r: len(r) < 3, max_runs=5,
+                        earlier=earlier)
+    assert asked == [3]
+    # attempt 1's run (attempt 2 was evicted) + the adopted attempt 3 + one more rerun, attempt 4
+    assert len(outcome.candidates) == 3 and outcome.attempts == 4
+
+
+def test_resume_reads_the_earlier_attempts_results_from_the_run_directory(tmp_path: Path) -> None:
+    cell = make_cell()
+    folder = tmp_path / "cells" / cell.id
+    folder.mkdir(parents=True)
+    (folder / "result.attempt-1.json").write_text(ok_result(cell).model_dump_json())
+    (folder / "result.attempt-2.json").write_text("{truncated")  # an attempt killed mid-write
+    (folder / "result.attempt-3.json").write_text(ok_result(cell).model_dump_json())
+    assert len(earlier_results(tmp_path, cell, 3)) == 1
+    assert len(earlier_results(tmp_path, cell, 4)) == 2

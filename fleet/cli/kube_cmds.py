@@ -16,10 +16,10 @@ import click
 
 from fleet.backends.base import AttemptOutcome
 from fleet.cli._common import stderr
-from fleet.controller import CellOutcome, execute, judge_run
+from fleet.controller import DEFAULT_MAX_RUNS, CellOutcome, RerunCheck, execute, judge_run, make_rerun_check
 from fleet.errors import ConfigError
 from fleet.images import build_plan, run_build
-from fleet.model import Cell, Tier
+from fleet.model import Cell, RunResult, Tier
 from fleet.render import RenderContext, render_run, to_yaml
 from fleet.report import FORMATS, Format
 from fleet.runstate import RunState, read_run_state, write_run_state
@@ -60,10 +60,12 @@ def start_kube_run(cells: Sequence[Cell], *, tier: str, context: RenderContext, 
 def run_kube(state: RunState, *, run_dir: Path, host: str | None = None, kubeconfig: str | None = None,
              kube_context_name: str | None = None,
              on_outcome: Callable[[AttemptOutcome, bool], None] | None = None,
-             backend_options: Mapping[str, Any] | None = None) -> list[CellOutcome]:
+             backend_options: Mapping[str, Any] | None = None, rerun: RerunCheck | None = None,
+             max_runs: int = 1) -> list[CellOutcome]:
     """Drive the run in run.json to a final outcome per cell (new, half-done or finished alike).
 
-    `backend_options` go to fleet.backends.kube.make_backend (timings, sleep and clock in tests).
+    `backend_options` go to fleet.backends.kube.make_backend (timings, sleep and clock in tests). A cell
+    whose Job of attempt n is adopted keeps the results its attempts before n left in the run directory.
     """
     from fleet.backends.kube import make_backend  # the kubernetes client loads only for cluster runs
 
@@ -73,12 +75,26 @@ def run_kube(state: RunState, *, run_dir: Path, host: str | None = None, kubecon
     backend = make_backend(state.kube, run_dir=run_dir, host=host, kubeconfig=kubeconfig,
                            kube_context=kube_context_name, **(backend_options or {}))
     try:
-        return execute(state.cells, backend, run_id=state.run_id, on_outcome=on_outcome)
+        return execute(state.cells, backend, run_id=state.run_id, on_outcome=on_outcome, rerun=rerun,
+                       max_runs=max_runs, earlier=lambda cell, number: earlier_results(run_dir, cell, number))
     except KeyboardInterrupt:
         backend.close()  # leave the Jobs running: `fleet resume` picks them up
         raise
     finally:
         backend.close()
+
+
+def earlier_results(run_dir: Path, cell: Cell, before: int) -> list[RunResult]:
+    """The results attempts 1..before-1 of a cell saved in the run directory (unreadable ones skipped:
+    an attempt that left no valid result was an error, never a candidate)."""
+    found = []
+    for number in range(1, before):
+        path = run_dir / "cells" / cell.id / f"result.attempt-{number}.json"
+        try:
+            found.append(RunResult.model_validate_json(path.read_bytes()))
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 @click.command()
@@ -98,7 +114,9 @@ def resume(run_id: str, runs_dir: Path, baselines_dir: Path, kubeconfig: str | N
     run_dir = runs_dir / run_id
     state = read_run_state(run_dir)
     stderr.print(f"resuming run {run_id}: {len(state.cells)} cells of tier {state.tier}")
-    outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig, kube_context_name=kube_context_name)
+    rerun = make_rerun_check(state.cells, baselines_dir)
+    outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig, kube_context_name=kube_context_name,
+                        rerun=rerun, max_runs=DEFAULT_MAX_RUNS)
     finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=state.tier,
                                   backend="kube", started_at=state.created_at, finished_at=finished)

@@ -214,16 +214,17 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
         progress.ended(outcome, will_retry)
         spans.append(job_span(outcome))
 
+    rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control, family=whole_run)
+             if max_runs > 1 else None)
     if context is not None:
         state = start_kube_run(cells, tier=tier, context=context, run_dir=run_dir)
         outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig,
-                            kube_context_name=kube_context_name, on_outcome=ended)
+                            kube_context_name=kube_context_name, on_outcome=ended, rerun=rerun,
+                            max_runs=max_runs)
     else:
         write_run_state(run_dir, RunState(run_id=run_id, tier=tier, backend="local", cells=cells))
         local = LocalBackend(run_dir, parallel=parallel, on_start=progress.started)
         try:
-            rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control,
-                                      family=whole_run) if max_runs > 1 else None)
             outcomes = execute(cells, local, run_id=run_id, on_outcome=ended, rerun=rerun, max_runs=max_runs)
         except KeyboardInterrupt:
             local.cancel()
