@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.cli.history_cmds import history, job_span, trends_cmd
-from fleet.history import HistoryStore, RunRecord, save_jobs
+from fleet.cost import JobSpan
+from fleet.history import BisectionRecord, HistoryStore, RunRecord, save_jobs
 from tests.history_builders import gpu_cell, stepped_history
 
 
@@ -79,3 +80,17 @@ def test_an_attempt_is_costed_by_its_pool_gpus_and_backend_clock() -> None:
     span = job_span(outcome, purpose="bisect")
     assert (span.hardware, span.gpu_count, span.attempt, span.purpose) == ("h100", 2, 2, "bisect")
     assert span.gpu_hours == 0.5
+
+
+def test_bisections_are_listed_with_their_answer_and_gpu_cost(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    spans = [JobSpan("eagle3@abc", "h100", 2, 0.0, 1800.0, 1, "bisect")]
+    with HistoryStore.open(db) as store:
+        store.record_bisection(BisectionRecord("bisect-1", "cell-a", "acceptance_length", "g" * 40, "b" * 40,
+                                               "culprit", "c" * 40, "c" * 40, True, "verified", spans,
+                                               {"h100": 3.0}))
+    result = CliRunner().invoke(history, ["--db", str(db), "--bisections"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "bisect-1  cell-a  acceptance_length  culprit verified  cccccccccccc  1.000 GPU-h $3.00",
+        "1 bisections"]

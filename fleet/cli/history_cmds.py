@@ -134,13 +134,15 @@ def github_target(repo: str | None) -> GitHubTarget | None:
               help="Record a run directory (runs/<run-id>) first; recording twice replaces it.")
 @series_filters
 @click.option("--runs", "list_runs", is_flag=True, help="List runs with their status and cost.")
+@click.option("--bisections", "list_bisections", is_flag=True,
+              help="List bisections with their answer and GPU cost (of --cell, if given).")
 @jobs_option
 @price_option
 @json_option
 def history(db: str, imports: tuple[Path, ...], cell_id: str | None, metric: str | None,
             hardware: str | None, tier: str | None, since: str | None, until: str | None,
-            commit: str | None, list_runs: bool, jobs_dir: Path, price_items: tuple[str, ...],
-            as_json: bool) -> None:
+            commit: str | None, list_runs: bool, list_bisections: bool, jobs_dir: Path,
+            price_items: tuple[str, ...], as_json: bool) -> None:
     """Record runs, and query measurements by cell, metric, pool, date or vLLM commit."""
     with HistoryStore.open(db) as store:
         prices = catalog_prices(jobs_dir, price_items) if imports else {}
@@ -148,6 +150,18 @@ def history(db: str, imports: tuple[Path, ...], cell_id: str | None, metric: str
             existing_dir(run_dir, option="--import", what="run")
             store.record_run(load_run_dir(run_dir, prices=prices))
             stderr.print(f"recorded {run_dir}")
+        if list_bisections:
+            found = store.bisections([cell_id] if cell_id else None)
+            if as_json:
+                click.echo(json.dumps(found, indent=2))
+                return
+            for b in found:
+                answer = b["last_commit"] or "-"
+                click.echo(f"{b['bisection_id']}  {b['cell_id']}  {b['metric']}  {b['status']}"
+                           f"{' verified' if b['verified'] else ''}  {str(answer)[:12]}  "
+                           f"{b['gpu_hours'] or 0:.3f} GPU-h ${b['cost_usd'] or 0:,.2f}")
+            click.echo(f"{len(found)} bisections")
+            return
         filtered = any(v is not None for v in (cell_id, metric, hardware, commit, until))
         if list_runs or not filtered:
             rows = store.runs(since=since, tier=tier)
