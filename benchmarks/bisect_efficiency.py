@@ -6,9 +6,10 @@ slots per round, beside serial bisection with one run per commit (git bisect / a
 placed by whichever end its single run is nearer; a failed run is skipped as `git bisect skip` does).
 
 Noise, from real repeated runs (say which with every table): every RunResult under evidence/h200/runs/
-and evidence/h200/series/ (vLLM 0.26.0, two leases of an H200, each run a fresh engine start), grouped by cell; a family's noise is a smoothed
-bootstrap of the relative residuals around each cell's mean (a drawn residual plus normal jitter of
-Silverman's bandwidth), so heavy tails (one slow engine start in several) are kept:
+and evidence/h200/series/ (vLLM 0.26.0, two leases of an H200, each run a fresh engine start), grouped
+by cell; a family's noise is a smoothed bootstrap of the relative residuals around each cell's mean (a
+drawn residual plus normal jitter of Silverman's bandwidth), so heavy tails (one slow engine start in
+several) are kept:
 - acceptance length, draft_model: its cell's runs;
 - acceptance length, ngram: its cell's runs;
 - TPOT p50: both cells' runs pooled.

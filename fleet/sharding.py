@@ -93,7 +93,9 @@ def merge_reports(reports: Sequence[RunReport], *, sources: Sequence[str] = (),
     missing = [_missing(cell) for cell in expected_cells or () if cell.id not in seen]
     judged_again = rejudged or {}
     shard_cells_seen = [judged_again.get(cell.cell_id, cell) for report in reports for cell in report.cells]
-    cells = sorted([*shard_cells_seen, *missing], key=lambda c: c.cell_id)
+    # The tier's order where it is known (as an unsharded run lists them), else by cell id.
+    rank = {cell.id: index for index, cell in enumerate(expected_cells or ())}
+    cells = sorted([*shard_cells_seen, *missing], key=lambda c: (rank.get(c.cell_id, len(rank)), c.cell_id))
     first = reports[0]
 
     def common(values: Iterable[str | None]) -> str | None:

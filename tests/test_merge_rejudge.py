@@ -35,7 +35,7 @@ def judged(items: list[RunResult], run_id: str, **extra: object) -> RunReport:
 
 
 def shard_dir(root: Path, report: RunReport, items: list[RunResult], seconds: float) -> Path:
-    jobs = [JobSpan(r.cell.id, "h200", 1, 0.0, seconds) for r in items]
+    jobs = [JobSpan(r.cell.id, r.cell.hardware.name, r.cell.hardware.gpu_count, 0.0, seconds) for r in items]
     record = RunRecord(report, {r.cell.id: r.cell for r in items}, {r.cell.id: [r] for r in items}, jobs)
     return write_run_dir(root, record)
 
@@ -45,25 +45,29 @@ def primary_adjusted(report: RunReport) -> dict[tuple[str, str], float | None]:
             if not m.metric.startswith("acceptance_rate_pos_")}
 
 
-def test_merge_judges_the_union_as_one_run_when_each_shard_was_judged_alone(tmp_path: Path,
-                                                                          fleet: Fleet) -> None:
-    draft, ngram = results()
-    whole = judged([draft, ngram], "whole")
-    shards = [judged([draft], "s0"), judged([ngram], "s1")]
-    dirs = [shard_dir(tmp_path, shards[0], [draft], 3600.0), shard_dir(tmp_path, shards[1], [ngram], 1800.0)]
+def test_merge_of_four_shards_judges_the_union_as_one_run_when_each_shard_was_judged_alone(
+        tmp_path: Path, fleet: Fleet) -> None:
+    # Four real cells (two on the H200, two on the CPU), one per shard, as `--num-shards 4` would split.
+    cpu = [RunResult.model_validate_json(p.read_bytes())
+           for p in sorted((ROOT / "evidence" / "cpu" / "r2").glob("*.json"))]
+    cells = [*results(), *cpu]
+    whole = judged(cells, "whole")
+    shards = [judged([cell], f"s{index}") for index, cell in enumerate(cells)]
+    dirs = [shard_dir(tmp_path, shard, [cell], 1800.0) for shard, cell in zip(shards, cells, strict=True)]
     code, out, _ = fleet("merge", *map(str, dirs), "--baselines", str(BASELINES), "--json",
                          "--jobs", str(ROOT / "jobs"), "--price", "h200=4.0")
     merged = RunReport.model_validate_json(out)
-    assert merged.cells == whole.cells
+    assert len(merged.cells) == 4
+    assert merged.cells == sorted(whole.cells, key=lambda c: c.cell_id)  # a merge lists cells by id
     assert (merged.status, code) == (whole.status, whole.exit_code)
-    # Each shard alone controlled only its own cell's tests; the merge controls both cells' together.
-    alone = {**primary_adjusted(shards[0]), **primary_adjusted(shards[1])}
+    # Each shard alone controlled only its own cell's tests; the merge controls all four cells' together.
+    alone = {key: p for shard in shards for key, p in primary_adjusted(shard).items()}
     together = primary_adjusted(merged)
     assert alone.keys() == together.keys()
     assert any(p is not None and alone[key] is not None and p > alone[key]  # type: ignore[operator]
                for key, p in together.items())
-    assert merged.cost is not None and merged.cost["total"]["gpu_hours"] == 1.5
-    assert merged.cost["total"]["cost_usd"] == 6.0
+    assert merged.cost is not None and merged.cost["total"]["gpu_hours"] == 1.0  # the two 1-GPU H200 Jobs
+    assert merged.cost["total"]["cost_usd"] == 4.0
 
 
 def test_a_shard_judged_with_its_whole_run_as_family_is_never_less_strict(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from fleet.judge.stats import Direction
+from fleet.judge.stats import Direction, as_t_quantile
 
 #: "count": near-deterministic greedy metrics judged on their counts; "noisy": system metrics judged on
 #: the recorded spread across engine starts.
@@ -40,9 +40,15 @@ class Assessment:
     can_fail: bool
     test: str
     detail: str
+    #: Degrees of freedom of the spread the test estimated (None: known well enough for the normal).
+    dof: float | None = None
 
     def band(self, z: float) -> tuple[float, float]:
-        """expected ± z sigma on the test's scale, as (lo, hi) on the metric's scale."""
+        """expected ± z sigma on the test's scale, as (lo, hi) on the metric's scale.
+
+        z is a normal quantile; a test on Student's t widens it to the t quantile of the same tail.
+        """
+        z = as_t_quantile(z, self.dof)
         if self.log_scale:
             return self.expected * math.exp(-z * self.sigma), self.expected * math.exp(z * self.sigma)
         return self.expected - z * self.sigma, self.expected + z * self.sigma

@@ -24,6 +24,10 @@ on log values, because latency noise is multiplicative (a busy host slows everyt
   looks that may fail (Bonferroni over looks, the simplest group-sequential correction).
 - sd is also floored by the run's pooled spread of the same metric on the same hardware pool
   (fleet.judge.decide.pooled_spreads): 5 runs give the cell's own sd 4 degrees of freedom.
+- When the cell's own recorded runs set sd, z is referred to Student's t with N - 1 degrees of freedom,
+  not the normal: an sd estimated from 5 or 10 runs is often well below the truth, and the normal's
+  thin tails then turn one unlucky baseline into false alarms night after night. (The pooled spread and
+  the floor are known well enough for the normal.) The verdict's band is drawn with the same t.
 """
 
 from __future__ import annotations
@@ -71,10 +75,14 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
     """The log-scale z test of one noisy metric over n candidate runs (rules in the module docstring)."""
     logs = recorded_log_values(entry)
     positive = [v for v in observed if v > 0]
+    dof: float | None = None
     if logs and len(positive) == len(observed) and entry.expected > 0:
-        sd = max(robust_sd(logs), pooled_sd, FLOOR_LOG_SD)
+        own = robust_sd(logs)
+        sd = max(own, pooled_sd, FLOOR_LOG_SD)
         centre_recorded = float(np.mean(logs))
         n_recorded = len(logs)
+        # The cell's own N recorded runs set the spread: it is an estimate with N - 1 degrees of freedom.
+        dof = float(n_recorded - 1) if sd == own and n_recorded >= 2 else None
     else:
         # Spread given without values (a hand-written file): std / expected is the relative sd.
         sd = max((entry.std or 0.0) / abs(entry.expected) if entry.expected else 0.0, FLOOR_LOG_SD)
@@ -89,7 +97,7 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
     sigma = sd * math.sqrt(efficiency / max(len(positive), 1) + 1.0 / n_recorded)
     change = centre - centre_recorded
     z = change / sigma if math.isfinite(change) else -math.inf
-    p_harm, p_benefit = tails(z, better)
+    p_harm, p_benefit = tails(z, better, dof)
     if len(observed) >= MIN_RUNS_TO_FAIL:
         p_harm = min(1.0, LOOKS * p_harm)
     rank_p = rank_test_p(observed, entry.values or [], better)
@@ -105,4 +113,5 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
     return Assessment(metric=name, kind="noisy", role="primary", better=better, expected=expected,
                       observed=observed_mean, runs=len(observed), recorded_runs=n_recorded, p_harm=p_harm,
                       p_benefit=p_benefit, sigma=sigma, log_scale=True, can_fail=can_fail,
-                      test="log-scale z on recorded spread + Mann–Whitney", detail=detail)
+                      test="log-scale t on recorded spread + Mann–Whitney" if dof else
+                      "log-scale z on recorded spread + Mann–Whitney", detail=detail, dof=dof)

@@ -30,13 +30,27 @@ def harm_sign(better: Direction | None) -> float:
     return 1.0 if better == "lower" else -1.0
 
 
-def tails(z_change: float, better: Direction | None) -> tuple[float, float]:
-    """(p of harm, p of benefit) for a standardised change; with no direction both tails count as harm."""
+def upper_tail_t(t: float, dof: float | None) -> float:
+    """P(T >= t) for Student's t with `dof` degrees of freedom (None: the normal limit)."""
+    return upper_tail(t) if dof is None else float(_stats.t.sf(t, dof))
+
+
+def as_t_quantile(z: float, dof: float | None) -> float:
+    """The t quantile with the tail probability the normal quantile z has (z itself when dof is None)."""
+    return z if dof is None else float(_stats.t.isf(upper_tail(z), dof))
+
+
+def tails(z_change: float, better: Direction | None, dof: float | None = None) -> tuple[float, float]:
+    """(p of harm, p of benefit) for a standardised change; with no direction both tails count as harm.
+
+    `dof`: the change was standardised by a spread estimated with that many degrees of freedom, so it is
+    referred to Student's t, not the normal (whose tails are too thin for an estimated spread).
+    """
     if better is None:
-        two_sided = min(1.0, 2.0 * upper_tail(abs(z_change)))
+        two_sided = min(1.0, 2.0 * upper_tail_t(abs(z_change), dof))
         return two_sided, 1.0
     harmful = harm_sign(better) * z_change
-    return upper_tail(harmful), upper_tail(-harmful)
+    return upper_tail_t(harmful, dof), upper_tail_t(-harmful, dof)
 
 
 def robust_sd(values: Sequence[float]) -> float:
