@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fleet.judge.decide import ALPHA, decide, gather, pooled_spreads
+from fleet.judge.decide import ALPHA, decide, family_size_of, gather, pooled_spreads
 from fleet.judge.rfc_rule import judge_metric
 from fleet.judge.verdicts import CellCase, judge_cells
 from fleet.model import (
@@ -64,6 +64,10 @@ from fleet.recording import record_baseline
 REPO = Path(__file__).resolve().parent.parent
 NOISY = ("tpot_p50_ms", "ttft_p50_ms", "speedup")
 METRICS = ("acceptance_length", "acceptance_rate", "match_rate", *NOISY)
+#: Drawn with the judged latency of the same run (one residual row), so a slow host slows both: the
+#: judge's yardstick, recorded and carried but never judged itself (fleet.judge.decide).
+YARDSTICK = "reference_tpot_p50_ms"
+COLUMNS = (*NOISY, YARDSTICK)
 RFC_TOLERANCE = {
     "acceptance_length": 10.0,
     "acceptance_rate": 10.0,
@@ -95,7 +99,7 @@ class Profile:
     hardware: str
     count_sd: float
     centres: dict[str, float]
-    residuals: np.ndarray  # runs x len(NOISY), log residuals
+    residuals: np.ndarray  # runs x len(COLUMNS), log residuals
     bandwidth: np.ndarray
     tpot_share: float
 
@@ -113,7 +117,7 @@ def load_results(roots: list[Path]) -> dict[str, list[RunResult]]:
             if (
                 result.status == "ok"
                 and result.counters is not None
-                and all(m in result.metrics for m in NOISY)
+                and all(m in result.metrics for m in COLUMNS)
             ):
                 grouped[f"{result.cell.hardware.name}/{result.cell.id}"].append(result)
     return grouped
@@ -126,7 +130,7 @@ def fit_profile(name: str, results: list[RunResult], scale: float, prompt_scale:
     drafts = counters.num_drafts
     rates = np.asarray(counters.accepted_per_position, dtype=float) / drafts
     lengths = np.asarray([r.metrics["acceptance_length"] for r in results])
-    logs = np.log(np.asarray([[r.metrics[m] for m in NOISY] for r in results]))
+    logs = np.log(np.asarray([[r.metrics[m] for m in COLUMNS] for r in results]))
     residuals = logs - logs.mean(axis=0)
     n = len(results)
     bandwidth = 1.06 * residuals.std(axis=0, ddof=1) * n ** (-0.2)
@@ -141,7 +145,7 @@ def fit_profile(name: str, results: list[RunResult], scale: float, prompt_scale:
         prompts=round(first.match.num_prompts * prompt_scale),
         hardware=first.cell.hardware.name,
         count_sd=float(np.std(lengths - 1.0, ddof=1) / np.mean(lengths - 1.0)),
-        centres={m: float(np.exp(logs[:, i].mean())) for i, m in enumerate(NOISY)},
+        centres={m: float(np.exp(logs[:, i].mean())) for i, m in enumerate(COLUMNS)},
         residuals=residuals,
         bandwidth=bandwidth,
         tpot_share=1.0 - ttft / e2e if e2e > ttft else 1.0,
@@ -184,7 +188,7 @@ def simulate_run(
     row = profile.residuals[pick] + rng.normal(0.0, profile.bandwidth)
     jitter = 1.06 * float(np.std(profile.match_rates, ddof=1)) * len(profile.match_rates) ** -0.2
     match_rate = float(np.clip(profile.match_rates[pick] + rng.normal(0.0, jitter), 0.0, 1.0))
-    noisy = {m: profile.centres[m] * math.exp(row[i]) for i, m in enumerate(NOISY)}
+    noisy = {m: profile.centres[m] * math.exp(row[i]) for i, m in enumerate(COLUMNS)}
     noisy["tpot_p50_ms"] *= tpot_factor
     noisy["speedup"] /= 1.0 + (tpot_factor - 1.0) * profile.tpot_share
     matches = (
@@ -223,7 +227,8 @@ def simulate_run(
 def trimmed(baseline: Any) -> Any:
     """The simulated tier judges 6 metrics per cell (per-position rates stay, as secondary metrics)."""
     keep = {
-        k: v for k, v in baseline.baselines.items() if k in METRICS or k.startswith("acceptance_rate_pos_")
+        k: v for k, v in baseline.baselines.items()
+        if k in METRICS or k == YARDSTICK or k.startswith("acceptance_rate_pos_")
     }
     return baseline.model_copy(update={"baselines": keep})
 
@@ -244,7 +249,7 @@ def one_nightly(
         for c, p in zip(cell_objs, prof, strict=True)
     ]
     targets = set(rng.choice(cells, size=args.planted, replace=False).tolist()) if planted else set()
-    family = sum(sum(1 for k in b.baselines if not k.startswith("acceptance_rate_pos_")) for b in baselines)
+    family = family_size_of(baselines)
     pooled = pooled_spreads(baselines)
     candidates: list[list[RunResult]] = []
     for i, (cell, profile, baseline) in enumerate(zip(cell_objs, prof, baselines, strict=True)):

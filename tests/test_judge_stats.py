@@ -26,6 +26,7 @@ def run(
     tpot: float = 5.0,
     matches: int = 45,
     name: str = "ngram-k4",
+    reference_tpot: float | None = None,
 ) -> RunResult:
     cell = make_cell(name).model_copy(update={"hardware": GPU})
     counters = SpecCounters(
@@ -40,6 +41,8 @@ def run(
         "match_rate": matches / 50,
         "tpot_p50_ms": tpot,
     }
+    if reference_tpot is not None:
+        metrics["reference_tpot_p50_ms"] = reference_tpot
     metrics |= {f"acceptance_rate_pos_{i}": c / drafts for i, c in enumerate(al_counts)}
     return ok_result(cell).model_copy(
         update={
@@ -170,6 +173,18 @@ def test_one_slow_engine_start_among_three_runs_cannot_fail_tpot() -> None:
 def test_a_slow_run_followed_by_a_normal_one_passes() -> None:
     runs = [run(BASE_COUNTS, tpot=t) for t in (5.3, 4.95)]
     assert statuses(runs, recorded())["tpot_p50_ms"] == "PASS"
+
+
+def test_slower_tpot_on_a_host_that_slowed_the_reference_too_is_not_a_regression() -> None:
+    baseline = record_baseline([run(BASE_COUNTS, tpot=t, reference_tpot=t / 2.5) for t in TPOTS], command="t")
+    same_host = [run(BASE_COUNTS, tpot=t, reference_tpot=2.0) for t in (6.5, 6.6, 6.55)]
+    slower_host = [run(BASE_COUNTS, tpot=t, reference_tpot=2.6) for t in (6.5, 6.6, 6.55)]
+    assert statuses(same_host, baseline)["tpot_p50_ms"] == "FAIL"
+    verdict = judge_cell(slower_host[-1], baseline, baseline_path=None, result_path=None, attempts=3,
+                         error=None, candidates=slower_host)
+    metrics = {m.metric: m for m in verdict.metrics}
+    assert metrics["tpot_p50_ms"].status == "INCONCLUSIVE" and "slower host" in metrics["tpot_p50_ms"].detail
+    assert metrics["reference_tpot_p50_ms"].status == "PASS"  # the yardstick itself never fails
 
 
 def test_faster_tpot_is_never_a_failure() -> None:

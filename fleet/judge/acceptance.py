@@ -45,7 +45,15 @@ _POSITION = re.compile(r"acceptance_rate_pos_(\d+)")
 
 
 def role_of(name: str) -> Role:
+    """primary: judged and error-controlled; secondary: explains a primary failure (per position);
+    reference: the non-speculative engine's own latency, the yardstick of the host (fleet.judge.decide)."""
+    if name.startswith(REFERENCE_PREFIX):
+        return "reference"
     return "secondary" if _POSITION.fullmatch(name) else "primary"
+
+
+#: Metrics of the non-speculative reference run in the same job (reference_tpot_p50_ms).
+REFERENCE_PREFIX = "reference_"
 
 
 def candidate_trials(name: str, result: RunResult) -> tuple[float, float] | None:

@@ -16,8 +16,9 @@ from fleet.judge.stats import Direction, as_t_quantile
 #: "count": near-deterministic greedy metrics judged on their counts; "noisy": system metrics judged on
 #: the recorded spread across engine starts.
 TestKind = Literal["count", "noisy"]
-#: Secondary metrics (per-position acceptance) only explain a primary failure; see fleet.judge.decide.
-Role = Literal["primary", "secondary"]
+#: Secondary metrics (per-position acceptance) only explain a primary failure; reference metrics (the
+#: same job's non-speculative run) tell a slow host from a regression; see fleet.judge.decide.
+Role = Literal["primary", "secondary", "reference"]
 
 
 @dataclass(frozen=True)

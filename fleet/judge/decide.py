@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -46,6 +46,13 @@ ALPHA = 0.01
 SAME_ALPHA = 0.05
 #: Metrics whose failure opens the gate for the secondary per-position tests of the same cell.
 GATE_METRICS = ("acceptance_length", "acceptance_rate")
+#: The same job's non-speculative latency: how fast the host was, whatever speculative decoding did.
+HOST_YARDSTICK = "reference_tpot_p50_ms"
+#: Latency-class metrics measured as a ratio within one job, so a slower host cancels out of them.
+HOST_ROBUST = ("speedup",)
+#: How far (as a share of a metric's own change, on log scale) the reference must have moved for the
+#: host to be the explanation: half, since speculative runs add work the host slows too.
+HOST_SHARE = 0.5
 
 
 @dataclass
@@ -116,7 +123,31 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
             verdict = verdict.model_copy(update={"runs": len(present),
                                                  "detail": f"{verdict.detail}; mean of {len(present)} runs"})
         evidence.final[name] = verdict
+    _attribute_to_host(evidence)
     return evidence
+
+
+def _attribute_to_host(evidence: CellEvidence) -> None:
+    """A slower host slows the non-speculative reference of the same job too: where the reference moved
+    at least HOST_SHARE as far as an absolute latency metric, that metric cannot fail (speedup, a ratio
+    within the job, still can). On the H200 the reference got 38 % slower between two leases of the same
+    machine type while speedup stayed put (evidence/h200/README.md)."""
+    reference = evidence.assessments.get(HOST_YARDSTICK)
+    if reference is None or reference.expected <= 0 or reference.observed <= 0:
+        return
+    host = math.log(reference.observed / reference.expected)  # > 0: the host ran the reference slower
+    if host <= 0:
+        return
+    for name, a in list(evidence.assessments.items()):
+        info = metric_info(name)
+        if a.role != "primary" or a.kind != "noisy" or info is None or info.kind != "latency" \
+                or name in HOST_ROBUST or a.expected <= 0 or a.observed <= 0:
+            continue
+        harm = math.log(a.observed / a.expected) * (1.0 if a.better == "lower" else -1.0)
+        if harm > 0 and host >= HOST_SHARE * harm:
+            why = (f"the same job's non-speculative reference is {100 * math.expm1(host):+.0f}% too "
+                   f"({HOST_YARDSTICK}): a slower host, not speculative decoding, is the likely cause")
+            evidence.assessments[name] = replace(a, can_fail=False, detail=f"{a.detail}; {why}")
 
 
 def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Method = "holm",
@@ -143,6 +174,10 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
             fails = adj <= alpha and a.can_fail
             z = z_for_tail(step_threshold(a.p_harm, padded, alpha, method)) if fails else bonferroni_z
             verdicts[name] = _verdict(a, _status(a, fails), adj, z, alpha, method)
+        for a in (a for a in cell.assessments.values() if a.role == "reference"):
+            verdict = _verdict(a, "PASS", a.p_harm, bonferroni_z, alpha, method)
+            note = "the non-speculative reference: the host's yardstick, never a speculative-decoding failure"
+            verdicts[a.metric] = verdict.model_copy(update={"detail": f"{verdict.detail}; {note}"})
         gate_open = any(verdicts[n].status == "FAIL" for n in GATE_METRICS if n in verdicts)
         secondary = [a for a in cell.assessments.values() if a.role == "secondary"]
         within = holm([a.p_harm for a in secondary])

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fleet.judge.acceptance import role_of
 from fleet.judge.assessment import Assessment
 from fleet.judge.stats import Direction, rank_test_p, robust_sd, tails
 from fleet.model import MetricBaseline
@@ -110,7 +111,7 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
     observed_mean = math.exp(centre) if math.isfinite(centre) else 0.0
     # The band is drawn around the recorded centre the test used.
     expected = math.exp(centre_recorded) if logs else entry.expected
-    return Assessment(metric=name, kind="noisy", role="primary", better=better, expected=expected,
+    return Assessment(metric=name, kind="noisy", role=role_of(name), better=better, expected=expected,
                       observed=observed_mean, runs=len(observed), recorded_runs=n_recorded, p_harm=p_harm,
                       p_benefit=p_benefit, sigma=sigma, log_scale=True, can_fail=can_fail,
                       test="log-scale t on recorded spread + Mann–Whitney" if dof else
