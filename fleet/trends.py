@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -104,7 +104,8 @@ class Trend:
     change: ChangePoint
     before: SeriesPoint
     after: SeriesPoint
-    #: "regression", "improvement", or "change" for a metric whose better direction is unknown.
+    #: "regression", "improvement", "change" for a metric whose better direction is unknown, or "host"
+    #: for absolute latency that got worse where the same cell's non-speculative reference did too.
     kind: str
 
 
@@ -119,7 +120,30 @@ def trends(points: Sequence[SeriesPoint], settings: Settings | None = None) -> l
             before, after = members[change.index - 1], members[change.index]
             found.append(Trend(cell_id, metric, after.hardware, change, before, after,
                                _kind(metric, change.relative_change)))
-    return sorted(found, key=lambda t: (t.after.at, t.cell_id, t.metric), reverse=True)
+    return sorted(_attribute_to_host(found), key=lambda t: (t.after.at, t.cell_id, t.metric), reverse=True)
+
+
+#: The same job's non-speculative latency: a step in it is the host's, not speculative decoding's.
+HOST_YARDSTICK = "reference_tpot_p50_ms"
+#: Runs apart that a latency step and the reference's step may be and still be the same event.
+HOST_WINDOW = 2
+
+
+def _attribute_to_host(found: list[Trend]) -> list[Trend]:
+    """A latency regression at the run where the same cell's reference got slower too is the host's
+    (a node or lease change moved both by +30-44 % on the H200, evidence/h200/README.md); speedup, a
+    ratio within the job, keeps its kind."""
+    slower_host = [t for t in found if t.metric == HOST_YARDSTICK and t.change.relative_change > 0]
+    attributed = []
+    for trend in found:
+        info = metric_info(trend.metric)
+        if (trend.kind == "regression" and info is not None and info.kind == "latency"
+                and trend.metric not in ("speedup", HOST_YARDSTICK)
+                and any(h.cell_id == trend.cell_id and abs(h.change.index - trend.change.index) <= HOST_WINDOW
+                        for h in slower_host)):
+            trend = replace(trend, kind="host")
+        attributed.append(trend)
+    return attributed
 
 
 def _kind(metric: str, relative_change: float) -> str:

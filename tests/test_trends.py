@@ -78,3 +78,14 @@ def test_trend_is_an_improvement_when_latency_drops() -> None:
 def test_each_cell_and_metric_is_its_own_series() -> None:
     mixed = points([1.0] * 20, "speedup", cell="a") + points([1.0] * 10 + [1.3] * 10, "speedup", cell="b")
     assert [t.cell_id for t in trends(mixed)] == ["b"]
+
+
+def test_latency_step_with_the_references_step_is_the_hosts_and_without_it_a_regression() -> None:
+    slower_host = (points([2.0] * 10 + [2.0] * 10, "tpot_p50_ms", cell="a")
+                   + points([2.0] * 10 + [2.6] * 10, "tpot_p50_ms", cell="b")
+                   + points([1.4] * 10 + [1.9] * 11, "reference_tpot_p50_ms", cell="b")
+                   + points([2.0] * 11 + [2.6] * 9, "tpot_p50_ms", cell="c"))
+    kinds = {(t.cell_id, t.metric): t.kind for t in trends(slower_host)}
+    assert kinds[("b", "tpot_p50_ms")] == "host"
+    assert kinds[("c", "tpot_p50_ms")] == "regression"  # its reference did not move: no yardstick
+    assert kinds[("b", "reference_tpot_p50_ms")] == "regression"  # listed, so the host change shows

@@ -196,7 +196,11 @@ def history(db: str, imports: tuple[Path, ...], cell_id: str | None, metric: str
 def trends_cmd(db: str, cell_id: str | None, metric: str | None, hardware: str | None, tier: str | None,
                since: str | None, until: str | None, commit: str | None, min_segment: int,
                max_pvalue: float, min_change_pct: float, as_json: bool) -> None:
-    """List change points in every cell's metric history: size, confidence, the commits around them."""
+    """List change points in every cell's metric history: size, confidence, the commits around them.
+
+    Kind is regression, improvement, change, or host: latency that got worse where the same cell's
+    non-speculative reference did too (a slower node or lease, not speculative decoding).
+    """
     settings = Settings(min_segment, max_pvalue, min_change_pct / 100)
     with HistoryStore.open(db) as store:
         points = store.series(cell_id=cell_id, metric=metric, hardware=hardware, tier=tier, since=since,

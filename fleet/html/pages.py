@@ -30,7 +30,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#666}
 .s{font-weight:600;padding:1px 6px;border-radius:3px;color:#fff;white-space:nowrap}
 .PASS{background:#2e7d32}.FAIL{background:#c62828}.INCONCLUSIVE{background:#ef6c00}
 .ERROR{background:#6a1b9a}.NO_BASELINE,.SKIPPED{background:#757575}
-.regression{color:#c62828;font-weight:600}.improvement{color:#2e7d32;font-weight:600}
+.regression{color:#c62828;font-weight:600}.improvement{color:#2e7d32;font-weight:600}.host{color:#8d6e00}
 svg{max-width:100%;height:auto;display:block;margin:4px 0 14px}nav a{margin-right:14px}
 """
 
