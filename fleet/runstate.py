@@ -10,9 +10,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from fleet.errors import ConfigError
+from fleet.documents import read_document
 from fleet.model import Cell
 from fleet.model._base import Strict
 from fleet.render import RenderContext
@@ -41,13 +41,5 @@ def write_run_state(run_dir: Path, state: RunState) -> Path:
 
 
 def read_run_state(run_dir: Path) -> RunState:
-    path = run_dir / RUN_FILE
-    try:
-        return RunState.model_validate_json(path.read_bytes())
-    except FileNotFoundError as err:
-        raise ConfigError(f"no {RUN_FILE} for this run", where=str(path),
-                          fix="check the run id and --runs-dir (`ls runs/`)") from err
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{field}: {first['msg']}", where=str(path)) from err
+    return read_document(RunState, run_dir / RUN_FILE, what=f"run state ({RUN_FILE})",
+                         fix="check the run id and --runs-dir (`ls runs/`)")

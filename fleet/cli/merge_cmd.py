@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from fleet.cli._common import ensure_writable_dir, stderr
 from fleet.cli.history_cmds import catalog_prices, github_target, notify, notify_options, price_option
@@ -29,6 +28,7 @@ from fleet.cli.run_cmds import (
 )
 from fleet.controller import CellOutcome, judge_run
 from fleet.cost import account, cost_document, render_cost_text
+from fleet.documents import read_document
 from fleet.errors import ConfigError
 from fleet.history import RunRecord, load_run_dir
 from fleet.judge import Method, Rule
@@ -42,16 +42,8 @@ JUDGED = ("PASS", "FAIL", "INCONCLUSIVE")
 
 def read_report(run_dir: Path) -> RunReport:
     path = run_dir / FILE_NAMES["json"] if run_dir.is_dir() else run_dir
-    try:
-        return RunReport.model_validate_json(path.read_bytes())
-    except OSError as err:
-        raise ConfigError(f"cannot read report: {err.strerror}", where=str(path),
-                          fix="pass a run directory that has report.json, or the report.json itself") from err
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(document)"
-        raise ConfigError(f"{field}: {first['msg']}", where=str(path),
-                          cause="not a fleet RunReport document (see `fleet schema report`)") from err
+    return read_document(RunReport, path, what="report", schema="report",
+                         fix="pass a run directory that has report.json, or the report.json itself")
 
 
 def read_shard(path: Path) -> RunRecord:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.backends.local import LocalBackend
@@ -36,6 +35,7 @@ from fleet.controller import (
     outcomes_from_files,
 )
 from fleet.cost import CostSummary, JobSpan, account, cost_document, render_cost_text
+from fleet.documents import read_document
 from fleet.errors import ConfigError
 from fleet.history import HistoryStore
 from fleet.judge import METHODS, RULES, Method, Rule
@@ -254,15 +254,7 @@ def history_seconds(history_db: str, tier: str, last_runs: int = 20) -> dict[str
 
 
 def read_result(path: Path) -> RunResult:
-    try:
-        return RunResult.model_validate_json(path.read_bytes())
-    except OSError as err:
-        raise ConfigError(f"cannot read result: {err.strerror}", where=str(path)) from err
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(document)"
-        raise ConfigError(f"{field}: {first['msg']}", where=str(path),
-                          cause="not a fleet RunResult document (see `fleet schema result`)") from err
+    return read_document(RunResult, path, what="result", schema="result")
 
 
 @click.command()
