@@ -12,6 +12,8 @@
 # fail:  an engine start that fails (a draft path that does not exist), to record its log tail
 # series: replicates s1..s$SERIES of both tiny cells (each a fresh reference cache), for the noise model
 # machinery2: the machinery cell again (m2), after the batch-size-1 warm-up was added
+# mseries: replicates ms1..ms$SERIES of the machinery cell (8B-shaped, GPU-bound): its latency noise per
+#          engine start, which judge_power and bisect_efficiency need to say what a GPU-bound cell can catch
 # pack:  analysis, and WORKDIR.tgz beside WORKDIR (results, r1's child logs, no caches)
 set -uo pipefail
 W=${1:?usage: scripts/h200_run.sh WORKDIR [STEPS]}
@@ -65,6 +67,7 @@ for step in $STEPS; do
       for r in $(seq 2 "$REPLICATES"); do for cell in $TINY; do suite "r$r" "$cell"; done; done ;;
     series) for r in $(seq 1 "$SERIES"); do for cell in $TINY; do suite "s$r" "$cell"; done; done ;;
     machinery2) suite m2 "$MACHINERY" ;;
+    mseries) for r in $(seq 1 "$SERIES"); do suite "ms$r" "$MACHINERY"; done ;;
     bare) bare reference; bare speculative ;;
     fail)
       mkdir -p "$W/fail"
@@ -81,7 +84,7 @@ json.dump(cell, open(sys.argv[2], 'w'))
       python3 benchmarks/suite_overhead.py analyze "$W" --out "$W/overhead.json" > "$W/overhead.txt" 2>&1
       say "analyze rc=$?"
       tar czf "$W.tgz" -C "$(dirname "$W")" --exclude=vllm-cache --exclude=refcache \
-        --exclude='r[2-9]/keep' --exclude='s*/keep' "$(basename "$W")"
+        --exclude='r[2-9]/keep' --exclude='s*/keep' --exclude='ms*/keep' "$(basename "$W")"
       say "packed $(du -h "$W.tgz" | cut -f1)" ;;
   esac
 done
