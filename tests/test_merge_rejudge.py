@@ -117,3 +117,14 @@ def test_a_slower_host_makes_latency_inconclusive_not_a_regression() -> None:
         assert unsure and all("slower host" in m.detail for m in unsure)  # and it says why
         assert metrics["acceptance_length"].status == "PASS"
         assert metrics["reference_tpot_p50_ms"].status == "PASS"  # the yardstick never fails
+
+
+def test_merge_without_the_baselines_refuses_instead_of_calling_every_cell_unbaselined(tmp_path: Path,
+                                                                                   fleet: Fleet) -> None:
+    draft, ngram = results()
+    dirs = [shard_dir(tmp_path, judged([draft], "s0"), [draft], 60.0),
+            shard_dir(tmp_path, judged([ngram], "s1"), [ngram], 60.0)]
+    code, out, err = fleet("merge", *map(str, dirs), "--baselines", str(tmp_path / "nowhere"),
+                           "--jobs", str(ROOT / "jobs"))
+    assert code == 2 and out == ""
+    assert "--verdicts-only" in err and "does not exist" in err

@@ -122,6 +122,11 @@ def merge(run_dirs: tuple[Path, ...], expect_all_cells: bool, verdicts_only: boo
         if without:
             stderr.print(f"no result files in {', '.join(without)}: their verdicts are joined as they are "
                          "(error control per shard there)")
+        if any(shard.results for shard in shards) and not baselines_dir.is_dir():
+            # Judging again without the baselines would turn every shard's PASS into NO_BASELINE.
+            raise ConfigError(f"baselines directory {baselines_dir} does not exist", where="--baselines",
+                              fix="run from the repository root or pass --baselines DIR (the shards' "
+                                  "baselines), or --verdicts-only to join the shards' verdicts as they are")
         rejudged = rejudge(shards, baselines_dir)
     report = merge_reports(reports, sources=[str(p) for p in run_dirs], expected_cells=expected,
                            rejudged=rejudged)
