@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats
 
-from fleet.suite.metrics import metric_info
+from fleet.suite.metrics import HOST_YARDSTICK, host_sensitive, metric_info
 
 #: Relative differences below this are float noise, not change (deterministic metrics repeat exactly).
 _SAME = 1e-9
@@ -123,8 +123,6 @@ def trends(points: Sequence[SeriesPoint], settings: Settings | None = None) -> l
     return sorted(_attribute_to_host(found), key=lambda t: (t.after.at, t.cell_id, t.metric), reverse=True)
 
 
-#: The same job's non-speculative latency: a step in it is the host's, not speculative decoding's.
-HOST_YARDSTICK = "reference_tpot_p50_ms"
 #: Runs apart that a latency step and the reference's step may be and still be the same event.
 HOST_WINDOW = 2
 
@@ -136,9 +134,7 @@ def _attribute_to_host(found: list[Trend]) -> list[Trend]:
     slower_host = [t for t in found if t.metric == HOST_YARDSTICK and t.change.relative_change > 0]
     attributed = []
     for trend in found:
-        info = metric_info(trend.metric)
-        if (trend.kind == "regression" and info is not None and info.kind == "latency"
-                and trend.metric not in ("speedup", HOST_YARDSTICK)
+        if (trend.kind == "regression" and host_sensitive(trend.metric)
                 and any(h.cell_id == trend.cell_id and abs(h.change.index - trend.change.index) <= HOST_WINDOW
                         for h in slower_host)):
             trend = replace(trend, kind="host")

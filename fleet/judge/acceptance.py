@@ -40,6 +40,7 @@ import numpy as np
 from fleet.judge.assessment import Assessment, Role
 from fleet.judge.stats import Direction, robust_sd, tails
 from fleet.model import MetricBaseline, RunResult
+from fleet.suite.metrics import REFERENCE_PREFIX
 
 _POSITION = re.compile(r"acceptance_rate_pos_(\d+)")
 
@@ -51,9 +52,6 @@ def role_of(name: str) -> Role:
         return "reference"
     return "secondary" if _POSITION.fullmatch(name) else "primary"
 
-
-#: Metrics of the non-speculative reference run in the same job (reference_tpot_p50_ms).
-REFERENCE_PREFIX = "reference_"
 
 
 def candidate_trials(name: str, result: RunResult) -> tuple[float, float] | None:

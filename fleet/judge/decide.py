@@ -38,7 +38,7 @@ from fleet.judge.noisy import assess_noisy, pooled_log_sd
 from fleet.judge.rfc_rule import judge_metric
 from fleet.judge.stats import z_for_tail
 from fleet.model import Baseline, MetricBaseline, MetricVerdict, RunResult, Status
-from fleet.suite.metrics import metric_info
+from fleet.suite.metrics import HOST_YARDSTICK, host_sensitive, metric_info
 
 Rule = Literal["auto", "rfc"]
 RULES: tuple[Rule, ...] = ("auto", "rfc")
@@ -46,10 +46,6 @@ ALPHA = 0.01
 SAME_ALPHA = 0.05
 #: Metrics whose failure opens the gate for the secondary per-position tests of the same cell.
 GATE_METRICS = ("acceptance_length", "acceptance_rate")
-#: The same job's non-speculative latency: how fast the host was, whatever speculative decoding did.
-HOST_YARDSTICK = "reference_tpot_p50_ms"
-#: Latency-class metrics measured as a ratio within one job, so a slower host cancels out of them.
-HOST_ROBUST = ("speedup",)
 #: How far (as a share of a metric's own change, on log scale) the reference must have moved for the
 #: host to be the explanation: half, since speculative runs add work the host slows too.
 HOST_SHARE = 0.5
@@ -139,9 +135,8 @@ def _attribute_to_host(evidence: CellEvidence) -> None:
     if host <= 0:
         return
     for name, a in list(evidence.assessments.items()):
-        info = metric_info(name)
-        if a.role != "primary" or a.kind != "noisy" or info is None or info.kind != "latency" \
-                or name in HOST_ROBUST or a.expected <= 0 or a.observed <= 0:
+        if a.role != "primary" or a.kind != "noisy" or not host_sensitive(name) or a.expected <= 0 \
+                or a.observed <= 0:
             continue
         harm = math.log(a.observed / a.expected) * (1.0 if a.better == "lower" else -1.0)
         if harm > 0 and host >= HOST_SHARE * harm:

@@ -58,6 +58,21 @@ def _registry() -> dict[str, MetricInfo]:
 METRICS: dict[str, MetricInfo] = _registry()
 
 
+#: Metrics of the same job's non-speculative reference run: how fast the host was, not what speculative
+#: decoding did (the judge and trends never call them regressions of it).
+REFERENCE_PREFIX = "reference_"
+#: The reference metric a slower host shows in (the judge's and the trends' yardstick).
+HOST_YARDSTICK = "reference_tpot_p50_ms"
+
+
+def host_sensitive(name: str) -> bool:
+    """An absolute latency of the speculative run, which a slower host slows as it slows the reference;
+    speedup, a ratio within one job, is not, and the reference metrics are the yardstick itself."""
+    info = metric_info(name)
+    return info is not None and info.kind == "latency" and name != "speedup" \
+        and not name.startswith(REFERENCE_PREFIX)
+
+
 def position_metric(index: int) -> str:
     return f"{_POSITION_PREFIX}{index}"
 
