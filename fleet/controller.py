@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,8 +119,8 @@ def make_rerun_check(
 
     `family`: every cell of the whole run when `cells` is one shard of it (default: `cells`).
     """
-    pool = whole_run_baselines(family if family is not None else cells, baselines_root)
     baselines = {cell.id: find_baseline(baselines_root, cell)[0] for cell in cells}
+    pool = whole_run_baselines(family if family is not None else cells, baselines_root, known=baselines)
     family_size = family_size_of(pool)
     pooled = pooled_spreads(pool)
 
@@ -135,9 +135,12 @@ def make_rerun_check(
     return check
 
 
-def whole_run_baselines(cells: Sequence[Cell], baselines_root: Path) -> list[Baseline]:
-    """The baselines recorded for these cells (cells without one are left out)."""
-    found = (find_baseline(baselines_root, cell)[0] for cell in cells)
+def whole_run_baselines(cells: Sequence[Cell], baselines_root: Path, *,
+                        known: Mapping[str, Baseline | None] | None = None) -> list[Baseline]:
+    """The baselines recorded for these cells (cells without one are left out); those in `known`
+    (already read, by cell id) are not read again."""
+    have = known or {}
+    found = (have[cell.id] if cell.id in have else find_baseline(baselines_root, cell)[0] for cell in cells)
     return [baseline for baseline in found if baseline is not None]
 
 
@@ -177,7 +180,7 @@ def judge_run(
             cell=outcome.cell,
             candidates=outcome.candidates,
         ))
-    pool = whole_run_baselines(family, baselines_root) if family is not None else None
+    pool = whole_run_baselines(family, baselines_root, known=baselines) if family is not None else None
     verdicts = judge_cells(cases, rule=rule, alpha=alpha, method=method, pool=pool,
                            family_size=family_size_of(pool) if pool is not None else None)
     report = summarize(verdicts, run_id=run_id, tier=tier, backend=backend,
