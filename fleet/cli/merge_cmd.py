@@ -16,10 +16,11 @@ from typing import Any
 
 import click
 
-from fleet.cli._common import ensure_writable_dir, stderr
+from fleet.cli._common import stderr
 from fleet.cli.history_cmds import catalog_prices, github_target, notify, notify_options, price_option
 from fleet.cli.run_cmds import (
     baselines_option,
+    emit_report,
     format_option,
     jobs_option,
     json_option,
@@ -27,13 +28,13 @@ from fleet.cli.run_cmds import (
     report_dir_option,
 )
 from fleet.controller import CellOutcome, judge_run
-from fleet.cost import account, cost_document, render_cost_text
+from fleet.cost import account, cost_document
 from fleet.documents import read_document
 from fleet.errors import ConfigError
 from fleet.history import RunRecord, load_run_dir
-from fleet.judge import Method, Rule
+from fleet.judge import ALPHA, Method, Rule
 from fleet.model import CellVerdict, RunReport
-from fleet.report import FILE_NAMES, FORMATS, Format, render
+from fleet.report import FILE_NAMES, Format
 from fleet.sharding import merge_reports
 
 #: Verdicts that came from judging measurements, so that the merge judges them again.
@@ -89,7 +90,7 @@ def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdi
         return {}
     report, _ = judge_run(outcomes, baselines_root=baselines_dir, run_id="merge", tier=reports[0].tier,
                           backend="merge", started_at="", finished_at="", rule=rule,
-                          alpha=alpha if alpha is not None else 0.01, method=method)
+                          alpha=alpha if alpha is not None else ALPHA, method=method)
     return {verdict.cell_id: verdict for verdict in report.cells if verdict.cell_id in measured}
 
 
@@ -134,17 +135,8 @@ def merge(run_dirs: tuple[Path, ...], expect_all_cells: bool, verdicts_only: boo
     cost = account(spans, catalog_prices(jobs_dir, price_items)) if spans else None
     if cost is not None:
         report = report.model_copy(update={"cost": cost_document(cost)})
-
-    def rendered(each: Format) -> str:
-        text = render(report, each)
-        return text + "\n" + render_cost_text(cost) if cost is not None and each in ("text", "markdown") \
-            else text
-
-    if report_dir is not None:
-        ensure_writable_dir(report_dir, option="--report-dir")
-        for each in FORMATS:
-            (report_dir / FILE_NAMES[each]).write_text(rendered(each))
-    click.echo(rendered("json" if as_json else fmt or "text"), nl=False)
+    emit_report(report, [], {}, "json" if as_json else fmt or "text", [report_dir] if report_dir else [],
+                cost)
     link = report_url.format(run_id=report.run_id) if report_url else None
     notify(report, webhook=alert_webhook, link=link, github=github)
     sys.exit(report.exit_code)
