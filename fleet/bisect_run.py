@@ -43,10 +43,16 @@ class BisectOutcome:
     metric: str
     bisection: Bisection
     rounds: list[RoundLog] = field(default_factory=list)
-    machine_hours: float = 0.0
-    gpu_hours: float = 0.0
-    #: Every run's Job span (purpose "bisect"), for the history's cost accounting.
+    #: Every run's Job span (purpose "bisect"): the cost in the report and in the history.
     spans: list[JobSpan] = field(default_factory=list)
+
+    @property
+    def machine_hours(self) -> float:
+        return sum(span.hours for span in self.spans)
+
+    @property
+    def gpu_hours(self) -> float:
+        return sum(span.gpu_hours for span in self.spans)
 
     @property
     def finding(self) -> Finding:
@@ -143,15 +149,11 @@ def _execute(planned: list[tuple[int, Backend, Attempt]], waves: int | None, met
                 index = index_of.get(id(done.attempt))
                 if index is None:
                     raise InfrastructureError(f"backend {backend.name} returned an attempt it was not given")
-                hours = max(0.0, done.finished_at - done.started_at) / 3600.0
-                outcome.machine_hours += hours
-                outcome.gpu_hours += hours * done.attempt.cell.hardware.gpu_count
                 cell = done.attempt.cell
                 # One cell at many commits: the commit makes each Job's key unique in the history.
                 outcome.spans.append(JobSpan(f"{cell.id}@{outcome.commits[index][:12]}", cell.hardware.name,
-                                             cell.hardware.gpu_count,
-                                             done.started_at, done.finished_at, done.attempt.number,
-                                             purpose="bisect"))
+                                             cell.hardware.gpu_count, done.started_at, done.finished_at,
+                                             done.attempt.number, purpose="bisect"))
                 observations.append(observe(done, index, metric))
     return observations
 

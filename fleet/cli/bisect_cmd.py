@@ -167,7 +167,7 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
 
 def record_in_history(db: str, bisect_id: str, outcome: BisectOutcome, cell: Cell,
                       document: dict[str, Any], price: float | None) -> None:
-    """The bisection, its answer and its Jobs' GPU time, so `fleet history --runs` and the HTML pages
+    """The bisection, its answer and its Jobs' GPU time, so `fleet history --bisections` and the HTML pages
     can say what hunting culprits cost; a history that cannot be written only warns."""
     culprit = document["culprit"] if isinstance(document["culprit"], dict) else {}
     record = BisectionRecord(
