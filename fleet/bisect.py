@@ -280,10 +280,11 @@ class Bisection:
         probes = _spread(unmeasured, plan.free)
         for commit in probes:
             plan.add(commit, "probe")
-        if plan.free > 0 and ends is not None and ends.verdict is Verdict.DIFFERENT and not unknown:
+        closing = ends is not None and ends.verdict is Verdict.DIFFERENT and len(probes) == len(unmeasured)
+        if plan.free > 0 and closing:
             # The bracket may close this round: whichever neighbours turn out parent and culprit should
             # then have their second run already, the probes' first (a flaky first run is covered too).
-            for commit in [*probes, last_good, first_bad]:
+            for commit in [*probes, *unknown, last_good, first_bad]:
                 if len(self.records[commit].samples) + plan.count(commit) < 1 + self.policy.verify_fresh:
                     plan.add(commit, "verify")
         if ends_measured:
@@ -321,9 +322,9 @@ class Bisection:
                 if commit != more and len(self.records[commit].samples) < self.policy.max_samples:
                     plan.add(commit, "verify")
             return plan.runs
-        while plan.free > 0:  # spare slots run the lacking commits again: one flake must not cost a round
-            for commit in lacking:
-                plan.add(commit, "verify")
+        # Each lacking commit runs twice, so that one flake does not cost a round (two in a row: 1 in 400).
+        for commit in lacking * 2:
+            plan.add(commit, "verify")
         return plan.runs
 
     def _fewest(self, commits: Sequence[int]) -> int | None:

@@ -66,6 +66,17 @@ def test_noisy_acceptance_is_resampled_until_the_culprit_is_certain() -> None:
     assert max(len(r.samples) for r in search.records) > 1
 
 
+def test_verification_runs_a_lacking_commit_twice_not_on_every_free_slot() -> None:
+    search = Bisection(64, judge(), SearchPolicy(slots=8))
+    verify_runs: list[int] = []
+    while runs := search.next_round():
+        verified = [r.commit for r in runs if r.purpose == "verify"]
+        verify_runs.append(max((verified.count(c) for c in verified), default=0))
+        search.record([Observation(r.commit, 2.0 if r.commit < 40 else 1.8) for r in runs])
+    assert search.finding is not None and (search.finding.first, search.finding.last) == (40, 40)
+    assert max(verify_runs) <= 2
+
+
 def test_ends_that_do_not_differ_report_no_regression() -> None:
     search = drive(100, 1000, slots=4)
     assert search.finding is not None and search.finding.status == "no-regression"
