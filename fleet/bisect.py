@@ -15,8 +15,7 @@ Chromium's Pinpoint instead, on a fleet of GPUs:
   time, so the verification needs no round of its own when the bracket closes (and a flaky probe costs
   no round either).
 
-The caller owns the clock and the machines: it asks `next_round()` for runs, makes them, and hands the
-results to `record()` until `finding` is set.
+The caller owns the clock and the machines: it asks `next_round()` for runs and `record()`s them.
 """
 
 from __future__ import annotations
@@ -40,8 +39,7 @@ POOLED_NOISE_MIN_FREEDOM = 4
 #: regression in the range, such a level is far more often an outlying run (on the H200 one ngram engine
 #: start in 15 read acceptance length 2.4 % low, evidence/h200/series).
 INTERMEDIATE_SAMPLES = 3
-#: Samples of each end that slots left free by a round's probes are spent on: every commit is placed
-#: against the ends, and one noisy end sample misplaces many.
+#: Samples of each end that slots left free by a round's probes buy: one noisy end misplaces many commits.
 END_SAMPLES = 3
 
 
@@ -89,6 +87,15 @@ class SearchPolicy:
             raise ValueError("max_samples and max_failures must be >= 1, verify_fresh >= 0")
 
 
+@dataclass(frozen=True)
+class RecordedNoise:
+    """The metric's relative run-to-run sd recorded for the cell (its baseline's runs) and its degrees of
+    freedom: pooled with the bisection's own, the first comparisons judge by it, not a worst-case floor."""
+
+    relative_sd: float
+    freedom: int
+
+
 @dataclass
 class CommitRecord:
     samples: list[float] = field(default_factory=list)
@@ -120,9 +127,11 @@ class Finding:
 class Bisection:
     """Search commits 0..n-1 for the first one that differs from commit 0 (good) as commit n-1 (bad) does."""
 
-    def __init__(self, commits: int, compare: Comparator, policy: SearchPolicy) -> None:
+    def __init__(self, commits: int, compare: Comparator, policy: SearchPolicy,
+                 recorded_noise: RecordedNoise | None = None) -> None:
         if commits < 2:
             raise ValueError("a bisection needs a good and a bad commit")
+        self.recorded_noise = recorded_noise
         self.size = commits
         self.good, self.bad = 0, commits - 1
         self.compare = compare
@@ -224,17 +233,21 @@ class Bisection:
         return Classification(side, vs_good, vs_bad)
 
     def _pooled_noise(self) -> float | None:
-        """Within-commit spread pooled over every commit with two or more samples, relative to good."""
+        """Within-commit spread pooled over every commit measured twice or more, and the recorded one."""
         squares, freedom = 0.0, 0
-        for record in self.records:
-            if len(record.samples) >= 2:
-                mean = statistics.fmean(record.samples)
-                squares += sum((x - mean) ** 2 for x in record.samples)
-                freedom += len(record.samples) - 1
         good = self.records[self.good].samples
-        if freedom < POOLED_NOISE_MIN_FREEDOM or not good:
+        scale = abs(statistics.fmean(good)) if good else 0.0
+        for record in self.records:
+            if len(record.samples) >= 2 and scale:
+                mean = statistics.fmean(record.samples)
+                squares += sum(((x - mean) / scale) ** 2 for x in record.samples)
+                freedom += len(record.samples) - 1
+        if self.recorded_noise is not None:
+            squares += self.recorded_noise.relative_sd ** 2 * self.recorded_noise.freedom
+            freedom += self.recorded_noise.freedom
+        if freedom < POOLED_NOISE_MIN_FREEDOM:
             return None
-        return round(float((squares / freedom) ** 0.5) / (abs(statistics.fmean(good)) or 1.0), 6)
+        return round(float((squares / freedom) ** 0.5), 6)
 
     def _finish(self, status: Status, first: int | None, last: int | None, reason: str,
                 verified: bool = False, verification: Comparison | None = None) -> None:

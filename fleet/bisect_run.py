@@ -15,11 +15,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fleet.backends.base import Attempt, AttemptOutcome, Backend
-from fleet.bisect import Bisection, FailureKind, Finding, Observation, Run, SearchPolicy, Side
+from fleet.bisect import (
+    Bisection,
+    FailureKind,
+    Finding,
+    Observation,
+    RecordedNoise,
+    Run,
+    SearchPolicy,
+    Side,
+)
 from fleet.compare import Comparison, compare
 from fleet.cost import JobSpan
 from fleet.errors import ConfigError, InfrastructureError
-from fleet.model import Cell, ResultError
+from fleet.model import Baseline, Cell, ResultError
 from fleet.suite.metrics import metric_info
 
 #: Failure reasons that say the commit itself cannot run the cell; anything else is retried as a flake.
@@ -73,6 +82,16 @@ def comparator(metric: str) -> Callable[[Sequence[float], Sequence[float], float
     return judge
 
 
+def recorded_noise(baseline: Baseline | None, metric: str) -> RecordedNoise | None:
+    """The metric's spread over the runs the cell's baseline recorded, relative to their mean (None below
+    three runs): the same spread the judge holds the cell to, handed to the search as its starting noise."""
+    entry = baseline.baselines.get(metric) if baseline is not None else None
+    values = entry.values if entry is not None else None
+    if not values or len(values) < 3 or not statistics.fmean(values):
+        return None
+    return RecordedNoise(statistics.stdev(values) / abs(statistics.fmean(values)), len(values) - 1)
+
+
 def failure_kind(error: ResultError) -> FailureKind:
     if error.category == "config" or error.reason in UNTESTABLE_REASONS:
         return "untestable"
@@ -103,10 +122,12 @@ def run_bisection(
     waves: int | None = None,
     on_round: Callable[[RoundLog, Bisection], None] | None = None,
     on_start: Callable[[Run, str], None] | None = None,
+    noise: RecordedNoise | None = None,
 ) -> BisectOutcome:
     """Drive the search to an answer. `backend_for(sha)` may return one shared backend or one per commit;
-    `waves` caps how many distinct backends run at once (None: all of a round's)."""
-    bisection = Bisection(len(commits), comparator(metric), policy)
+    `waves` caps how many distinct backends run at once (None: all of a round's); `noise`: the metric's
+    recorded spread for this cell (`recorded_noise`), if its baseline has one."""
+    bisection = Bisection(len(commits), comparator(metric), policy, noise)
     outcome = BisectOutcome(list(commits), metric, bisection)
     attempts_made = [0] * len(commits)
     while True:

@@ -14,10 +14,14 @@ Two regimes, by the metric's kind (fleet.suite.metrics):
   decoding (draft_model counters identical across engine starts, ngram's within about 1 %): rank tests
   cannot reach p <= 0.01 with fewer than 4-5 samples a side, so they are compared as counts, by the
   relative difference of their means against a known noise level, which decides from one run each.
+- latency with a spread known from more runs than these (the cell's baseline, pooled with every commit
+  the bisection measured twice) is compared the same way, against that spread; without one, the rank
+  tests decide, and never say SAME from a p-value they could not have made small (one run each: p = 1).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import warnings
@@ -87,15 +91,21 @@ def compare(a: Sequence[float], b: Sequence[float], *, magnitude: float, kind: M
     change = (statistics.fmean(b) - centre) / scale
     sd = _noise(a, b, scale, kind, noise)
     standard_error = sd * math.sqrt(1 / len(a) + 1 / len(b))
-    if kind == "latency":
+    if kind == "latency" and noise is None:
         p_value = _rank_p_value(a, b)
         method = "min(KS, MWU)"
         visible = abs(magnitude) / standard_error * math.sqrt(RANK_TEST_EFFICIENCY)
+        # Below about 5 samples a side no arrangement of the samples reaches LOW_THRESHOLD: a p-value that
+        # could never have been small says nothing, so it cannot say SAME either (p = 1 from one run each).
+        rank_test_can_decide = smallest_rank_p_value(len(a), len(b)) <= LOW_THRESHOLD
     else:
+        # Counters, or latency with a spread known from more data than these samples (the bisection pools
+        # it over every commit it measured twice): a normal test on the means, which decides from one run.
         p_value = _two_sided_normal_p(abs(change) / standard_error)
-        method = "counts"
+        method = "counts" if kind != "latency" else "pooled noise"
         visible = abs(magnitude) / standard_error
-    high = high_threshold(visible)
+        rank_test_can_decide = True
+    high = high_threshold(visible) if rank_test_can_decide else 1.0
     if p_value <= LOW_THRESHOLD:
         verdict = Verdict.DIFFERENT
     elif p_value > high:
@@ -116,6 +126,12 @@ def high_threshold(visible_effect: float) -> float:
     if lowest_likely <= 0:
         return 1.0
     return max(LOW_THRESHOLD, _two_sided_normal_p(lowest_likely))
+
+
+@functools.cache
+def smallest_rank_p_value(n_a: int, n_b: int) -> float:
+    """The smallest p-value min(KS, MWU) can give for these sample sizes: that of two sets entirely apart."""
+    return _rank_p_value([float(i) for i in range(n_a)], [float(n_a + i) for i in range(n_b)])
 
 
 def _two_sided_normal_p(z: float) -> float:

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from fleet.baselines import baseline_path, save_baseline
+from fleet.cli.bisect_cmd import find_cell
+from fleet.model import Baseline, MetricBaseline
 from tests.conftest import Fleet
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO = REPO / "tests" / "fixtures" / "bisect" / "ngram_al_drop.yaml"
+TPOT_SCENARIO = REPO / "tests" / "fixtures" / "bisect" / "tpot_rise.yaml"
 CELL = "eagle3__llama-3.1-8b-instruct__l4"
 
 @pytest.fixture
@@ -106,3 +110,34 @@ def test_a_sim_rehearsal_finds_the_scenarios_culprit_and_costs_it(workdir: Path,
     assert report["gpu_hours"] == pytest.approx(report["runs"] * 12 / 60)
     assert "round 1:" in err
     assert (workdir / "runs").is_dir()
+
+
+def write_tpot_baseline(root: Path, values: list[float]) -> Path:
+    cell = find_cell(Path("jobs"), CELL, None)
+    hardware, variant, slug = cell.baseline_key
+    path = baseline_path(root, hardware, variant, slug)
+    path.parent.mkdir(parents=True)
+    metric = MetricBaseline(expected=sum(values) / len(values), tolerance_pct=15.0, n=len(values),
+                            values=values)
+    save_baseline(path, Baseline(variant=variant, model=cell.model, hardware=hardware,
+                                 last_updated="2026-11-28", baselines={"tpot_p50_ms": metric}))
+    return path
+
+
+def test_a_latency_rehearsal_judges_by_the_spread_its_baseline_recorded(workdir: Path, fleet: Fleet) -> None:
+    # TPOT p50 of ten engine starts of the GPU-bound cell (evidence/h200/mseries), in ms.
+    recorded = [2.798, 2.7, 2.686, 2.601, 2.725, 2.673, 2.684, 2.629, 2.537, 2.687]
+    path = write_tpot_baseline(workdir / "baselines", recorded)
+    code, out, err = fleet("bisect", "--good", "c0000", "--bad", "c0199", "--cell", CELL, "--backend", "sim",
+                           "--scenario", str(TPOT_SCENARIO), "--metric", "tpot_p50_ms", "--json")
+    assert code == 0, err
+    assert f"noise: tpot_p50_ms spread 2.65% over 10 runs recorded in {path.relative_to(workdir)}" in err
+    report = json.loads(out)
+    assert report["status"] == "culprit" and report["verified"] and report["culprit"]["last"] == "c0121"
+
+
+def test_a_bisection_without_a_baseline_says_it_starts_from_the_floors(workdir: Path, fleet: Fleet) -> None:
+    code, _, err = fleet("bisect", "--good", "c0000", "--bad", "c0199", "--cell", CELL, "--backend", "sim",
+                         "--scenario", str(SCENARIO), "--baselines", "nowhere")
+    assert code == 0, err
+    assert "noise: no baseline runs of acceptance_length at nowhere" in err

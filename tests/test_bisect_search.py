@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from fleet.bisect import Bisection, Observation, SearchPolicy, rounds_lower_bound
+from fleet.bisect import Bisection, Observation, RecordedNoise, SearchPolicy, rounds_lower_bound
 from fleet.compare import Comparison, compare
 
 Judge = Callable[[Sequence[float], Sequence[float], float, float | None], Comparison]
@@ -75,6 +75,25 @@ def test_verification_runs_a_lacking_commit_twice_not_on_every_free_slot() -> No
         search.record([Observation(r.commit, 2.0 if r.commit < 40 else 1.8) for r in runs])
     assert search.finding is not None and (search.finding.first, search.finding.last) == (40, 40)
     assert max(verify_runs) <= 2
+
+
+def latency_bisection(noise: RecordedNoise | None) -> Bisection:
+    """TPOT +15 % at commit 300 of 1000, 2.65 % run-to-run noise (the GPU-bound cell's), no flakes."""
+    rng = random.Random(4)
+    policy = SearchPolicy(slots=4, max_samples=40, resample="double")
+    search = Bisection(1000, judge("latency"), policy, noise)
+    while runs := search.next_round():
+        tpot = [2.67 * (1.15 if r.commit >= 300 else 1.0) * (1 + rng.gauss(0, 0.0265)) for r in runs]
+        search.record([Observation(r.commit, value) for r, value in zip(runs, tpot, strict=True)])
+    return search
+
+
+def test_a_recorded_spread_lets_a_latency_bisection_judge_from_its_first_runs() -> None:
+    seeded = latency_bisection(RecordedNoise(0.0265, 9))
+    assert seeded.finding is not None and (seeded.finding.first, seeded.finding.last) == (300, 300)
+    assert seeded.finding.verified
+    unseeded = latency_bisection(None)
+    assert seeded.runs < unseeded.runs
 
 
 def test_ends_that_do_not_differ_report_no_regression() -> None:

@@ -42,6 +42,26 @@ def test_latency_samples_far_apart_are_different_and_close_ones_same() -> None:
     assert compare(base, again, magnitude=0.3, kind="latency").verdict is Verdict.SAME
 
 
+def test_one_latency_run_each_is_never_called_same_however_large_the_hunted_change() -> None:
+    # A rank test gives p = 1 for one run each whatever the runs are: that p says nothing, not SAME.
+    assert compare([10.0], [13.4], magnitude=0.34, kind="latency").verdict is Verdict.UNKNOWN
+
+
+def test_latency_sets_entirely_apart_are_not_called_same_below_five_runs_a_side() -> None:
+    # Apart by the whole hunted change, no overlap: the smallest p-value a rank test gives at 2 and 3 runs.
+    result = compare([10.0, 10.1], [13.5, 13.6, 13.7], magnitude=0.35, kind="latency")
+    assert result.p_value == pytest.approx(0.2)
+    assert result.verdict is Verdict.UNKNOWN
+
+
+def test_latency_with_a_spread_known_from_more_runs_decides_from_one_run_each() -> None:
+    # TPOT p50 of the GPU-bound 8B-shaped cell: 2.67 ms, relative sd 2.65 % over 10 engine starts.
+    slower = compare([2.67], [2.94], magnitude=0.10, kind="latency", noise=0.0265)
+    same = compare([2.67], [2.68], magnitude=0.10, kind="latency", noise=0.0265)
+    assert (slower.verdict, slower.method) == (Verdict.DIFFERENT, "pooled noise")
+    assert same.verdict is Verdict.SAME
+
+
 def test_the_same_threshold_falls_as_the_visible_effect_grows() -> None:
     assert high_threshold(1.0) == 1.0
     assert high_threshold(3.0) > high_threshold(4.0) > high_threshold(6.0)

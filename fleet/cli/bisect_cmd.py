@@ -22,7 +22,8 @@ import click
 
 from fleet.backends.base import Backend
 from fleet.backends.local import LocalBackend, suite_command
-from fleet.bisect import SearchPolicy
+from fleet.baselines import find_baseline
+from fleet.bisect import RecordedNoise, SearchPolicy
 from fleet.bisect_commits import (
     CHECKOUT_PLACEHOLDER,
     commits_between,
@@ -33,7 +34,14 @@ from fleet.bisect_commits import (
     with_image,
     worktree,
 )
-from fleet.bisect_run import BisectOutcome, describe_round, render_text, report_document, run_bisection
+from fleet.bisect_run import (
+    BisectOutcome,
+    describe_round,
+    recorded_noise,
+    render_text,
+    report_document,
+    run_bisection,
+)
 from fleet.catalog import list_tiers, load_catalog, load_tier
 from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
 from fleet.controller import new_run_id
@@ -110,6 +118,10 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 @click.option("--local-parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="local backend: commits run at once (1 keeps latencies honest).")
 @click.option("--seed", type=int, default=0, show_default=True, help="sim backend: random seed.")
+@click.option("--baselines", "baselines_dir", type=click.Path(path_type=Path), default=Path("baselines"),
+              show_default=True,
+              help="The cell's baseline here (if any) gives the metric's recorded run-to-run spread, "
+                   "which the search judges by from its first round instead of a worst-case floor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--history-db", default="runs/history.sqlite", show_default=True, envvar="FLEET_HISTORY_DB",
               help="Record the bisection and its GPU-hours in this history ('' skips it; the sim backend's "
@@ -117,7 +129,7 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: str, repo: Path | None,
            commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
            jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
-           seed: int, as_json: bool, history_db: str) -> None:
+           seed: int, baselines_dir: Path, as_json: bool, history_db: str) -> None:
     """Find the commit between --good and --bad that changed --metric of --cell."""
     info = metric_info(metric)
     if info is None:
@@ -143,12 +155,14 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
                  f"metric {metric}, {slots} slots on the {backend} backend -> {run_dir}", soft_wrap=True)
     policy = SearchPolicy(slots=slots, max_samples=max_samples, max_rounds=max_rounds,
                           resample="double" if info.kind == "latency" else "one")
+    noise = _recorded_noise(baselines_dir, cell, metric)
     started = time.time()
     try:
         outcome = run_bisection(
             commits, metric=metric, policy=policy, materialise=materialise, backend_for=backend_for,
             run_id=bisect_id, waves=local_parallel if backend == "local" else None,
             on_round=lambda log, search: stderr.print(describe_round(log, commits, search), soft_wrap=True),
+            noise=noise,
         )
     finally:
         if backend == "local" and repo is not None:  # the checkouts, not the results, are thrown away
@@ -163,6 +177,18 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
         record_in_history(history_db, bisect_id, outcome, cell, document, price)
     found = outcome.finding.status in ("culprit", "range") and outcome.finding.verified
     sys.exit(0 if found else 1)
+
+
+def _recorded_noise(baselines_dir: Path, cell: Cell, metric: str) -> RecordedNoise | None:
+    baseline, path = find_baseline(baselines_dir, cell) if baselines_dir.is_dir() else (None, baselines_dir)
+    noise = recorded_noise(baseline, metric)
+    if noise is None:
+        stderr.print(f"noise: no baseline runs of {metric} at {path}: the comparison's floors until the "
+                     "bisection has measured its own spread", soft_wrap=True)
+    else:
+        stderr.print(f"noise: {metric} spread {noise.relative_sd:.2%} over {noise.freedom + 1} runs recorded "
+                     f"in {path}", soft_wrap=True)
+    return noise
 
 
 def record_in_history(db: str, bisect_id: str, outcome: BisectOutcome, cell: Cell,
