@@ -5,14 +5,18 @@ fleet's search (fleet.bisect + fleet.compare, exactly as `fleet bisect` runs the
 slots per round, beside serial bisection with one run per commit (git bisect / asv find: each commit is
 placed by whichever end its single run is nearer; a failed run is skipped as `git bisect skip` does).
 
-Noise, from real repeated runs (say which with every table): every RunResult under evidence/h200/runs/
-and evidence/h200/series/ (vLLM 0.26.0, two leases of an H200, each run a fresh engine start), grouped
+Noise, from real repeated runs (say which with every table): every RunResult under evidence/h200/runs/,
+series/ and mseries/ (vLLM 0.26.0, three leases of an H200, each run a fresh engine start), grouped
 by cell; a family's noise is a smoothed bootstrap of the relative residuals around each cell's mean (a
 drawn residual plus normal jitter of Silverman's bandwidth), so heavy tails (one slow engine start in
 several) are kept:
 - acceptance length, draft_model: its cell's runs;
 - acceptance length, ngram: its cell's runs;
-- TPOT p50: both cells' runs pooled.
+- TPOT p50: both tiny cells' runs pooled (host-bound: a 6 M-parameter target's decode step is the CPU's);
+- TPOT p50, GPU-bound: the 8B-shaped cell's runs (evidence/h200/mseries), as an 8B-class target's.
+
+fleet's search is handed each family's spread over those runs, as `fleet bisect` takes it from the cell's
+baseline (--baselines): the comparisons judge by it from the first round.
 
 Planted regressions: acceptance length -3 ... -20 %, TPOT +5 ... +30 % (uniform). A broken range of 1-8
 commits in 30 % of trials (half of them right before or over the culprit: no image / build failure),
@@ -35,11 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.backends.sim_scenario import Noise
-from fleet.bisect import Bisection, Observation, SearchPolicy, _spread, rounds_lower_bound
+from fleet.bisect import Bisection, Observation, RecordedNoise, SearchPolicy, _spread, rounds_lower_bound
 from fleet.compare import compare
 from fleet.suite.metrics import MetricClass
 
 REPO = Path(__file__).resolve().parent.parent
+#: The GPU-bound cell of jobs/h200.yaml (8B-shaped Llama, dummy weights): the latency noise of a target
+#: whose decode step the GPU sets, as the nightly tier's are; the tiny models' latency is the host's.
+GPU_BOUND_MODEL = "bundled:llama-8b-shape/target"
 N = 1000
 FLAKY = 0.05
 BROKEN_SHARE = 0.3
@@ -50,31 +57,40 @@ def _residuals(values: Sequence[float]) -> list[float]:
     return [v / mean - 1.0 for v in values]
 
 
-def recorded(metric: str, variant: str | None = None) -> list[list[float]]:
-    """Per cell, the metric's values over the recorded H200 runs (optionally one variant's cell only)."""
+def recorded(metric: str, variant: str | None = None, gpu_bound: bool = False) -> list[list[float]]:
+    """Per cell, the metric's values over the recorded H200 runs (optionally one variant's cell only; the
+    GPU-bound 8B-shaped cell's alone with `gpu_bound`, else the tiny cells')."""
     by_cell: dict[str, list[float]] = {}
     h200 = REPO / "evidence" / "h200"
-    for path in sorted([*h200.glob("runs/*/*.json"), *h200.glob("series/*/*.json")]):
+    # runs/m1 (the 8B-shaped cell's first run) predates the batch-size-1 warm-up: another procedure.
+    for path in sorted([*h200.glob("runs/r*/*.json"), *h200.glob("series/*/*.json"),
+                        *h200.glob("mseries/*/*.json")]):
         document = json.loads(path.read_text())
         name = document["cell"]["variant"]["name"]
-        if document["status"] != "ok" or metric not in document["metrics"] or "synthetic" in name:
+        if document["status"] != "ok" or metric not in document["metrics"]:
+            continue
+        if (document["cell"]["model"] == GPU_BOUND_MODEL) != gpu_bound:
             continue
         if variant is None or name == variant:
             by_cell.setdefault(document["cell"]["id"], []).append(float(document["metrics"][metric]))
     return [values for values in by_cell.values() if len(values) >= 3]
 
 
-def recorded_noise(metric: str, variant: str | None = None) -> tuple[Noise, str]:
-    """A smoothed bootstrap of the recorded runs' relative residuals, and how it was made, in words."""
-    cells = recorded(metric, variant)
+def recorded_noise(metric: str, variant: str | None = None,
+                   gpu_bound: bool = False) -> tuple[Noise, RecordedNoise, str]:
+    """A smoothed bootstrap of the recorded runs' relative residuals; their spread as a baseline of those
+    runs would hand it to `fleet bisect`; and how it was made, in words."""
+    cells = recorded(metric, variant, gpu_bound)
     if not cells:
-        raise SystemExit(f"no repeated H200 runs of {metric} under evidence/h200/runs")
+        raise SystemExit(f"no repeated H200 runs of {metric} under evidence/h200")
     residuals = [r for values in cells for r in _residuals(values)]
     sd = statistics.stdev(residuals)
     bandwidth = 1.06 * sd * len(residuals) ** -0.2
     worst = max(abs(r) for r in residuals)
+    what = "GPU-bound 8B-shaped" if gpu_bound else "tiny-stdlib"
     return (Noise(residuals=residuals, jitter_sd=bandwidth),
-            f"{len(residuals)} H200 runs, relative sd {100 * sd:.2f} %, worst {100 * worst:.1f} %")
+            RecordedNoise(sd, len(residuals) - len(cells)),
+            f"{len(residuals)} H200 runs of {what}, relative sd {100 * sd:.2f} %, worst {100 * worst:.1f} %")
 
 
 @dataclass(frozen=True)
@@ -82,20 +98,24 @@ class Family:
     name: str
     kind: MetricClass
     noise: Noise
+    recorded: RecordedNoise
     low: float
     high: float
     max_samples: int
 
 
 def families() -> list[Family]:
-    draft, draft_text = recorded_noise("acceptance_length", "draft_model-k4")
-    ngram, ngram_text = recorded_noise("acceptance_length", "ngram-k4")
-    tpot, tpot_text = recorded_noise("tpot_p50_ms")
+    draft, draft_sd, draft_text = recorded_noise("acceptance_length", "draft_model-k4")
+    ngram, ngram_sd, ngram_text = recorded_noise("acceptance_length", "ngram-k4")
+    tpot, tpot_sd, tpot_text = recorded_noise("tpot_p50_ms")
+    bound, bound_sd, bound_text = recorded_noise("tpot_p50_ms", gpu_bound=True)
     return [
-        Family(f"acceptance_length, draft_model ({draft_text}), -3..-20 %", "acceptance", draft,
+        Family(f"acceptance_length, draft_model ({draft_text}), -3..-20 %", "acceptance", draft, draft_sd,
                -0.20, -0.03, 12),
-        Family(f"acceptance_length, ngram ({ngram_text}), -3..-20 %", "acceptance", ngram, -0.20, -0.03, 12),
-        Family(f"tpot_p50 ({tpot_text}), +5..+30 %", "latency", tpot, 0.05, 0.30, 40),
+        Family(f"acceptance_length, ngram ({ngram_text}), -3..-20 %", "acceptance", ngram, ngram_sd,
+               -0.20, -0.03, 12),
+        Family(f"tpot_p50 ({tpot_text}), +5..+30 %", "latency", tpot, tpot_sd, 0.05, 0.30, 40),
+        Family(f"tpot_p50 ({bound_text}), +5..+30 %", "latency", bound, bound_sd, 0.05, 0.30, 40),
     ]
 
 
@@ -140,7 +160,7 @@ def run_fleet(trial: Trial, family: Family, slots: int) -> tuple[bool, bool, int
     def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: float | None):  # type: ignore[no-untyped-def]
         return compare(a, b, magnitude=magnitude, kind=family.kind, noise=noise)
 
-    search = Bisection(N, judge, policy)
+    search = Bisection(N, judge, policy, family.recorded)
     while runs := search.next_round():
         search.record([measure(trial, family, rng, run.commit) for run in runs])
     finding = search.finding
