@@ -6,7 +6,7 @@ comparison instead: DIFFERENT when the samples are significantly apart, SAME onl
 enough that a change of the size being hunted would almost surely have shown, and UNKNOWN in between,
 which asks for more samples. This module is that comparison, pure, with every threshold's reason below.
 
-Two regimes, by the metric's kind (fleet.suite.metrics):
+Three cases, by the metric's kind (fleet.suite.metrics) and what is known of its noise:
 - latency metrics are noisy and not normal (a fresh engine start moved TPOT by up to 24 % on an H200):
   Pinpoint's p = min(Kolmogorov-Smirnov p, Mann-Whitney U p), because "MWU is bad at detecting changes
   in variance, and K-S is bad with discrete distributions".

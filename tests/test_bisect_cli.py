@@ -141,3 +141,12 @@ def test_a_bisection_without_a_baseline_says_it_starts_from_the_floors(workdir: 
                          "--scenario", str(SCENARIO), "--baselines", "nowhere")
     assert code == 0, err
     assert "noise: no baseline runs of acceptance_length at nowhere" in err
+
+
+def test_a_malformed_baseline_of_the_cell_is_a_config_error_before_any_run(workdir: Path,
+                                                                           fleet: Fleet) -> None:
+    path = write_tpot_baseline(workdir / "baselines", [2.7, 2.6, 2.8])
+    path.write_text("{ not json")
+    assert_config_error(fleet("bisect", "--good", "c0000", "--bad", "c0199", "--cell", CELL,
+                              "--backend", "sim", "--scenario", str(SCENARIO)), path.name)
+    assert not (workdir / "runs").exists()

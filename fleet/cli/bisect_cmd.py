@@ -150,12 +150,12 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     bisect_id = new_run_id(f"bisect-{cell.variant.name}")
     run_dir = runs_dir / bisect_id
     materialise, backend_for = _wiring(backend, cell, template, repo, run_dir, scenario_model, scenario, seed)
+    noise = _recorded_noise(baselines_dir, cell, metric)  # a malformed baseline stops it before any run
     ensure_writable_dir(run_dir, option="--runs-dir")
     stderr.print(f"bisect {bisect_id}: {len(commits) - 1} commits after good, cell {cell.id}, "
                  f"metric {metric}, {slots} slots on the {backend} backend -> {run_dir}", soft_wrap=True)
     policy = SearchPolicy(slots=slots, max_samples=max_samples, max_rounds=max_rounds,
                           resample="double" if info.kind == "latency" else "one")
-    noise = _recorded_noise(baselines_dir, cell, metric)
     started = time.time()
     try:
         outcome = run_bisection(
