@@ -121,9 +121,9 @@ def with_checkout(cell: Cell, checkout: Path) -> Cell:
 
 
 def with_image(cell: Cell, template: str, sha: str) -> Cell:
-    """The cell with its hardware image set from `template` (e.g. vllm/vllm-openai:nightly-{sha})."""
+    """The cell with its hardware image set from `template` (e.g. ghcr.io/fleet-ci/fleet-cuda:{sha})."""
     if SHA_PLACEHOLDER not in template:
         raise ConfigError(f"image template {template!r} has no {SHA_PLACEHOLDER} placeholder",
-                          where="--image-template", fix="write e.g. vllm/vllm-openai:nightly-{sha}")
+                          where="--image-template", fix="write e.g. ghcr.io/fleet-ci/fleet-cuda:{sha}")
     hardware = cell.hardware.model_copy(update={"image": template.format(sha=sha)})
     return cell.model_copy(update={"hardware": hardware})

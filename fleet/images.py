@@ -18,6 +18,18 @@ CUDA_RELEASE_BASE = "vllm/vllm-openai"
 #: AMD's prebuilt vLLM images; their tags encode ROCm and a date, and there are no per-commit tags.
 ROCM_BASE = "rocm/vllm"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+#: Where `fleet images build` tags its images unless told otherwise.
+DEFAULT_REPOSITORY = "ghcr.io/fleet-ci"
+
+
+def image_tag(vendor: str, version: str, repository: str = DEFAULT_REPOSITORY) -> str:
+    """The tag fleet's image of one vLLM build (a commit sha or a release tag) carries."""
+    return f"{repository}/fleet-{vendor}:{version}"
+
+
+#: fleet's CUDA image per vLLM commit, as `fleet images build --vendor cuda --commit SHA` tags it: what a
+#: bisection on the cluster runs (vLLM's own nightly-<sha> images lack fleet, and Docker Hub keeps 14).
+COMMIT_IMAGE_TEMPLATE = image_tag("cuda", "{sha}")
 
 
 @dataclass(frozen=True)
@@ -34,7 +46,7 @@ class BuildPlan:
 
 
 def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_tag: str | None = None,
-               base: str | None = None, repository: str = "ghcr.io/fleet-ci") -> BuildPlan:
+               base: str | None = None, repository: str = DEFAULT_REPOSITORY) -> BuildPlan:
     """The Dockerfile, base image and tag for one vendor and one vLLM build (a commit or a tag)."""
     if (commit is None) == (vllm_tag is None):
         raise ConfigError("give exactly one of --commit and --vllm-tag", where="fleet images build")
@@ -57,7 +69,7 @@ def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_
         context=repo_root,
         dockerfile=f"images/{vendor}/Dockerfile",
         buildargs={"VLLM_IMAGE": image, "VLLM_TAG": version},
-        tag=f"{repository}/fleet-{vendor}:{version}",
+        tag=image_tag(vendor, version, repository),
         labels={"org.opencontainers.image.source": "fleet", "fleet.vllm": version},
     )
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from fleet.baselines import baseline_path, save_baseline
-from fleet.cli.bisect_cmd import find_cell
+from fleet.bisect_commits import with_image
+from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, find_cell
+from fleet.images import build_plan
 from fleet.model import Baseline, MetricBaseline
 from tests.conftest import Fleet
 
@@ -150,3 +152,11 @@ def test_a_malformed_baseline_of_the_cell_is_a_config_error_before_any_run(workd
     assert_config_error(fleet("bisect", "--good", "c0000", "--bad", "c0199", "--cell", CELL,
                               "--backend", "sim", "--scenario", str(SCENARIO)), path.name)
     assert not (workdir / "runs").exists()
+
+
+def test_a_cluster_bisection_runs_each_commit_on_the_image_fleet_builds_for_it() -> None:
+    # vLLM's own nightly-<sha> images hold no fleet for the Job to run (and Docker Hub keeps 14 of them).
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    cell = find_cell(REPO / "jobs", CELL, None)
+    assert with_image(cell, DEFAULT_IMAGE_TEMPLATES["kube"], sha).hardware.image == \
+        build_plan(REPO, vendor="cuda", commit=sha).tag

@@ -47,11 +47,12 @@ from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
 from fleet.controller import new_run_id
 from fleet.errors import ConfigError, FleetError
 from fleet.history import BisectionRecord, HistoryStore
+from fleet.images import COMMIT_IMAGE_TEMPLATE
 from fleet.matrix import expand
 from fleet.model import Cell
 from fleet.suite.metrics import metric_info
 
-DEFAULT_IMAGE_TEMPLATES = {"kube": "vllm/vllm-openai:nightly-{sha}", "sim": "sim:{sha}", "local": ""}
+DEFAULT_IMAGE_TEMPLATES = {"kube": COMMIT_IMAGE_TEMPLATE, "sim": "sim:{sha}", "local": ""}
 
 
 def find_cell(jobs_dir: Path, cell_id: str, tier: str | None) -> Cell:
@@ -108,7 +109,8 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 @click.option("--scenario", type=click.Path(path_type=Path), default=None,
               help="sim backend: the scenario file (metric distributions, broken commits, flaky rate).")
 @click.option("--image-template", default=None,
-              help="Image per commit, with {sha}: default vllm/vllm-openai:nightly-{sha} (kube), sim:{sha}.")
+              help=f"Image per commit, with {{sha}}: default {COMMIT_IMAGE_TEMPLATE} (kube: fleet's image "
+                   "of that commit, from `fleet images build --vendor cuda --commit SHA --push`), sim:{sha}.")
 @click.option("--tier", default=None, help="Look the cell up in this tier only.")
 @click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"), show_default=True)
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)

@@ -18,7 +18,7 @@ from fleet.backends.base import AttemptOutcome
 from fleet.cli._common import stderr
 from fleet.controller import DEFAULT_MAX_RUNS, CellOutcome, RerunCheck, execute, judge_run, make_rerun_check
 from fleet.errors import ConfigError
-from fleet.images import build_plan, run_build
+from fleet.images import DEFAULT_REPOSITORY, build_plan, run_build
 from fleet.model import Cell, RunResult, Tier
 from fleet.render import RenderContext, render_run, to_yaml
 from fleet.report import FORMATS, Format
@@ -134,7 +134,7 @@ def images() -> None:
 @click.option("--commit", default=None, help="vLLM commit: builds FROM that commit's image.")
 @click.option("--vllm-tag", default=None, help="A tag of vLLM's image instead of a commit (e.g. v0.11.0).")
 @click.option("--base", default=None, help="Override the base image repository.")
-@click.option("--repository", default="ghcr.io/fleet-ci", show_default=True,
+@click.option("--repository", default=DEFAULT_REPOSITORY, show_default=True,
               help="Where the image is tagged.")
 @click.option("--push", is_flag=True, help="Push the image after building it.")
 @click.option("--print-only", is_flag=True, help="Print the build arguments; build nothing.")
