@@ -259,15 +259,23 @@ def _kube_wiring(cell: Cell, template: str, run_dir: Path) -> tuple[Callable[[st
                                                                        Callable[[str], Backend]]:
     try:
         from fleet.backends.kube import make_backend
-        from fleet.render import RenderContext
     except ImportError as err:
         raise ConfigError(f"the kube backend is not available: {err}", where="--backend",
                           fix="pip install 'fleet[kube]', or use --backend local or sim") from err
+    return kube_commit_wiring(cell, template, run_dir, make_backend)
+
+
+def kube_commit_wiring(cell: Cell, template: str, run_dir: Path,
+                       make_backend: Callable[..., Backend]) -> tuple[Callable[[str], Cell],
+                                                                     Callable[[str], Backend]]:
+    """Each commit's cell and backend on the cluster: its Jobs run on `template`'s image of that commit,
+    under a run id of their own (Job names derive from run id, cell id and attempt)."""
+    from fleet.render import RenderContext
+
     with_image(cell, template, "0")
     kubes: dict[str, Backend] = {}
 
     def kube_backend(sha: str) -> Backend:
-        # Job names derive from (run id, cell id, attempt): one run id, hence one backend, per commit.
         if sha not in kubes:
             image = template.format(sha=sha)
             context = RenderContext(run_id=f"{run_dir.name[:40]}-{sha[:12]}", vllm_version=sha,

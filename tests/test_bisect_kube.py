@@ -1,0 +1,50 @@
+"""`fleet bisect --backend kube`: each commit's Jobs run on fleet's image of that commit, through the kube
+backend (the official client against the emulated API server), and the search names the commit."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from fleet.backends.kube import make_backend
+from fleet.bisect import SearchPolicy
+from fleet.bisect_run import run_bisection
+from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, kube_commit_wiring
+from fleet.model import Cell, RunResult
+from tests.builders import make_cell, ok_result
+from tests.kube.harness import FAST, FAST_API, Rig, rig
+
+SHAS = [f"{index:02d}" + "c" * 38 for index in range(30)]
+CULPRIT = 19
+
+
+def measured_on_its_image(cell: Cell) -> RunResult:
+    """What a pod reports: acceptance length 2.2, 5 % lower from the culprit's image on."""
+    sha = cell.hardware.image.rsplit(":", 1)[1] if cell.hardware.image else ""
+    drop = 0.95 if SHAS.index(sha) >= CULPRIT else 1.0
+    return ok_result(cell).model_copy(update={"metrics": {"acceptance_length": 2.2 * drop}})
+
+
+def job_images(r: Rig) -> set[str]:
+    jobs: list[dict[str, Any]] = r.emulator.list("jobs", "fleet")
+    return {job["spec"]["template"]["spec"]["containers"][0]["image"] for job in jobs}
+
+
+def test_a_cluster_bisection_runs_each_commit_on_its_image_and_names_the_culprit(tmp_path: Path) -> None:
+    cell = make_cell("ngram-k4")
+    template = DEFAULT_IMAGE_TEMPLATES["kube"]
+    with rig(result=measured_on_its_image) as r:
+        factory = functools.partial(make_backend, host=r.server.url, api_settings=FAST_API, settings=FAST,
+                                    sleep=r.clock.sleep, clock=r.clock)
+        materialise, backend_for = kube_commit_wiring(cell, template, tmp_path / "bisect-ngram", factory)
+        outcome = run_bisection(SHAS, metric="acceptance_length", policy=SearchPolicy(slots=4),
+                                materialise=materialise, backend_for=backend_for, run_id="bisect-ngram")
+        for sha in {SHAS[run.commit] for log in outcome.rounds for run in log.runs}:
+            backend_for(sha).close()
+        images = job_images(r)
+    finding = outcome.finding
+    assert (finding.status, finding.first, finding.last, finding.verified) == ("culprit", 19, 19, True)
+    measured = {SHAS[index] for index, record in enumerate(outcome.bisection.records) if record.samples}
+    assert images == {template.format(sha=sha) for sha in measured}
+    assert len(outcome.spans) == outcome.bisection.runs
