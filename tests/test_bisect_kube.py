@@ -9,7 +9,7 @@ from typing import Any
 
 from fleet.backends.kube import make_backend
 from fleet.bisect import SearchPolicy
-from fleet.bisect_run import run_bisection
+from fleet.bisect_run import BisectOutcome, run_bisection
 from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, kube_commit_wiring
 from fleet.model import Cell, RunResult
 from tests.builders import make_cell, ok_result
@@ -17,6 +17,7 @@ from tests.kube.harness import FAST, FAST_API, Rig, rig
 
 SHAS = [f"{index:02d}" + "c" * 38 for index in range(30)]
 CULPRIT = 19
+TEMPLATE = DEFAULT_IMAGE_TEMPLATES["kube"]
 
 
 def measured_on_its_image(cell: Cell) -> RunResult:
@@ -31,20 +32,37 @@ def job_images(r: Rig) -> set[str]:
     return {job["spec"]["template"]["spec"]["containers"][0]["image"] for job in jobs}
 
 
+def bisect_on_the_cluster(r: Rig, run_dir: Path) -> BisectOutcome:
+    factory = functools.partial(make_backend, host=r.server.url, api_settings=FAST_API, settings=FAST,
+                                sleep=r.clock.sleep, clock=r.clock)
+    materialise, backend_for = kube_commit_wiring(make_cell("ngram-k4"), TEMPLATE, run_dir, factory)
+    outcome = run_bisection(SHAS, metric="acceptance_length", policy=SearchPolicy(slots=4),
+                            materialise=materialise, backend_for=backend_for, run_id=run_dir.name)
+    for sha in {SHAS[run.commit] for log in outcome.rounds for run in log.runs}:
+        backend_for(sha).close()
+    return outcome
+
+
 def test_a_cluster_bisection_runs_each_commit_on_its_image_and_names_the_culprit(tmp_path: Path) -> None:
-    cell = make_cell("ngram-k4")
-    template = DEFAULT_IMAGE_TEMPLATES["kube"]
     with rig(result=measured_on_its_image) as r:
-        factory = functools.partial(make_backend, host=r.server.url, api_settings=FAST_API, settings=FAST,
-                                    sleep=r.clock.sleep, clock=r.clock)
-        materialise, backend_for = kube_commit_wiring(cell, template, tmp_path / "bisect-ngram", factory)
-        outcome = run_bisection(SHAS, metric="acceptance_length", policy=SearchPolicy(slots=4),
-                                materialise=materialise, backend_for=backend_for, run_id="bisect-ngram")
-        for sha in {SHAS[run.commit] for log in outcome.rounds for run in log.runs}:
-            backend_for(sha).close()
+        outcome = bisect_on_the_cluster(r, tmp_path / "bisect-ngram")
         images = job_images(r)
     finding = outcome.finding
     assert (finding.status, finding.first, finding.last, finding.verified) == ("culprit", 19, 19, True)
     measured = {SHAS[index] for index, record in enumerate(outcome.bisection.records) if record.samples}
-    assert images == {template.format(sha=sha) for sha in measured}
+    assert images == {TEMPLATE.format(sha=sha) for sha in measured}
     assert len(outcome.spans) == outcome.bisection.runs
+
+
+def test_commits_whose_image_the_registry_lacks_are_skipped_and_the_answer_is_a_range(tmp_path: Path) -> None:
+    missing = frozenset(TEMPLATE.format(sha=sha) for sha in SHAS[17:20])  # the culprit's among them
+    with rig(result=measured_on_its_image, missing_images=missing) as r:
+        r.clock.step = 20.0  # each look at the clock is 20 s later: the image pull grace passes
+        outcome = bisect_on_the_cluster(r, tmp_path / "bisect-ngram")
+    finding = outcome.finding
+    assert (finding.status, finding.first, finding.last, finding.verified) == ("range", 17, 20, True)
+    for index in (17, 18, 19):
+        record = outcome.bisection.records[index]
+        if record.failures:  # probed: the round's pull that backed off marks it untestable, never retried
+            assert record.untestable is not None and "ImagePullBackOff" in record.untestable
+            assert sum(any(run.commit == index for run in log.runs) for log in outcome.rounds) == 1

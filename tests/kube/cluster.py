@@ -44,9 +44,11 @@ class Cluster:
     """Reacts to every new Job of the emulator; `script(cell_id, attempt)` names the scenario."""
 
     def __init__(self, emulator: Emulator, script: Callable[[str, int], str] | None = None,
-                 result: Callable[[Cell], RunResult] = ok_result) -> None:
+                 result: Callable[[Cell], RunResult] = ok_result,
+                 missing_images: frozenset[str] = frozenset()) -> None:
         self.emu = emulator
         self.script = script or (lambda cell_id, attempt: OK)
+        self.missing_images = missing_images  # the registry has no such image: every pull backs off
         self.result = result
         self.held: list[dict[str, Any]] = []
         self._work: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -81,6 +83,8 @@ class Cluster:
             annotations = job["metadata"].get("annotations") or {}
             labels = job["metadata"]["labels"]
             scenario = self.script(annotations["fleet.cell-id"], int(labels["fleet.attempt"]))
+            if job["spec"]["template"]["spec"]["containers"][0]["image"] in self.missing_images:
+                scenario = IMAGE_PULL
             if scenario == HANG and self.released:
                 scenario = OK
             if scenario == HANG:
