@@ -130,25 +130,30 @@ def run_bisection(
     bisection = Bisection(len(commits), comparator(metric), policy, noise)
     outcome = BisectOutcome(list(commits), metric, bisection)
     attempts_made = [0] * len(commits)
-    while True:
-        runs = bisection.next_round()
-        if not runs:
-            break
-        planned: list[tuple[int, Backend, Attempt]] = []
-        for run in runs:
-            sha = commits[run.commit]
-            attempts_made[run.commit] += 1
-            attempt = Attempt(materialise(sha), attempts_made[run.commit], f"{run_id}-{sha[:12]}")
-            planned.append((run.commit, backend_for(sha), attempt))
-            if on_start is not None:
-                on_start(run, sha)
-        observations = _execute(planned, waves, metric, outcome)
-        bisection.record(observations)
-        log = RoundLog(bisection.rounds, runs, bisection.bracket(),
-                       sum(o.failure is not None for o in observations), bisection.runs, outcome.gpu_hours)
-        outcome.rounds.append(log)
-        if on_round is not None:
-            on_round(log, bisection)
+    used: dict[int, Backend] = {}
+    try:
+        while runs := bisection.next_round():
+            planned: list[tuple[int, Backend, Attempt]] = []
+            for run in runs:
+                sha = commits[run.commit]
+                attempts_made[run.commit] += 1
+                attempt = Attempt(materialise(sha), attempts_made[run.commit], f"{run_id}-{sha[:12]}")
+                backend = backend_for(sha)
+                used[id(backend)] = backend
+                planned.append((run.commit, backend, attempt))
+                if on_start is not None:
+                    on_start(run, sha)
+            observations = _execute(planned, waves, metric, outcome)
+            bisection.record(observations)
+            failures = sum(o.failure is not None for o in observations)
+            log = RoundLog(bisection.rounds, runs, bisection.bracket(), failures, bisection.runs,
+                           outcome.gpu_hours)
+            outcome.rounds.append(log)
+            if on_round is not None:
+                on_round(log, bisection)
+    finally:
+        for backend in used.values():  # one per commit on a cluster, each with its watch
+            backend.close()
     return outcome
 
 

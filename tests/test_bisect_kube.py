@@ -3,15 +3,16 @@ backend (the official client against the emulated API server), and the search na
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
 from fleet.backends.kube import make_backend
+from fleet.backends.kube_backend import KubeBackend
 from fleet.bisect import SearchPolicy
 from fleet.bisect_run import BisectOutcome, run_bisection
 from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, kube_commit_wiring
 from fleet.model import Cell, RunResult
+from fleet.render import RenderContext
 from tests.builders import make_cell, ok_result
 from tests.kube.harness import FAST, FAST_API, Rig, rig
 
@@ -33,13 +34,18 @@ def job_images(r: Rig) -> set[str]:
 
 
 def bisect_on_the_cluster(r: Rig, run_dir: Path) -> BisectOutcome:
-    factory = functools.partial(make_backend, host=r.server.url, api_settings=FAST_API, settings=FAST,
-                                sleep=r.clock.sleep, clock=r.clock)
+    backends: list[KubeBackend] = []
+
+    def factory(context: RenderContext, run_dir: Path) -> KubeBackend:
+        backends.append(make_backend(context, run_dir=run_dir, host=r.server.url, api_settings=FAST_API,
+                                     settings=FAST, sleep=r.clock.sleep, clock=r.clock))
+        return backends[-1]
+
     materialise, backend_for = kube_commit_wiring(make_cell("ngram-k4"), TEMPLATE, run_dir, factory)
     outcome = run_bisection(SHAS, metric="acceptance_length", policy=SearchPolicy(slots=4),
                             materialise=materialise, backend_for=backend_for, run_id=run_dir.name)
-    for sha in {SHAS[run.commit] for log in outcome.rounds for run in log.runs}:
-        backend_for(sha).close()
+    assert len(backends) == len({run.commit for log in outcome.rounds for run in log.runs})
+    assert all(backend.closed for backend in backends), "a commit's watch was left open"
     return outcome
 
 

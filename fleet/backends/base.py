@@ -64,3 +64,7 @@ class Backend(Protocol):
     def cancel(self) -> None:
         """Stop everything still running; outcomes already yielded stay valid."""
         ...
+
+    def close(self) -> None:
+        """Let go of what the backend holds while it waits (a cluster watch); running work is left alone."""
+        ...

@@ -346,6 +346,10 @@ class KubeBackend:
         """Stop watching and leave every Job as it is: what a controller that dies does, minus the dying."""
         self._stop.set()
 
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
     def cancel(self) -> None:
         self.close()
         for name in list(self._waiting):

@@ -93,6 +93,9 @@ class LocalBackend:
                 self._outstanding -= 1
             yield outcome
 
+    def close(self) -> None:
+        """Nothing is held between outcomes: each attempt's process is waited for by its own thread."""
+
     def cancel(self) -> None:
         self._cancelled.set()
         with self._lock:

@@ -54,6 +54,9 @@ class SimBackend:
         if batch:
             self.clock = finished
 
+    def close(self) -> None:
+        """A rehearsal holds nothing."""
+
     def cancel(self) -> None:
         self._pending = []
 
