@@ -36,6 +36,15 @@ UNTESTABLE_REASONS = frozenset({"ImageNotFound", "ErrImagePull", "ImagePullBackO
                                 "BuildFailure", "ConfigError"})
 
 
+class UntestableCommit(Exception):
+    """Raised by `materialise` or `backend_for` when a commit cannot be run at all (its image could not be
+    built): the commit is skipped as untestable, with `reason`, and no Job is made for it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class RoundLog:
     number: int
@@ -134,16 +143,21 @@ def run_bisection(
     try:
         while runs := bisection.next_round():
             planned: list[tuple[int, Backend, Attempt]] = []
+            skipped: list[Observation] = []
             for run in runs:
                 sha = commits[run.commit]
+                try:
+                    cell, backend = materialise(sha), backend_for(sha)
+                except UntestableCommit as err:
+                    skipped.append(Observation(run.commit, None, "untestable", f"{err.reason}: {err}"))
+                    continue
                 attempts_made[run.commit] += 1
-                attempt = Attempt(materialise(sha), attempts_made[run.commit], f"{run_id}-{sha[:12]}")
-                backend = backend_for(sha)
+                attempt = Attempt(cell, attempts_made[run.commit], f"{run_id}-{sha[:12]}")
                 used[id(backend)] = backend
                 planned.append((run.commit, backend, attempt))
                 if on_start is not None:
                     on_start(run, sha)
-            observations = _execute(planned, waves, metric, outcome)
+            observations = skipped + _execute(planned, waves, metric, outcome)
             bisection.record(observations)
             failures = sum(o.failure is not None for o in observations)
             log = RoundLog(bisection.rounds, runs, bisection.bracket(), failures, bisection.runs,
@@ -163,7 +177,7 @@ def _execute(planned: list[tuple[int, Backend, Attempt]], waves: int | None, met
     for _, backend, _ in planned:
         if all(backend is not seen for seen in backends):
             backends.append(backend)
-    size = waves or len(backends)
+    size = waves or len(backends) or 1
     index_of = {id(attempt): index for index, _, attempt in planned}
     observations: list[Observation] = []
     for start in range(0, len(backends), size):

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fleet.baselines import baseline_path, save_baseline
 from fleet.bisect_commits import with_image
-from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, find_cell
+from fleet.bisect_run import UntestableCommit
+from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, find_cell, image_builder
 from fleet.images import build_plan
 from fleet.model import Baseline, MetricBaseline
 from tests.conftest import Fleet
@@ -160,3 +164,53 @@ def test_a_cluster_bisection_runs_each_commit_on_the_image_fleet_builds_for_it()
     cell = find_cell(REPO / "jobs", CELL, None)
     assert with_image(cell, DEFAULT_IMAGE_TEMPLATES["kube"], sha).hardware.image == \
         build_plan(REPO, vendor="cuda", commit=sha).tag
+
+
+def fake_docker(monkeypatch: pytest.MonkeyPatch, fail_for: str = "") -> list[tuple[str, Any]]:
+    """The docker SDK at its port: records builds and pushes; a build of `fail_for` fails."""
+    calls: list[tuple[str, Any]] = []
+
+    class Images:
+        def build(self, **kwargs: Any) -> tuple[Any, list[Any]]:
+            if fail_for and kwargs["buildargs"]["VLLM_TAG"] == fail_for:
+                raise RuntimeError("manifest for vllm-ci-postmerge-repo:" + fail_for + " not found")
+            calls.append(("build", kwargs["tag"]))
+            return types.SimpleNamespace(id="sha256:1"), []
+
+        def push(self, repository: str, tag: str) -> None:
+            calls.append(("push", f"{repository}:{tag}"))
+
+    fake = types.ModuleType("docker")
+    fake.from_env = lambda: types.SimpleNamespace(images=Images())  # type: ignore[attr-defined]
+    fake.errors = types.SimpleNamespace(DockerException=RuntimeError)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "docker", fake)
+    return calls
+
+
+def test_an_image_built_on_demand_is_the_one_the_template_names_and_is_pushed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_docker(monkeypatch)
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    image_builder("reg.example/team/fleet-cuda:{sha}", REPO)(sha)
+    tag = f"reg.example/team/fleet-cuda:{sha}"
+    assert calls == [("build", tag), ("push", tag)]
+
+
+def test_a_commit_whose_image_cannot_be_built_is_untestable_not_an_abort(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    fake_docker(monkeypatch, fail_for=sha)
+    with pytest.raises(UntestableCommit) as raised:
+        image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO)(sha)
+    assert raised.value.reason == "BuildFailure" and "not found" in str(raised.value)
+
+
+def test_building_images_needs_the_cluster_and_a_fleet_image_template(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "commits.txt").write_text("aaa111\nbbb222\nccc333\n")
+    assert_config_error(fleet("bisect", "--good", "c0000", "--bad", "c0199", "--cell", CELL,
+                              "--backend", "sim", "--scenario", str(SCENARIO), "--build-images"),
+                        "--build-images")
+    assert_config_error(fleet("bisect", "--good", "aaa", "--bad", "ccc", "--cell", CELL, "--backend", "kube",
+                              "--commits", "commits.txt", "--build-images", "--image-template",
+                              "vllm/vllm-openai:nightly-{sha}"), "REPOSITORY/fleet-cuda:{sha}")
+    assert not (workdir / "runs").exists()

@@ -3,13 +3,14 @@ backend (the official client against the emulated API server), and the search na
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fleet.backends.kube import make_backend
 from fleet.backends.kube_backend import KubeBackend
 from fleet.bisect import SearchPolicy
-from fleet.bisect_run import BisectOutcome, run_bisection
+from fleet.bisect_run import BisectOutcome, UntestableCommit, run_bisection
 from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, kube_commit_wiring
 from fleet.model import Cell, RunResult
 from fleet.render import RenderContext
@@ -33,7 +34,8 @@ def job_images(r: Rig) -> set[str]:
     return {job["spec"]["template"]["spec"]["containers"][0]["image"] for job in jobs}
 
 
-def bisect_on_the_cluster(r: Rig, run_dir: Path) -> BisectOutcome:
+def bisect_on_the_cluster(r: Rig, run_dir: Path,
+                          prepare: Callable[[str], None] | None = None) -> BisectOutcome:
     backends: list[KubeBackend] = []
 
     def factory(context: RenderContext, run_dir: Path) -> KubeBackend:
@@ -41,10 +43,12 @@ def bisect_on_the_cluster(r: Rig, run_dir: Path) -> BisectOutcome:
                                      settings=FAST, sleep=r.clock.sleep, clock=r.clock))
         return backends[-1]
 
-    materialise, backend_for = kube_commit_wiring(make_cell("ngram-k4"), TEMPLATE, run_dir, factory)
+    materialise, backend_for = kube_commit_wiring(make_cell("ngram-k4"), TEMPLATE, run_dir, factory, prepare)
     outcome = run_bisection(SHAS, metric="acceptance_length", policy=SearchPolicy(slots=4),
                             materialise=materialise, backend_for=backend_for, run_id=run_dir.name)
-    assert len(backends) == len({run.commit for log in outcome.rounds for run in log.runs})
+    unbuilt = {index for index, record in enumerate(outcome.bisection.records)
+               if any(failure.startswith("BuildFailure") for failure in record.failures)}
+    assert len(backends) == len({run.commit for log in outcome.rounds for run in log.runs} - unbuilt)
     assert all(backend.closed for backend in backends), "a commit's watch was left open"
     return outcome
 
@@ -72,3 +76,23 @@ def test_commits_whose_image_the_registry_lacks_are_skipped_and_the_answer_is_a_
         if record.failures:  # probed: the round's pull that backed off marks it untestable, never retried
             assert record.untestable is not None and "ImagePullBackOff" in record.untestable
             assert sum(any(run.commit == index for run in log.runs) for log in outcome.rounds) == 1
+
+
+def test_images_built_on_demand_once_per_commit_and_a_failed_build_skips_the_commit(tmp_path: Path) -> None:
+    built: list[str] = []
+
+    def build(sha: str) -> None:
+        if SHAS.index(sha) in (17, 18, 19):
+            raise UntestableCommit("BuildFailure", "docker build failed: manifest unknown")
+        built.append(sha)
+
+    with rig(result=measured_on_its_image) as r:
+        outcome = bisect_on_the_cluster(r, tmp_path / "bisect-ngram", prepare=build)
+        images = job_images(r)
+    finding = outcome.finding
+    assert (finding.status, finding.first, finding.last, finding.verified) == ("range", 17, 20, True)
+    assert sorted(built) == sorted(set(built))  # once per commit, however often it runs
+    assert images == {TEMPLATE.format(sha=sha) for sha in built}
+    for index in (17, 18, 19):
+        record = outcome.bisection.records[index]
+        assert not record.samples and (not record.failures or record.untestable is not None)

@@ -26,6 +26,7 @@ from fleet.baselines import find_baseline
 from fleet.bisect import RecordedNoise, SearchPolicy
 from fleet.bisect_commits import (
     CHECKOUT_PLACEHOLDER,
+    SHA_PLACEHOLDER,
     commits_between,
     commits_from_file,
     commits_from_git,
@@ -36,6 +37,7 @@ from fleet.bisect_commits import (
 )
 from fleet.bisect_run import (
     BisectOutcome,
+    UntestableCommit,
     describe_round,
     recorded_noise,
     render_text,
@@ -47,7 +49,7 @@ from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
 from fleet.controller import new_run_id
 from fleet.errors import ConfigError, FleetError
 from fleet.history import BisectionRecord, HistoryStore
-from fleet.images import COMMIT_IMAGE_TEMPLATE
+from fleet.images import COMMIT_IMAGE_TEMPLATE, build_plan, image_tag, run_build
 from fleet.matrix import expand
 from fleet.model import Cell
 from fleet.suite.metrics import metric_info
@@ -111,6 +113,10 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 @click.option("--image-template", default=None,
               help=f"Image per commit, with {{sha}}: default {COMMIT_IMAGE_TEMPLATE} (kube: fleet's image "
                    "of that commit, from `fleet images build --vendor cuda --commit SHA --push`), sim:{sha}.")
+@click.option("--build-images", is_flag=True,
+              help="kube: build and push fleet's image of each commit just before its first Job (`fleet "
+                   "images build --vendor cuda --commit SHA --push`, from the current directory); a commit "
+                   "whose image cannot be built is skipped as untestable.")
 @click.option("--tier", default=None, help="Look the cell up in this tier only.")
 @click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"), show_default=True)
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
@@ -131,7 +137,7 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: str, repo: Path | None,
            commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
            jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
-           seed: int, baselines_dir: Path, as_json: bool, history_db: str) -> None:
+           seed: int, baselines_dir: Path, as_json: bool, history_db: str, build_images: bool) -> None:
     """Find the commit between --good and --bad that changed --metric of --cell."""
     info = metric_info(metric)
     if info is None:
@@ -151,7 +157,11 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     template = image_template if image_template is not None else DEFAULT_IMAGE_TEMPLATES[backend]
     bisect_id = new_run_id(f"bisect-{cell.variant.name}")
     run_dir = runs_dir / bisect_id
-    materialise, backend_for = _wiring(backend, cell, template, repo, run_dir, scenario_model, scenario, seed)
+    if build_images and backend != "kube":
+        raise ConfigError("--build-images builds images for the cluster", where="--build-images",
+                          fix="use it with --backend kube, or leave it out")
+    materialise, backend_for = _wiring(backend, cell, template, repo, run_dir, scenario_model, scenario, seed,
+                                       build_images)
     noise = _recorded_noise(baselines_dir, cell, metric)  # a malformed baseline stops it before any run
     ensure_writable_dir(run_dir, option="--runs-dir")
     stderr.print(f"bisect {bisect_id}: {len(commits) - 1} commits after good, cell {cell.id}, "
@@ -211,8 +221,8 @@ def record_in_history(db: str, bisect_id: str, outcome: BisectOutcome, cell: Cel
 
 
 def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir: Path,
-            scenario_model: object, scenario_path: Path | None,
-            seed: int) -> tuple[Callable[[str], Cell], Callable[[str], Backend]]:
+            scenario_model: object, scenario_path: Path | None, seed: int,
+            build_images: bool = False) -> tuple[Callable[[str], Cell], Callable[[str], Backend]]:
     """How a commit becomes a cell, and which backend runs it (one per commit where cell ids collide)."""
     if backend == "local":
         templated = CHECKOUT_PLACEHOLDER in cell.model or CHECKOUT_PLACEHOLDER in (cell.draft_model or "")
@@ -252,24 +262,47 @@ def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir:
                          scenario_name=scenario_path.name if scenario_path else "scenario")
         with_image(cell, template, "0")  # checks the template once, before anything runs
         return (lambda sha: with_image(cell, template, sha)), (lambda sha: sim)
-    return _kube_wiring(cell, template, run_dir)
+    prepare = image_builder(template, Path.cwd()) if build_images else None
+    return _kube_wiring(cell, template, run_dir, prepare)
 
 
-def _kube_wiring(cell: Cell, template: str, run_dir: Path) -> tuple[Callable[[str], Cell],
-                                                                       Callable[[str], Backend]]:
+def image_builder(template: str, root: Path) -> Callable[[str], None]:
+    """Builds and pushes fleet's CUDA image of a commit under `template`'s tag (REPOSITORY/fleet-cuda:{sha});
+    a failed build makes the commit untestable."""
+    repository = template.removesuffix(image_tag("cuda", SHA_PLACEHOLDER, ""))
+    if image_tag("cuda", SHA_PLACEHOLDER, repository) != template or not repository.strip("/"):
+        raise ConfigError(f"--build-images tags images as REPOSITORY/fleet-cuda:{{sha}}, not {template!r}",
+                          where="--image-template", fix=f"pass e.g. --image-template {COMMIT_IMAGE_TEMPLATE}")
+    build_plan(root, vendor="cuda", commit="0" * 40, repository=repository)  # the Dockerfile is here
+
+    def build(sha: str) -> None:
+        plan = build_plan(root, vendor="cuda", commit=sha, repository=repository)
+        base = f"{plan.buildargs['VLLM_IMAGE']}:{sha[:12]}..."
+        stderr.print(f"building {plan.tag} (FROM {base})", soft_wrap=True)
+        try:
+            run_build(plan, push=True)
+        except FleetError as err:
+            raise UntestableCommit("BuildFailure", err.line()) from err
+
+    return build
+
+
+def _kube_wiring(cell: Cell, template: str, run_dir: Path, prepare: Callable[[str], None] | None
+                 ) -> tuple[Callable[[str], Cell], Callable[[str], Backend]]:
     try:
         from fleet.backends.kube import make_backend
     except ImportError as err:
         raise ConfigError(f"the kube backend is not available: {err}", where="--backend",
                           fix="pip install 'fleet[kube]', or use --backend local or sim") from err
-    return kube_commit_wiring(cell, template, run_dir, make_backend)
+    return kube_commit_wiring(cell, template, run_dir, make_backend, prepare)
 
 
-def kube_commit_wiring(cell: Cell, template: str, run_dir: Path,
-                       make_backend: Callable[..., Backend]) -> tuple[Callable[[str], Cell],
-                                                                     Callable[[str], Backend]]:
+def kube_commit_wiring(cell: Cell, template: str, run_dir: Path, make_backend: Callable[..., Backend],
+                       prepare: Callable[[str], None] | None = None) -> tuple[Callable[[str], Cell],
+                                                                              Callable[[str], Backend]]:
     """Each commit's cell and backend on the cluster: its Jobs run on `template`'s image of that commit,
-    under a run id of their own (Job names derive from run id, cell id and attempt)."""
+    under a run id of their own (Job names derive from run id, cell id and attempt); `prepare(sha)` runs
+    once per commit before its first Job (it builds the image, or raises UntestableCommit)."""
     from fleet.render import RenderContext
 
     with_image(cell, template, "0")
@@ -277,6 +310,8 @@ def kube_commit_wiring(cell: Cell, template: str, run_dir: Path,
 
     def kube_backend(sha: str) -> Backend:
         if sha not in kubes:
+            if prepare is not None:
+                prepare(sha)
             image = template.format(sha=sha)
             context = RenderContext(run_id=f"{run_dir.name[:40]}-{sha[:12]}", vllm_version=sha,
                                     images={"nvidia": image, "amd": image, "cpu": image})
