@@ -15,6 +15,8 @@ from fleet.errors import ConfigError, InfrastructureError
 #: Per-commit CUDA images: vLLM's post-merge CI images (nightly-<sha> tags on Docker Hub keep only 14).
 CUDA_COMMIT_BASE = "public.ecr.aws/q9t5s3a7/vllm-ci-postmerge-repo"
 CUDA_RELEASE_BASE = "vllm/vllm-openai"
+#: vLLM's wheel of each main commit since v0.5.3 (a PEP 503 index per commit); its images expire in days.
+WHEEL_INDEX_TEMPLATE = "https://wheels.vllm.ai/{sha}"
 #: AMD's prebuilt vLLM images; their tags encode ROCm and a date, and there are no per-commit tags.
 ROCM_BASE = "rocm/vllm"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -46,12 +48,17 @@ class BuildPlan:
 
 
 def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_tag: str | None = None,
-               base: str | None = None, repository: str = DEFAULT_REPOSITORY) -> BuildPlan:
-    """The Dockerfile, base image and tag for one vendor and one vLLM build (a commit or a tag)."""
+               base: str | None = None, repository: str = DEFAULT_REPOSITORY,
+               from_wheel: bool = False) -> BuildPlan:
+    """The Dockerfile, base image and tag for one vendor and one vLLM build (a commit or a tag);
+    `from_wheel`: the commit's wheel installed over vLLM's latest release image instead of its CI image."""
     if (commit is None) == (vllm_tag is None):
         raise ConfigError("give exactly one of --commit and --vllm-tag", where="fleet images build")
     if commit is not None and not _SHA.match(commit):
         raise ConfigError(f"--commit {commit!r} is not a full 40-character commit sha", where="--commit")
+    if from_wheel and (commit is None or vendor != "cuda"):
+        raise ConfigError("vLLM publishes per-commit wheels for CUDA builds of main commits",
+                          where="--from-wheel", fix="use it with --vendor cuda --commit SHA")
     dockerfile = repo_root / "images" / vendor / "Dockerfile"
     if not dockerfile.is_file():
         raise ConfigError(f"no Dockerfile for vendor {vendor!r}", where=str(dockerfile))
@@ -65,10 +72,14 @@ def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_
     else:
         raise ConfigError(f"unknown vendor {vendor!r}", where="--vendor", fix="use cuda or rocm")
     version = commit or str(vllm_tag)
+    buildargs = {"VLLM_IMAGE": image, "VLLM_TAG": version}
+    if from_wheel and commit is not None:
+        buildargs = {"VLLM_IMAGE": base or CUDA_RELEASE_BASE, "VLLM_TAG": "latest",
+                     "VLLM_WHEEL_INDEX": WHEEL_INDEX_TEMPLATE.format(sha=commit)}
     return BuildPlan(
         context=repo_root,
         dockerfile=f"images/{vendor}/Dockerfile",
-        buildargs={"VLLM_IMAGE": image, "VLLM_TAG": version},
+        buildargs=buildargs,
         tag=image_tag(vendor, version, repository),
         labels={"org.opencontainers.image.source": "fleet", "fleet.vllm": version},
     )

@@ -166,8 +166,10 @@ def test_a_cluster_bisection_runs_each_commit_on_the_image_fleet_builds_for_it()
         build_plan(REPO, vendor="cuda", commit=sha).tag
 
 
-def fake_docker(monkeypatch: pytest.MonkeyPatch, fail_for: str = "") -> list[tuple[str, Any]]:
-    """The docker SDK at its port: records builds and pushes; a build of `fail_for` fails."""
+def fake_docker(monkeypatch: pytest.MonkeyPatch, fail_for: str = "",
+                buildargs: list[dict[str, str]] | None = None) -> list[tuple[str, Any]]:
+    """The docker SDK at its port: records builds (and their build args) and pushes; a build of `fail_for`
+    fails."""
     calls: list[tuple[str, Any]] = []
 
     class Images:
@@ -175,6 +177,8 @@ def fake_docker(monkeypatch: pytest.MonkeyPatch, fail_for: str = "") -> list[tup
             if fail_for and kwargs["buildargs"]["VLLM_TAG"] == fail_for:
                 raise RuntimeError("manifest for vllm-ci-postmerge-repo:" + fail_for + " not found")
             calls.append(("build", kwargs["tag"]))
+            if buildargs is not None:
+                buildargs.append(kwargs["buildargs"])
             return types.SimpleNamespace(id="sha256:1"), []
 
         def push(self, repository: str, tag: str) -> None:
@@ -196,6 +200,16 @@ def test_an_image_built_on_demand_is_the_one_the_template_names_and_is_pushed(
     assert calls == [("build", tag), ("push", tag)]
 
 
+def test_an_image_built_from_the_commits_wheel_installs_it_over_the_release_image(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    builds: list[dict[str, str]] = []
+    fake_docker(monkeypatch, buildargs=builds)
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO, from_wheel=True)(sha)
+    assert builds == [{"VLLM_IMAGE": "vllm/vllm-openai", "VLLM_TAG": "latest",
+                       "VLLM_WHEEL_INDEX": f"https://wheels.vllm.ai/{sha}"}]
+
+
 def test_a_commit_whose_image_cannot_be_built_is_untestable_not_an_abort(
         monkeypatch: pytest.MonkeyPatch) -> None:
     sha = "0123456789abcdef0123456789abcdef01234567"
@@ -208,9 +222,9 @@ def test_a_commit_whose_image_cannot_be_built_is_untestable_not_an_abort(
 def test_building_images_needs_the_cluster_and_a_fleet_image_template(workdir: Path, fleet: Fleet) -> None:
     (workdir / "commits.txt").write_text("aaa111\nbbb222\nccc333\n")
     assert_config_error(fleet("bisect", "--good", "c0000", "--bad", "c0199", "--cell", CELL,
-                              "--backend", "sim", "--scenario", str(SCENARIO), "--build-images"),
+                              "--backend", "sim", "--scenario", str(SCENARIO), "--build-images", "ci-image"),
                         "--build-images")
     assert_config_error(fleet("bisect", "--good", "aaa", "--bad", "ccc", "--cell", CELL, "--backend", "kube",
-                              "--commits", "commits.txt", "--build-images", "--image-template",
+                              "--commits", "commits.txt", "--build-images", "wheel", "--image-template",
                               "vllm/vllm-openai:nightly-{sha}"), "REPOSITORY/fleet-cuda:{sha}")
     assert not (workdir / "runs").exists()

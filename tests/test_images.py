@@ -43,6 +43,17 @@ def test_release_tags_and_rocm_need_no_commit_but_rocm_commits_need_a_base() -> 
         build_plan(ROOT, vendor="cuda")
 
 
+def test_a_commit_from_its_wheel_builds_over_the_release_image_and_only_for_cuda_commits() -> None:
+    plan = build_plan(ROOT, vendor="cuda", commit=SHA, from_wheel=True)
+    assert plan.buildargs["VLLM_WHEEL_INDEX"] == f"https://wheels.vllm.ai/{SHA}"
+    assert plan.buildargs["VLLM_IMAGE"] == "vllm/vllm-openai" and plan.tag.endswith(f"/fleet-cuda:{SHA}")
+    assert 'ARG VLLM_WHEEL_INDEX=""' in (ROOT / "images" / "cuda" / "Dockerfile").read_text()
+    release = {"vendor": "cuda", "vllm_tag": "v0.11.0"}
+    for wrong in (release, {"vendor": "rocm", "commit": SHA, "base": "me/r"}):
+        with pytest.raises(ConfigError, match="per-commit wheels"):
+            build_plan(ROOT, from_wheel=True, **wrong)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("vendor", ["cuda", "rocm"])
 def test_dockerfiles_start_from_the_build_args_and_pass_hadolint(vendor: str) -> None:
     text = (ROOT / "images" / vendor / "Dockerfile").read_text()

@@ -113,10 +113,11 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 @click.option("--image-template", default=None,
               help=f"Image per commit, with {{sha}}: default {COMMIT_IMAGE_TEMPLATE} (kube: fleet's image "
                    "of that commit, from `fleet images build --vendor cuda --commit SHA --push`), sim:{sha}.")
-@click.option("--build-images", is_flag=True,
+@click.option("--build-images", type=click.Choice(["ci-image", "wheel"]), default=None,
               help="kube: build and push fleet's image of each commit just before its first Job (`fleet "
-                   "images build --vendor cuda --commit SHA --push`, from the current directory); a commit "
-                   "whose image cannot be built is skipped as untestable.")
+                   "images build --vendor cuda --commit SHA --push`, from the current directory), FROM the "
+                   "commit's CI image (kept for days) or with its wheel (every main commit since v0.5.3); a "
+                   "commit whose image cannot be built is skipped as untestable.")
 @click.option("--tier", default=None, help="Look the cell up in this tier only.")
 @click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"), show_default=True)
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
@@ -137,7 +138,7 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: str, repo: Path | None,
            commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
            jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
-           seed: int, baselines_dir: Path, as_json: bool, history_db: str, build_images: bool) -> None:
+           seed: int, baselines_dir: Path, as_json: bool, history_db: str, build_images: str | None) -> None:
     """Find the commit between --good and --bad that changed --metric of --cell."""
     info = metric_info(metric)
     if info is None:
@@ -157,7 +158,7 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     template = image_template if image_template is not None else DEFAULT_IMAGE_TEMPLATES[backend]
     bisect_id = new_run_id(f"bisect-{cell.variant.name}")
     run_dir = runs_dir / bisect_id
-    if build_images and backend != "kube":
+    if build_images is not None and backend != "kube":
         raise ConfigError("--build-images builds images for the cluster", where="--build-images",
                           fix="use it with --backend kube, or leave it out")
     materialise, backend_for = _wiring(backend, cell, template, repo, run_dir, scenario_model, scenario, seed,
@@ -222,7 +223,7 @@ def record_in_history(db: str, bisect_id: str, outcome: BisectOutcome, cell: Cel
 
 def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir: Path,
             scenario_model: object, scenario_path: Path | None, seed: int,
-            build_images: bool = False) -> tuple[Callable[[str], Cell], Callable[[str], Backend]]:
+            build_images: str | None = None) -> tuple[Callable[[str], Cell], Callable[[str], Backend]]:
     """How a commit becomes a cell, and which backend runs it (one per commit where cell ids collide)."""
     if backend == "local":
         templated = CHECKOUT_PLACEHOLDER in cell.model or CHECKOUT_PLACEHOLDER in (cell.draft_model or "")
@@ -262,13 +263,15 @@ def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir:
                          scenario_name=scenario_path.name if scenario_path else "scenario")
         with_image(cell, template, "0")  # checks the template once, before anything runs
         return (lambda sha: with_image(cell, template, sha)), (lambda sha: sim)
-    prepare = image_builder(template, Path.cwd()) if build_images else None
+    prepare = None
+    if build_images is not None:
+        prepare = image_builder(template, Path.cwd(), from_wheel=build_images == "wheel")
     return _kube_wiring(cell, template, run_dir, prepare)
 
 
-def image_builder(template: str, root: Path) -> Callable[[str], None]:
-    """Builds and pushes fleet's CUDA image of a commit under `template`'s tag (REPOSITORY/fleet-cuda:{sha});
-    a failed build makes the commit untestable."""
+def image_builder(template: str, root: Path, from_wheel: bool = False) -> Callable[[str], None]:
+    """Builds and pushes fleet's CUDA image of a commit under `template`'s tag (REPOSITORY/fleet-cuda:{sha}),
+    from the commit's CI image or its wheel; a failed build makes the commit untestable."""
     repository = template.removesuffix(image_tag("cuda", SHA_PLACEHOLDER, ""))
     if image_tag("cuda", SHA_PLACEHOLDER, repository) != template or not repository.strip("/"):
         raise ConfigError(f"--build-images tags images as REPOSITORY/fleet-cuda:{{sha}}, not {template!r}",
@@ -276,9 +279,9 @@ def image_builder(template: str, root: Path) -> Callable[[str], None]:
     build_plan(root, vendor="cuda", commit="0" * 40, repository=repository)  # the Dockerfile is here
 
     def build(sha: str) -> None:
-        plan = build_plan(root, vendor="cuda", commit=sha, repository=repository)
-        base = f"{plan.buildargs['VLLM_IMAGE']}:{sha[:12]}..."
-        stderr.print(f"building {plan.tag} (FROM {base})", soft_wrap=True)
+        plan = build_plan(root, vendor="cuda", commit=sha, repository=repository, from_wheel=from_wheel)
+        source = plan.buildargs.get("VLLM_WHEEL_INDEX") or f"{plan.buildargs['VLLM_IMAGE']}:{sha[:12]}..."
+        stderr.print(f"building {plan.tag} (from {source})", soft_wrap=True)
         try:
             run_build(plan, push=True)
         except FleetError as err:

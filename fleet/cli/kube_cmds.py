@@ -137,12 +137,15 @@ def images() -> None:
 @click.option("--repository", default=DEFAULT_REPOSITORY, show_default=True,
               help="Where the image is tagged.")
 @click.option("--push", is_flag=True, help="Push the image after building it.")
+@click.option("--from-wheel", is_flag=True,
+              help="With --commit: install the commit's wheel (wheels.vllm.ai/SHA, every main commit since "
+                   "v0.5.3) over vLLM's latest release image, for commits whose CI image has expired.")
 @click.option("--print-only", is_flag=True, help="Print the build arguments; build nothing.")
 def images_build(vendor: str, commit: str | None, vllm_tag: str | None, base: str | None, repository: str,
-                 push: bool, print_only: bool) -> None:
+                 push: bool, from_wheel: bool, print_only: bool) -> None:
     """Build images/<vendor>/Dockerfile through the Docker engine (docker SDK)."""
     plan = build_plan(Path.cwd(), vendor=vendor, commit=commit, vllm_tag=vllm_tag, base=base,
-                      repository=repository)
+                      repository=repository, from_wheel=from_wheel)
     click.echo(plan.describe())
     if not print_only:
         run_build(plan, push=push)
