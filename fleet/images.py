@@ -49,9 +49,9 @@ class BuildPlan:
 
 def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_tag: str | None = None,
                base: str | None = None, repository: str = DEFAULT_REPOSITORY,
-               from_wheel: bool = False) -> BuildPlan:
+               from_wheel: bool = False, wheel_index: str = WHEEL_INDEX_TEMPLATE) -> BuildPlan:
     """The Dockerfile, base image and tag for one vendor and one vLLM build (a commit or a tag);
-    `from_wheel`: the commit's wheel installed over vLLM's latest release image instead of its CI image."""
+    `from_wheel`: the commit's wheel (from `wheel_index`, with {sha}) over vLLM's latest release image."""
     if (commit is None) == (vllm_tag is None):
         raise ConfigError("give exactly one of --commit and --vllm-tag", where="fleet images build")
     if commit is not None and not _SHA.match(commit):
@@ -59,6 +59,9 @@ def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_
     if from_wheel and (commit is None or vendor != "cuda"):
         raise ConfigError("vLLM publishes per-commit wheels for CUDA builds of main commits",
                           where="--from-wheel", fix="use it with --vendor cuda --commit SHA")
+    if from_wheel and "{sha}" not in wheel_index:
+        raise ConfigError(f"wheel index {wheel_index!r} has no {{sha}} placeholder", where="--wheel-index",
+                          fix=f"write e.g. {WHEEL_INDEX_TEMPLATE} (or a variant: .../{{sha}}/cu130)")
     dockerfile = repo_root / "images" / vendor / "Dockerfile"
     if not dockerfile.is_file():
         raise ConfigError(f"no Dockerfile for vendor {vendor!r}", where=str(dockerfile))
@@ -75,7 +78,7 @@ def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_
     buildargs = {"VLLM_IMAGE": image, "VLLM_TAG": version}
     if from_wheel and commit is not None:
         buildargs = {"VLLM_IMAGE": base or CUDA_RELEASE_BASE, "VLLM_TAG": "latest",
-                     "VLLM_WHEEL_INDEX": WHEEL_INDEX_TEMPLATE.format(sha=commit)}
+                     "VLLM_WHEEL_INDEX": wheel_index.format(sha=commit)}
     return BuildPlan(
         context=repo_root,
         dockerfile=f"images/{vendor}/Dockerfile",

@@ -205,7 +205,7 @@ def test_an_image_built_from_the_commits_wheel_installs_it_over_the_release_imag
     builds: list[dict[str, str]] = []
     fake_docker(monkeypatch, buildargs=builds)
     sha = "0123456789abcdef0123456789abcdef01234567"
-    image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO, from_wheel=True)(sha)
+    image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO, "https://wheels.vllm.ai/{sha}")(sha)
     assert builds == [{"VLLM_IMAGE": "vllm/vllm-openai", "VLLM_TAG": "latest",
                        "VLLM_WHEEL_INDEX": f"https://wheels.vllm.ai/{sha}"}]
 

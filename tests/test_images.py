@@ -48,6 +48,10 @@ def test_a_commit_from_its_wheel_builds_over_the_release_image_and_only_for_cuda
     assert plan.buildargs["VLLM_WHEEL_INDEX"] == f"https://wheels.vllm.ai/{SHA}"
     assert plan.buildargs["VLLM_IMAGE"] == "vllm/vllm-openai" and plan.tag.endswith(f"/fleet-cuda:{SHA}")
     assert 'ARG VLLM_WHEEL_INDEX=""' in (ROOT / "images" / "cuda" / "Dockerfile").read_text()
+    variant = build_plan(ROOT, vendor="cuda", commit=SHA, from_wheel=True, wheel_index="https://w.example/{sha}/cu130")
+    assert variant.buildargs["VLLM_WHEEL_INDEX"] == f"https://w.example/{SHA}/cu130"
+    with pytest.raises(ConfigError, match="placeholder"):
+        build_plan(ROOT, vendor="cuda", commit=SHA, from_wheel=True, wheel_index="https://w.example/latest")
     release = {"vendor": "cuda", "vllm_tag": "v0.11.0"}
     for wrong in (release, {"vendor": "rocm", "commit": SHA, "base": "me/r"}):
         with pytest.raises(ConfigError, match="per-commit wheels"):

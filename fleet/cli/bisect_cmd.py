@@ -11,6 +11,7 @@ parent; 1 no verified answer (no regression between the ends, or the search gave
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -49,7 +50,7 @@ from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
 from fleet.controller import new_run_id
 from fleet.errors import ConfigError, FleetError
 from fleet.history import BisectionRecord, HistoryStore
-from fleet.images import COMMIT_IMAGE_TEMPLATE, build_plan, image_tag, run_build
+from fleet.images import COMMIT_IMAGE_TEMPLATE, WHEEL_INDEX_TEMPLATE, build_plan, image_tag, run_build
 from fleet.matrix import expand
 from fleet.model import Cell
 from fleet.suite.metrics import metric_info
@@ -118,6 +119,8 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
                    "images build --vendor cuda --commit SHA --push`, from the current directory), FROM the "
                    "commit's CI image (kept for days) or with its wheel (every main commit since v0.5.3); a "
                    "commit whose image cannot be built is skipped as untestable.")
+@click.option("--wheel-index", default=WHEEL_INDEX_TEMPLATE, show_default=True,
+              help="With --build-images wheel: the per-commit package index, with {sha}.")
 @click.option("--tier", default=None, help="Look the cell up in this tier only.")
 @click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"), show_default=True)
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
@@ -138,7 +141,8 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: str, repo: Path | None,
            commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
            jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
-           seed: int, baselines_dir: Path, as_json: bool, history_db: str, build_images: str | None) -> None:
+           seed: int, baselines_dir: Path, as_json: bool, history_db: str, build_images: str | None,
+           wheel_index: str) -> None:
     """Find the commit between --good and --bad that changed --metric of --cell."""
     info = metric_info(metric)
     if info is None:
@@ -162,7 +166,7 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
         raise ConfigError("--build-images builds images for the cluster", where="--build-images",
                           fix="use it with --backend kube, or leave it out")
     materialise, backend_for = _wiring(backend, cell, template, repo, run_dir, scenario_model, scenario, seed,
-                                       build_images)
+                                       build_images, wheel_index)
     noise = _recorded_noise(baselines_dir, cell, metric)  # a malformed baseline stops it before any run
     ensure_writable_dir(run_dir, option="--runs-dir")
     stderr.print(f"bisect {bisect_id}: {len(commits) - 1} commits after good, cell {cell.id}, "
@@ -223,7 +227,8 @@ def record_in_history(db: str, bisect_id: str, outcome: BisectOutcome, cell: Cel
 
 def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir: Path,
             scenario_model: object, scenario_path: Path | None, seed: int,
-            build_images: str | None = None) -> tuple[Callable[[str], Cell], Callable[[str], Backend]]:
+            build_images: str | None = None, wheel_index: str = WHEEL_INDEX_TEMPLATE
+            ) -> tuple[Callable[[str], Cell], Callable[[str], Backend]]:
     """How a commit becomes a cell, and which backend runs it (one per commit where cell ids collide)."""
     if backend == "local":
         templated = CHECKOUT_PLACEHOLDER in cell.model or CHECKOUT_PLACEHOLDER in (cell.draft_model or "")
@@ -265,21 +270,24 @@ def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir:
         return (lambda sha: with_image(cell, template, sha)), (lambda sha: sim)
     prepare = None
     if build_images is not None:
-        prepare = image_builder(template, Path.cwd(), from_wheel=build_images == "wheel")
+        prepare = image_builder(template, Path.cwd(), wheel_index if build_images == "wheel" else None)
     return _kube_wiring(cell, template, run_dir, prepare)
 
 
-def image_builder(template: str, root: Path, from_wheel: bool = False) -> Callable[[str], None]:
+def image_builder(template: str, root: Path, wheel_index: str | None = None) -> Callable[[str], None]:
     """Builds and pushes fleet's CUDA image of a commit under `template`'s tag (REPOSITORY/fleet-cuda:{sha}),
-    from the commit's CI image or its wheel; a failed build makes the commit untestable."""
+    from the commit's CI image or, given `wheel_index`, its wheel; a failed build makes it untestable."""
     repository = template.removesuffix(image_tag("cuda", SHA_PLACEHOLDER, ""))
     if image_tag("cuda", SHA_PLACEHOLDER, repository) != template or not repository.strip("/"):
         raise ConfigError(f"--build-images tags images as REPOSITORY/fleet-cuda:{{sha}}, not {template!r}",
                           where="--image-template", fix=f"pass e.g. --image-template {COMMIT_IMAGE_TEMPLATE}")
-    build_plan(root, vendor="cuda", commit="0" * 40, repository=repository)  # the Dockerfile is here
+    plan_of = functools.partial(build_plan, root, vendor="cuda", repository=repository,
+                                from_wheel=wheel_index is not None,
+                                wheel_index=wheel_index or WHEEL_INDEX_TEMPLATE)
+    plan_of(commit="0" * 40)  # the Dockerfile is here, the wheel index has its {sha}: checked once
 
     def build(sha: str) -> None:
-        plan = build_plan(root, vendor="cuda", commit=sha, repository=repository, from_wheel=from_wheel)
+        plan = plan_of(commit=sha)
         source = plan.buildargs.get("VLLM_WHEEL_INDEX") or f"{plan.buildargs['VLLM_IMAGE']}:{sha[:12]}..."
         stderr.print(f"building {plan.tag} (from {source})", soft_wrap=True)
         try:

@@ -18,7 +18,7 @@ from fleet.backends.base import AttemptOutcome
 from fleet.cli._common import stderr
 from fleet.controller import DEFAULT_MAX_RUNS, CellOutcome, RerunCheck, execute, judge_run, make_rerun_check
 from fleet.errors import ConfigError
-from fleet.images import DEFAULT_REPOSITORY, build_plan, run_build
+from fleet.images import DEFAULT_REPOSITORY, WHEEL_INDEX_TEMPLATE, build_plan, run_build
 from fleet.model import Cell, RunResult, Tier
 from fleet.render import RenderContext, render_run, to_yaml
 from fleet.report import FORMATS, Format
@@ -140,12 +140,14 @@ def images() -> None:
 @click.option("--from-wheel", is_flag=True,
               help="With --commit: install the commit's wheel (wheels.vllm.ai/SHA, every main commit since "
                    "v0.5.3) over vLLM's latest release image, for commits whose CI image has expired.")
+@click.option("--wheel-index", default=WHEEL_INDEX_TEMPLATE, show_default=True,
+              help="With --from-wheel: the per-commit package index, with {sha}.")
 @click.option("--print-only", is_flag=True, help="Print the build arguments; build nothing.")
 def images_build(vendor: str, commit: str | None, vllm_tag: str | None, base: str | None, repository: str,
-                 push: bool, from_wheel: bool, print_only: bool) -> None:
+                 push: bool, from_wheel: bool, wheel_index: str, print_only: bool) -> None:
     """Build images/<vendor>/Dockerfile through the Docker engine (docker SDK)."""
     plan = build_plan(Path.cwd(), vendor=vendor, commit=commit, vllm_tag=vllm_tag, base=base,
-                      repository=repository, from_wheel=from_wheel)
+                      repository=repository, from_wheel=from_wheel, wheel_index=wheel_index)
     click.echo(plan.describe())
     if not print_only:
         run_build(plan, push=push)
