@@ -237,6 +237,9 @@ def report_document(outcome: BisectOutcome, *, cell: Cell, backend: str, started
         "cost_usd": round(cost, 2) if cost is not None else None,
         "wall_s": round(time.time() - started, 1),
         "slots": bisection.policy.slots, "max_samples": bisection.policy.max_samples,
+        # The spread the comparisons started from: the cell's baseline (None: the comparison's floors).
+        "recorded_noise": {"relative_sd": round(noise.relative_sd, 6), "runs": noise.freedom + 1}
+        if (noise := bisection.recorded_noise) is not None else None,
         "measurements": measured,
     }
 
@@ -256,8 +259,11 @@ def render_text(document: dict[str, object]) -> str:
         lines.append(f"NO CULPRIT: {document['status']}")
     evidence = document["evidence"]
     assert isinstance(evidence, dict)
+    noise = document.get("recorded_noise")
     lines += [f"  {document['reason']}", f"  good vs bad: {evidence['good_vs_bad']}",
               f"  culprit vs parent: {evidence['culprit_vs_parent']}",
+              f"noise: {noise['relative_sd']:.2%} per run, recorded over {noise['runs']} runs in the cell's "
+              "baseline" if isinstance(noise, dict) else "noise: no recorded spread; the comparison's floors",
               f"cost: {document['rounds']} rounds, {document['runs']} runs "
               f"({document['failed_runs']} failed), "
               f"{document['gpu_hours']} GPU-hours, {document['machine_hours']} machine-hours"

@@ -14,7 +14,7 @@ import pytest
 
 from fleet.baselines import baseline_path, save_baseline
 from fleet.bisect_commits import with_image
-from fleet.bisect_run import UntestableCommit
+from fleet.bisect_run import UntestableCommit, render_text
 from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, find_cell, image_builder
 from fleet.images import build_plan
 from fleet.model import Baseline, MetricBaseline
@@ -140,6 +140,8 @@ def test_a_latency_rehearsal_judges_by_the_spread_its_baseline_recorded(workdir:
     assert f"noise: tpot_p50_ms spread 2.65% over 10 runs recorded in {path.relative_to(workdir)}" in err
     report = json.loads(out)
     assert report["status"] == "culprit" and report["verified"] and report["culprit"]["last"] == "c0121"
+    assert report["recorded_noise"] == {"relative_sd": pytest.approx(0.0265, abs=5e-4), "runs": 10}
+    assert "noise: 2.65% per run, recorded over 10 runs" in render_text(report)
 
 
 def test_a_bisection_without_a_baseline_says_it_starts_from_the_floors(workdir: Path, fleet: Fleet) -> None:
