@@ -29,6 +29,7 @@ candidates. Run: python benchmarks/bisect_efficiency.py [--trials 1000] [--seed 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -240,10 +241,13 @@ def main() -> None:
         print(f"\n{family.name}; sample cap {family.max_samples}")
         print(f"{'method':<12}{'correct':>9}{'verified':>10}{'rounds mean/p99/max':>21}{'bar':>5}"
               f"{'<=bar':>8}{'runs mean':>10}{'oracle':>8}{'x oracle':>9}{'p99 x':>7}")
+        by_size: list[tuple[int, Trial, tuple[bool, bool, int, int]]] = []
         for slots in args.slots:
             results = [run_fleet(t, family, slots) for t in trials]
             oracles = [oracle(t, slots) for t in trials]
             bar = rounds_lower_bound(N, slots) + 2
+            if slots == 4:
+                by_size = [(bar, t, r) for t, r in zip(trials, results, strict=True)]
             rounds = [r[2] for r in results]
             ratios = [r[3] / max(o[1], 1) for r, o in zip(results, oracles, strict=True)]
             runs = statistics.fmean(r[3] for r in results)
@@ -260,7 +264,22 @@ def main() -> None:
               f"/{max(s[1] for s in serial):>4}{'':>8}{'':>8}{statistics.fmean(s[1] for s in serial):>10.1f}"
               f"{statistics.fmean(o[1] for o in oracles):>8.1f}"
               f"{statistics.fmean(s[1] for s in serial) / statistics.fmean(o[1] for o in oracles):>9.2f}")
+        print_by_size(family, by_size)
         print(f"({time.time() - started:.0f} s)")
+
+
+def print_by_size(family: Family, by_size: list[tuple[int, Trial, tuple[bool, bool, int, int]]]) -> None:
+    """k = 4 by the size of the planted change: where the misses of the rounds bar are."""
+    if not by_size:
+        return
+    edges = [family.low + (family.high - family.low) * q for q in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    cells = []
+    for low, high in itertools.pairwise(edges):
+        rows = [(bar, r) for bar, t, r in by_size if min(low, high) <= t.shift <= max(low, high)]
+        if rows:
+            cells.append(f"{100 * low:+.1f}..{100 * high:+.1f} %: {_pct(r[0] for _, r in rows)} correct, "
+                         f"{_pct(r[2] <= bar for bar, r in rows)} <= bar ({len(rows)} trials)")
+    print("fleet k=4 by planted size: " + "; ".join(cells))
 
 
 def _pct(flags: Callable[[], object] | object) -> str:
