@@ -170,17 +170,17 @@ def test_a_cluster_bisection_runs_each_commit_on_the_image_fleet_builds_for_it()
 
 def fake_docker(monkeypatch: pytest.MonkeyPatch, fail_for: str = "",
                 buildargs: list[dict[str, str]] | None = None) -> list[tuple[str, Any]]:
-    """The docker SDK at its port: records builds (and their build args) and pushes; a build of `fail_for`
-    fails."""
+    """The docker SDK at its port: records builds and pushes (and every build's arguments, failed ones
+    too); a build of `fail_for` fails."""
     calls: list[tuple[str, Any]] = []
 
     class Images:
         def build(self, **kwargs: Any) -> tuple[Any, list[Any]]:
+            if buildargs is not None:
+                buildargs.append(kwargs["buildargs"])
             if fail_for and kwargs["buildargs"]["VLLM_TAG"] == fail_for:
                 raise RuntimeError("manifest for vllm-ci-postmerge-repo:" + fail_for + " not found")
             calls.append(("build", kwargs["tag"]))
-            if buildargs is not None:
-                buildargs.append(kwargs["buildargs"])
             return types.SimpleNamespace(id="sha256:1"), []
 
         def push(self, repository: str, tag: str) -> None:
@@ -215,10 +215,14 @@ def test_an_image_built_from_the_commits_wheel_installs_it_over_the_release_imag
 def test_a_commit_whose_image_cannot_be_built_is_untestable_not_an_abort(
         monkeypatch: pytest.MonkeyPatch) -> None:
     sha = "0123456789abcdef0123456789abcdef01234567"
-    fake_docker(monkeypatch, fail_for=sha)
-    with pytest.raises(UntestableCommit) as raised:
-        image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO)(sha)
-    assert raised.value.reason == "BuildFailure" and "not found" in str(raised.value)
+    attempts: list[dict[str, str]] = []
+    fake_docker(monkeypatch, fail_for=sha, buildargs=attempts)
+    build = image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO)
+    for _ in range(2):  # planned twice in a round: the second is refused without building again
+        with pytest.raises(UntestableCommit) as raised:
+            build(sha)
+        assert raised.value.reason == "BuildFailure" and "not found" in str(raised.value)
+    assert len(attempts) == 1
 
 
 def test_building_images_needs_the_cluster_and_a_fleet_image_template(workdir: Path, fleet: Fleet) -> None:

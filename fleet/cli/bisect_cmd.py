@@ -285,15 +285,19 @@ def image_builder(template: str, root: Path, wheel_index: str | None = None) -> 
                                 from_wheel=wheel_index is not None,
                                 wheel_index=wheel_index or WHEEL_INDEX_TEMPLATE)
     plan_of(commit="0" * 40)  # the Dockerfile is here, the wheel index has its {sha}: checked once
+    failed: dict[str, UntestableCommit] = {}
 
     def build(sha: str) -> None:
+        if sha in failed:  # a commit can be planned twice in one round: one failed build is enough
+            raise failed[sha]
         plan = plan_of(commit=sha)
         source = plan.buildargs.get("VLLM_WHEEL_INDEX") or f"{plan.buildargs['VLLM_IMAGE']}:{sha[:12]}..."
         stderr.print(f"building {plan.tag} (from {source})", soft_wrap=True)
         try:
             run_build(plan, push=True)
         except FleetError as err:
-            raise UntestableCommit("BuildFailure", err.line()) from err
+            failed[sha] = UntestableCommit("BuildFailure", err.line())
+            raise failed[sha] from err
 
     return build
 
