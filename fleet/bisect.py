@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
-from fleet.compare import Comparison, Verdict
+from fleet.compare import Comparison, Spread, Verdict
 
 FailureKind = Literal["transient", "untestable"]
 Status = Literal["culprit", "range", "no-regression", "unresolved"]
 #: compare(a, b, magnitude, noise) -> Comparison of samples b against samples a.
-Comparator = Callable[[Sequence[float], Sequence[float], float, float | None], Comparison]
+Comparator = Callable[[Sequence[float], Sequence[float], float, Spread | None], Comparison]
 
 #: Degrees of freedom from which the pooled within-commit spread is handed to the comparator as noise.
 POOLED_NOISE_MIN_FREEDOM = 4
@@ -87,15 +87,6 @@ class SearchPolicy:
             raise ValueError("max_samples and max_failures must be >= 1, verify_fresh >= 0")
 
 
-@dataclass(frozen=True)
-class RecordedNoise:
-    """The metric's relative run-to-run sd recorded for the cell (its baseline's runs) and its degrees of
-    freedom: pooled with the bisection's own, the first comparisons judge by it, not a worst-case floor."""
-
-    relative_sd: float
-    freedom: int
-
-
 @dataclass
 class CommitRecord:
     samples: list[float] = field(default_factory=list)
@@ -128,7 +119,7 @@ class Bisection:
     """Search commits 0..n-1 for the first one that differs from commit 0 (good) as commit n-1 (bad) does."""
 
     def __init__(self, commits: int, compare: Comparator, policy: SearchPolicy,
-                 recorded_noise: RecordedNoise | None = None) -> None:
+                 recorded_noise: Spread | None = None) -> None:
         if commits < 2:
             raise ValueError("a bisection needs a good and a bad commit")
         self.recorded_noise = recorded_noise
@@ -140,7 +131,7 @@ class Bisection:
         self.rounds = 0
         self.runs = 0
         self.finding: Finding | None = None
-        self._cache: dict[tuple[int, int, int, int, float | None], Classification] = {}
+        self._cache: dict[tuple[int, int, int, int, Spread | None], Classification] = {}
 
     # --- the caller's two calls ---------------------------------------------------------------------
 
@@ -217,7 +208,7 @@ class Bisection:
     # --- internals -------------------------------------------------------------------------------------
 
     def _classify(self, samples: list[float], good: list[float], bad: list[float],
-                  noise: float | None) -> Classification:
+                  noise: Spread | None) -> Classification:
         magnitude = self.magnitude()
         vs_good = self.compare(good, samples, magnitude, noise)
         vs_bad = self.compare(bad, samples, magnitude, noise)
@@ -232,7 +223,7 @@ class Bisection:
             return Classification(Side.GOOD if nearer_good else Side.BAD, vs_good, vs_bad, forced=True)
         return Classification(side, vs_good, vs_bad)
 
-    def _pooled_noise(self) -> float | None:
+    def _pooled_noise(self) -> Spread | None:
         """Within-commit spread pooled over every commit measured twice or more, and the recorded one."""
         squares, freedom = 0.0, 0
         good = self.records[self.good].samples
@@ -247,7 +238,7 @@ class Bisection:
             freedom += self.recorded_noise.freedom
         if freedom < POOLED_NOISE_MIN_FREEDOM:
             return None
-        return round(float((squares / freedom) ** 0.5), 6)
+        return Spread(round(float((squares / freedom) ** 0.5), 6), freedom)
 
     def _finish(self, status: Status, first: int | None, last: int | None, reason: str,
                 verified: bool = False, verification: Comparison | None = None) -> None:

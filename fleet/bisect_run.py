@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from fleet.backends.base import Attempt, AttemptOutcome, Backend
 from fleet.bisect import (
     Bisection,
+    Comparator,
     FailureKind,
     Finding,
     Observation,
-    RecordedNoise,
     Run,
     SearchPolicy,
     Side,
 )
-from fleet.compare import Comparison, compare
+from fleet.compare import Comparison, Spread, compare
 from fleet.cost import JobSpan
 from fleet.errors import ConfigError, InfrastructureError
 from fleet.model import Baseline, Cell, ResultError
@@ -78,27 +78,27 @@ class BisectOutcome:
         return self.bisection.finding
 
 
-def comparator(metric: str) -> Callable[[Sequence[float], Sequence[float], float, float | None], Comparison]:
+def comparator(metric: str) -> Comparator:
     info = metric_info(metric)
     if info is None:
         raise ConfigError(f"unknown metric {metric!r}", where="--metric",
                           fix="use a metric of `fleet schema result`, e.g. acceptance_length or tpot_p50_ms")
     kind = info.kind
 
-    def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: float | None) -> Comparison:
+    def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: Spread | None) -> Comparison:
         return compare(a, b, magnitude=magnitude, kind=kind, noise=noise)
 
     return judge
 
 
-def recorded_noise(baseline: Baseline | None, metric: str) -> RecordedNoise | None:
+def recorded_noise(baseline: Baseline | None, metric: str) -> Spread | None:
     """The metric's spread over the runs the cell's baseline recorded, relative to their mean (None below
     three runs): the same spread the judge holds the cell to, handed to the search as its starting noise."""
     entry = baseline.baselines.get(metric) if baseline is not None else None
     values = entry.values if entry is not None else None
     if not values or len(values) < 3 or not statistics.fmean(values):
         return None
-    return RecordedNoise(statistics.stdev(values) / abs(statistics.fmean(values)), len(values) - 1)
+    return Spread(statistics.stdev(values) / abs(statistics.fmean(values)), len(values) - 1)
 
 
 def failure_kind(error: ResultError) -> FailureKind:
@@ -131,7 +131,7 @@ def run_bisection(
     waves: int | None = None,
     on_round: Callable[[RoundLog, Bisection], None] | None = None,
     on_start: Callable[[Run, str], None] | None = None,
-    noise: RecordedNoise | None = None,
+    noise: Spread | None = None,
 ) -> BisectOutcome:
     """Drive the search to an answer. `backend_for(sha)` may return one shared backend or one per commit;
     `waves` caps how many distinct backends run at once (None: all of a round's); `noise`: the metric's

@@ -15,8 +15,10 @@ Three cases, by the metric's kind (fleet.suite.metrics) and what is known of its
   cannot reach p <= 0.01 with fewer than 4-5 samples a side, so they are compared as counts, by the
   relative difference of their means against a known noise level, which decides from one run each.
 - latency with a spread known from more runs than these (the cell's baseline, pooled with every commit
-  the bisection measured twice) is compared the same way, against that spread; without one, the rank
-  tests decide, and never say SAME from a p-value they could not have made small (one run each: p = 1).
+  the bisection measured twice) is compared the same way, against that spread (never below
+  LATENCY_KNOWN_FLOOR), referred to Student's t with the spread's degrees of freedom: an sd estimated
+  from 10 runs is often well below the truth. Without one, the rank tests decide, and never say SAME
+  from a p-value they could not have made small (one run each: p = 1).
 """
 
 from __future__ import annotations
@@ -57,9 +59,23 @@ LATENCY_NOISE_FLOOR = 0.09
 #: Degrees of freedom from which a latency sd estimated from the samples replaces the floor: below that,
 #: a sample sd misses the true one by more than half about 1 time in 10 (chi-square with 4 dof).
 LATENCY_FREEDOM_TO_TRUST = 4
+#: Relative sd below which a known latency spread is not believed: the judge's floor for noisy metrics
+#: (fleet.judge.noisy.FLOOR_LOG_SD), below every spread across engine starts measured for a speculative
+#: run (2.66 % TPOT p50 on the GPU-bound 8B-shaped cell; its non-speculative reference read 0.04 % on one
+#: lease, which a fleet of nodes will not repeat).
+LATENCY_KNOWN_FLOOR = 0.02
 #: Mann-Whitney's asymptotic efficiency relative to the t-test under normal noise (3/pi): the rank test
 #: needs about 1/0.955 as many samples, so the effect it can see at a given n is scaled by sqrt(0.955).
 RANK_TEST_EFFICIENCY = 3.0 / math.pi
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A relative run-to-run sd known from more runs than the two sets compared, and its degrees of
+    freedom (a cell's baseline; the bisection pools its own within-commit spread in)."""
+
+    relative_sd: float
+    freedom: int
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,7 @@ class Comparison:
 
 
 def compare(a: Sequence[float], b: Sequence[float], *, magnitude: float, kind: MetricClass,
-            noise: float | None = None) -> Comparison:
+            noise: Spread | None = None) -> Comparison:
     """Compare samples `b` against samples `a`.
 
     `magnitude` is the relative change being hunted (e.g. 0.05 for the 5 % between the bisection's good
@@ -89,7 +105,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, magnitude: float, kind: M
     centre = statistics.fmean(a)
     scale = abs(centre) if centre else 1.0
     change = (statistics.fmean(b) - centre) / scale
-    sd = _noise(a, b, scale, kind, noise)
+    sd, freedom = _noise(a, b, scale, kind, noise)
     standard_error = sd * math.sqrt(1 / len(a) + 1 / len(b))
     if kind == "latency" and noise is None:
         p_value = _rank_p_value(a, b)
@@ -101,11 +117,11 @@ def compare(a: Sequence[float], b: Sequence[float], *, magnitude: float, kind: M
     else:
         # Counters, or latency with a spread known from more data than these samples (the bisection pools
         # it over every commit it measured twice): a normal test on the means, which decides from one run.
-        p_value = _two_sided_normal_p(abs(change) / standard_error)
-        method = "counts" if kind != "latency" else "pooled noise"
+        p_value = _two_sided_p(abs(change) / standard_error, freedom)
+        method = "counts" if kind != "latency" else "known spread"
         visible = abs(magnitude) / standard_error
         rank_test_can_decide = True
-    high = high_threshold(visible) if rank_test_can_decide else 1.0
+    high = high_threshold(visible, freedom) if rank_test_can_decide else 1.0
     if p_value <= LOW_THRESHOLD:
         verdict = Verdict.DIFFERENT
     elif p_value > high:
@@ -115,17 +131,19 @@ def compare(a: Sequence[float], b: Sequence[float], *, magnitude: float, kind: M
     return Comparison(verdict, p_value, high, change, method, (len(a), len(b)))
 
 
-def high_threshold(visible_effect: float) -> float:
+def high_threshold(visible_effect: float, freedom: int | None = None) -> float:
     """The p-value above which SAME is declared, for a change of `visible_effect` standard errors.
 
     If the change were real, the test statistic would be about N(visible_effect, 1); its 1st percentile
     is visible_effect - 2.326, and the p-value at that point is exceeded by only 1 % of true changes.
     With too few samples that point is below zero and the threshold is 1: nothing can be called SAME yet.
+    With an estimated sd (`freedom` degrees of freedom) the same reasoning runs on Student's t.
     """
-    lowest_likely = visible_effect - MISS_QUANTILE
+    miss = MISS_QUANTILE if freedom is None else float(stats.t.isf(0.01, freedom))
+    lowest_likely = visible_effect - miss
     if lowest_likely <= 0:
         return 1.0
-    return max(LOW_THRESHOLD, _two_sided_normal_p(lowest_likely))
+    return max(LOW_THRESHOLD, _two_sided_p(lowest_likely, freedom))
 
 
 @functools.cache
@@ -134,8 +152,11 @@ def smallest_rank_p_value(n_a: int, n_b: int) -> float:
     return _rank_p_value([float(i) for i in range(n_a)], [float(n_a + i) for i in range(n_b)])
 
 
-def _two_sided_normal_p(z: float) -> float:
-    return math.erfc(z / math.sqrt(2.0))
+def _two_sided_p(z: float, freedom: int | None = None) -> float:
+    """Two-sided p of a standardised difference: normal for a known sd, Student's t for an estimated one."""
+    if freedom is None:
+        return math.erfc(z / math.sqrt(2.0))
+    return float(2.0 * stats.t.sf(abs(z), freedom))
 
 
 def _rank_p_value(a: Sequence[float], b: Sequence[float]) -> float:
@@ -150,15 +171,22 @@ def _rank_p_value(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _noise(a: Sequence[float], b: Sequence[float], scale: float, kind: MetricClass,
-           hint: float | None) -> float:
-    """The relative sd to judge by: counters never below their floor (a regression is never declared on
-    a difference smaller than ngram's jitter); latency's floor only until the data can speak for itself."""
+           hint: Spread | None) -> tuple[float, int | None]:
+    """The relative sd to judge by, and its degrees of freedom where it is an estimate (None: taken as
+    known). Counters never go below their floor (a regression is never declared on a difference smaller
+    than ngram's jitter); latency's floor holds only until the data can speak for itself."""
     pooled, freedom = _pooled_relative_sd(a, b, scale)
     if kind != "latency":
-        return max(hint or 0.0, pooled, COUNTS_NOISE_FLOOR)
+        # The floor is the worst jitter measured, and binds: judged as a known sd (the normal).
+        return max(hint.relative_sd if hint is not None else 0.0, pooled, COUNTS_NOISE_FLOOR), None
     if hint is not None:
-        return max(hint, pooled)
-    return pooled if freedom >= LATENCY_FREEDOM_TO_TRUST else max(pooled, LATENCY_NOISE_FLOOR)
+        sd = max(hint.relative_sd, pooled, LATENCY_KNOWN_FLOOR)
+        if sd == LATENCY_KNOWN_FLOOR:
+            return sd, None
+        return sd, (hint.freedom if sd == hint.relative_sd else freedom)
+    if freedom >= LATENCY_FREEDOM_TO_TRUST:
+        return pooled, freedom
+    return max(pooled, LATENCY_NOISE_FLOOR), None
 
 
 def _pooled_relative_sd(a: Sequence[float], b: Sequence[float], scale: float) -> tuple[float, int]:

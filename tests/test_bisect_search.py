@@ -5,14 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from fleet.bisect import Bisection, Observation, RecordedNoise, SearchPolicy, rounds_lower_bound
-from fleet.compare import Comparison, compare
+from fleet.bisect import Bisection, Observation, SearchPolicy, rounds_lower_bound
+from fleet.compare import Comparison, Spread, compare
 
-Judge = Callable[[Sequence[float], Sequence[float], float, float | None], Comparison]
+Judge = Callable[[Sequence[float], Sequence[float], float, Spread | None], Comparison]
 
 
 def judge(kind: str = "acceptance") -> Judge:
-    def run(a: Sequence[float], b: Sequence[float], magnitude: float, noise: float | None) -> Comparison:
+    def run(a: Sequence[float], b: Sequence[float], magnitude: float, noise: Spread | None) -> Comparison:
         return compare(a, b, magnitude=magnitude, kind="latency" if kind == "latency" else "acceptance",
                        noise=noise)
     return run
@@ -77,7 +77,7 @@ def test_verification_runs_a_lacking_commit_twice_not_on_every_free_slot() -> No
     assert max(verify_runs) <= 2
 
 
-def latency_bisection(noise: RecordedNoise | None) -> Bisection:
+def latency_bisection(noise: Spread | None) -> Bisection:
     """TPOT +15 % at commit 300 of 1000, 2.65 % run-to-run noise (the GPU-bound cell's), no flakes."""
     rng = random.Random(4)
     policy = SearchPolicy(slots=4, max_samples=40, resample="double")
@@ -89,7 +89,7 @@ def latency_bisection(noise: RecordedNoise | None) -> Bisection:
 
 
 def test_a_recorded_spread_lets_a_latency_bisection_judge_from_its_first_runs() -> None:
-    seeded = latency_bisection(RecordedNoise(0.0265, 9))
+    seeded = latency_bisection(Spread(0.0265, 9))
     assert seeded.finding is not None and (seeded.finding.first, seeded.finding.last) == (300, 300)
     assert seeded.finding.verified
     unseeded = latency_bisection(None)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from fleet.compare import COUNTS_NOISE_FLOOR, Verdict, compare, high_threshold
+from fleet.compare import COUNTS_NOISE_FLOOR, Spread, Verdict, compare, high_threshold
 
 
 def test_identical_counter_metrics_are_same_from_one_run_each() -> None:
@@ -56,10 +56,22 @@ def test_latency_sets_entirely_apart_are_not_called_same_below_five_runs_a_side(
 
 def test_latency_with_a_spread_known_from_more_runs_decides_from_one_run_each() -> None:
     # TPOT p50 of the GPU-bound 8B-shaped cell: 2.67 ms, relative sd 2.65 % over 10 engine starts.
-    slower = compare([2.67], [2.94], magnitude=0.10, kind="latency", noise=0.0265)
-    same = compare([2.67], [2.68], magnitude=0.10, kind="latency", noise=0.0265)
-    assert (slower.verdict, slower.method) == (Verdict.DIFFERENT, "pooled noise")
+    recorded = Spread(0.0265, 9)
+    slower = compare([2.67], [3.20], magnitude=0.20, kind="latency", noise=recorded)
+    same = compare([2.67], [2.68], magnitude=0.20, kind="latency", noise=recorded)
+    assert (slower.verdict, slower.method) == (Verdict.DIFFERENT, "known spread")
     assert same.verdict is Verdict.SAME
+
+
+def test_a_known_latency_spread_is_an_estimate_and_never_below_the_floor() -> None:
+    # +10 % is 2.7 standard errors at 2.65 %: significant for the normal, not for t with 9 dof (p 0.026).
+    assert compare([2.67], [2.94], magnitude=0.10, kind="latency", noise=Spread(0.0265, 9)).verdict \
+        is Verdict.UNKNOWN
+    # One lease's 0.04 % for the non-speculative reference is not believed: 2 % is the least spread used.
+    assert compare([10.0], [10.03], magnitude=0.05, kind="latency", noise=Spread(0.0004, 9)).verdict \
+        is not Verdict.DIFFERENT
+    assert compare([10.0], [10.0], magnitude=0.05, kind="latency", noise=Spread(0.0, 9)).verdict \
+        is not Verdict.DIFFERENT  # an sd of 0 recorded: no division by zero
 
 
 def test_the_same_threshold_falls_as_the_visible_effect_grows() -> None:

@@ -24,7 +24,7 @@ import click
 from fleet.backends.base import Backend
 from fleet.backends.local import LocalBackend, suite_command
 from fleet.baselines import find_baseline
-from fleet.bisect import RecordedNoise, SearchPolicy
+from fleet.bisect import SearchPolicy
 from fleet.bisect_commits import (
     CHECKOUT_PLACEHOLDER,
     SHA_PLACEHOLDER,
@@ -47,6 +47,7 @@ from fleet.bisect_run import (
 )
 from fleet.catalog import list_tiers, load_catalog, load_tier
 from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
+from fleet.compare import Spread
 from fleet.controller import new_run_id
 from fleet.errors import ConfigError, FleetError
 from fleet.history import BisectionRecord, HistoryStore
@@ -196,7 +197,7 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     sys.exit(0 if found else 1)
 
 
-def _recorded_noise(baselines_dir: Path, cell: Cell, metric: str) -> RecordedNoise | None:
+def _recorded_noise(baselines_dir: Path, cell: Cell, metric: str) -> Spread | None:
     baseline, path = find_baseline(baselines_dir, cell) if baselines_dir.is_dir() else (None, baselines_dir)
     noise = recorded_noise(baseline, metric)
     if noise is None:
