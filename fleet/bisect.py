@@ -67,6 +67,8 @@ class Observation:
     value: float | None
     failure: FailureKind | None = None
     reason: str = ""
+    #: False when the commit could not even be started (its image failed to build): no run was spent.
+    ran: bool = True
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class Bisection:
         self.records = [CommitRecord() for _ in range(commits)]
         self.rounds = 0
         self.runs = 0
+        self.failed_runs = 0
         self.finding: Finding | None = None
         self._cache: dict[tuple[int, int, int, int, Spread | None], Classification] = {}
 
@@ -152,7 +155,9 @@ class Bisection:
     def record(self, observations: Sequence[Observation]) -> None:
         for seen in observations:
             record = self.records[seen.commit]
-            self.runs += 1
+            if seen.ran:
+                self.runs += 1
+                self.failed_runs += seen.value is None or seen.failure is not None
             if seen.value is not None and seen.failure is None:
                 record.samples.append(seen.value)
                 continue

@@ -149,7 +149,8 @@ def run_bisection(
                 try:
                     cell, backend = materialise(sha), backend_for(sha)
                 except UntestableCommit as err:
-                    skipped.append(Observation(run.commit, None, "untestable", f"{err.reason}: {err}"))
+                    skipped.append(Observation(run.commit, None, "untestable", f"{err.reason}: {err}",
+                                               ran=False))
                     continue
                 attempts_made[run.commit] += 1
                 attempt = Attempt(cell, attempts_made[run.commit], f"{run_id}-{sha[:12]}")
@@ -232,7 +233,7 @@ def report_document(outcome: BisectOutcome, *, cell: Cell, backend: str, started
             "culprit_vs_parent": finding.verification.describe() if finding.verification else None,
         },
         "rounds": bisection.rounds, "runs": bisection.runs,
-        "failed_runs": sum(len(r.failures) for r in bisection.records),
+        "failed_runs": bisection.failed_runs,
         "machine_hours": round(outcome.machine_hours, 4), "gpu_hours": round(outcome.gpu_hours, 4),
         "cost_usd": round(cost, 2) if cost is not None else None,
         "wall_s": round(time.time() - started, 1),
@@ -263,7 +264,8 @@ def render_text(document: dict[str, object]) -> str:
     lines += [f"  {document['reason']}", f"  good vs bad: {evidence['good_vs_bad']}",
               f"  culprit vs parent: {evidence['culprit_vs_parent']}",
               f"noise: {noise['relative_sd']:.2%} per run, recorded over {noise['runs']} runs in the cell's "
-              "baseline" if isinstance(noise, dict) else "noise: no recorded spread; the comparison's floors",
+              "baseline" if isinstance(noise, dict) else
+              "noise: no recorded spread; the comparison's floors until the bisection measured its own",
               f"cost: {document['rounds']} rounds, {document['runs']} runs "
               f"({document['failed_runs']} failed), "
               f"{document['gpu_hours']} GPU-hours, {document['machine_hours']} machine-hours"

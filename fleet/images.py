@@ -101,8 +101,21 @@ def run_build(plan: BuildPlan, *, push: bool = False) -> str:
                                            rm=True, pull=True)
         if push:
             repository, _, tag = plan.tag.rpartition(":")
-            engine.images.push(repository, tag=tag)
+            # A refused push does not raise: the engine reports it in the streamed progress.
+            for line in engine.images.push(repository, tag=tag, stream=True, decode=True):
+                if isinstance(line, dict) and line.get("error"):
+                    raise InfrastructureError(f"docker push of {plan.tag} failed: {line['error']}",
+                                              where=repository,
+                                              fix="log in to the registry (`docker login`) with push rights")
     except docker.errors.DockerException as err:
         raise InfrastructureError(f"docker build failed: {err}", where=plan.dockerfile,
                                   fix="check that a Docker engine is running (`docker info`)") from err
     return str(image.id)
+
+
+def docker_available() -> None:
+    """Raises ConfigError unless the docker SDK is installed (before a build is planned, not during one)."""
+    try:
+        import docker  # noqa: F401
+    except ImportError as err:
+        raise ConfigError("the docker SDK is not installed", fix="pip install docker") from err

@@ -16,6 +16,7 @@ from fleet.baselines import baseline_path, save_baseline
 from fleet.bisect_commits import with_image
 from fleet.bisect_run import UntestableCommit, render_text
 from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, find_cell, image_builder
+from fleet.errors import ConfigError
 from fleet.images import build_plan
 from fleet.model import Baseline, MetricBaseline
 from tests.conftest import Fleet
@@ -183,8 +184,10 @@ def fake_docker(monkeypatch: pytest.MonkeyPatch, fail_for: str = "",
             calls.append(("build", kwargs["tag"]))
             return types.SimpleNamespace(id="sha256:1"), []
 
-        def push(self, repository: str, tag: str) -> None:
+        def push(self, repository: str, tag: str, stream: bool = False,
+                 decode: bool = False) -> list[dict[str, str]]:
             calls.append(("push", f"{repository}:{tag}"))
+            return [{"status": "Pushed"}]
 
     fake = types.ModuleType("docker")
     fake.from_env = lambda: types.SimpleNamespace(images=Images())  # type: ignore[attr-defined]
@@ -234,3 +237,10 @@ def test_building_images_needs_the_cluster_and_a_fleet_image_template(workdir: P
                               "--commits", "commits.txt", "--build-images", "wheel", "--image-template",
                               "vllm/vllm-openai:nightly-{sha}"), "REPOSITORY/fleet-cuda:{sha}")
     assert not (workdir / "runs").exists()
+
+
+def test_building_images_without_the_docker_sdk_is_refused_before_any_commit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "docker", None)  # import docker raises ImportError
+    with pytest.raises(ConfigError, match="docker SDK"):
+        image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO)

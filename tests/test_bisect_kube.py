@@ -92,6 +92,7 @@ def test_images_built_on_demand_once_per_commit_and_a_failed_build_skips_the_com
     finding = outcome.finding
     assert (finding.status, finding.first, finding.last, finding.verified) == ("range", 17, 20, True)
     assert sorted(built) == sorted(set(built))  # once per commit, however often it runs
+    assert outcome.bisection.runs == len(outcome.spans)  # a commit that could not be built cost no run
     assert images == {TEMPLATE.format(sha=sha) for sha in built}
     for index in (17, 18, 19):
         record = outcome.bisection.records[index]

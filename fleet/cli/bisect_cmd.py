@@ -51,7 +51,14 @@ from fleet.compare import Spread
 from fleet.controller import new_run_id
 from fleet.errors import ConfigError, FleetError
 from fleet.history import BisectionRecord, HistoryStore
-from fleet.images import COMMIT_IMAGE_TEMPLATE, WHEEL_INDEX_TEMPLATE, build_plan, image_tag, run_build
+from fleet.images import (
+    COMMIT_IMAGE_TEMPLATE,
+    WHEEL_INDEX_TEMPLATE,
+    build_plan,
+    docker_available,
+    image_tag,
+    run_build,
+)
 from fleet.matrix import expand
 from fleet.model import Cell
 from fleet.suite.metrics import metric_info
@@ -133,8 +140,9 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 @click.option("--seed", type=int, default=0, show_default=True, help="sim backend: random seed.")
 @click.option("--baselines", "baselines_dir", type=click.Path(path_type=Path), default=Path("baselines"),
               show_default=True,
-              help="The cell's baseline here (if any) gives the metric's recorded run-to-run spread, "
-                   "which the search judges by from its first round instead of a worst-case floor.")
+              help="The cell's baseline here (if any) gives the metric's recorded run-to-run spread: latency "
+                   "is judged by it from the first round (never below 2 %), counters by it where it is "
+                   "above their 1 % floor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--history-db", default="runs/history.sqlite", show_default=True, envvar="FLEET_HISTORY_DB",
               help="Record the bisection and its GPU-hours in this history ('' skips it; the sim backend's "
@@ -286,6 +294,7 @@ def image_builder(template: str, root: Path, wheel_index: str | None = None) -> 
                                 from_wheel=wheel_index is not None,
                                 wheel_index=wheel_index or WHEEL_INDEX_TEMPLATE)
     plan_of(commit="0" * 40)  # the Dockerfile is here, the wheel index has its {sha}: checked once
+    docker_available()
     failed: dict[str, UntestableCommit] = {}
 
     def build(sha: str) -> None:
