@@ -49,7 +49,8 @@ class BuildPlan:
 
 def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_tag: str | None = None,
                base: str | None = None, repository: str = DEFAULT_REPOSITORY,
-               from_wheel: bool = False, wheel_index: str = WHEEL_INDEX_TEMPLATE) -> BuildPlan:
+               from_wheel: bool = False, wheel_index: str = WHEEL_INDEX_TEMPLATE,
+               wheel_base_tag: str = "latest") -> BuildPlan:
     """The Dockerfile, base image and tag for one vendor and one vLLM build (a commit or a tag);
     `from_wheel`: the commit's wheel (from `wheel_index`, with {sha}) over vLLM's latest release image."""
     if (commit is None) == (vllm_tag is None):
@@ -77,7 +78,7 @@ def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_
     version = commit or str(vllm_tag)
     buildargs = {"VLLM_IMAGE": image, "VLLM_TAG": version}
     if from_wheel and commit is not None:
-        buildargs = {"VLLM_IMAGE": base or CUDA_RELEASE_BASE, "VLLM_TAG": "latest",
+        buildargs = {"VLLM_IMAGE": base or CUDA_RELEASE_BASE, "VLLM_TAG": wheel_base_tag,
                      "VLLM_WHEEL_INDEX": wheel_index.format(sha=commit)}
     return BuildPlan(
         context=repo_root,
@@ -111,6 +112,19 @@ def run_build(plan: BuildPlan, *, push: bool = False) -> str:
         raise InfrastructureError(f"docker build failed: {err}", where=plan.dockerfile,
                                   fix="check that a Docker engine is running (`docker info`)") from err
     return str(image.id)
+
+
+def pinned_tag(image: str, tag: str) -> str:
+    """`tag@sha256:...`: the tag with the digest it points to now, so that every build of a bisection starts
+    from the same base even if a release moves the tag meanwhile (FROM image:tag@digest uses the digest)."""
+    import docker
+
+    try:
+        digest = docker.from_env().images.get_registry_data(f"{image}:{tag}").id
+    except docker.errors.DockerException as err:
+        raise InfrastructureError(f"cannot read the digest of {image}:{tag}: {err}", where=image,
+                                  fix="check the Docker engine (`docker info`) and the registry") from err
+    return f"{tag}@{digest}"
 
 
 def docker_available() -> None:

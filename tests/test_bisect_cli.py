@@ -189,6 +189,10 @@ def fake_docker(monkeypatch: pytest.MonkeyPatch, fail_for: str = "",
             calls.append(("push", f"{repository}:{tag}"))
             return [{"status": "Pushed"}]
 
+        def get_registry_data(self, name: str) -> Any:
+            calls.append(("digest", name))
+            return types.SimpleNamespace(id="sha256:" + "b" * 64)
+
     fake = types.ModuleType("docker")
     fake.from_env = lambda: types.SimpleNamespace(images=Images())  # type: ignore[attr-defined]
     fake.errors = types.SimpleNamespace(DockerException=RuntimeError)  # type: ignore[attr-defined]
@@ -205,14 +209,18 @@ def test_an_image_built_on_demand_is_the_one_the_template_names_and_is_pushed(
     assert calls == [("build", tag), ("push", tag)]
 
 
-def test_an_image_built_from_the_commits_wheel_installs_it_over_the_release_image(
+def test_images_built_from_wheels_install_them_over_one_pinned_release_image(
         monkeypatch: pytest.MonkeyPatch) -> None:
     builds: list[dict[str, str]] = []
-    fake_docker(monkeypatch, buildargs=builds)
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO, "https://wheels.vllm.ai/{sha}")(sha)
-    assert builds == [{"VLLM_IMAGE": "vllm/vllm-openai", "VLLM_TAG": "latest",
-                       "VLLM_WHEEL_INDEX": f"https://wheels.vllm.ai/{sha}"}]
+    calls = fake_docker(monkeypatch, buildargs=builds)
+    build = image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO, "https://wheels.vllm.ai/{sha}")
+    for sha in ("0123456789abcdef0123456789abcdef01234567", "1" * 40):
+        build(sha)
+    # The release image's digest is read once: every commit of the bisection builds on the same base.
+    assert [call for call in calls if call[0] == "digest"] == [("digest", "vllm/vllm-openai:latest")]
+    assert builds == [{"VLLM_IMAGE": "vllm/vllm-openai", "VLLM_TAG": "latest@sha256:" + "b" * 64,
+                       "VLLM_WHEEL_INDEX": f"https://wheels.vllm.ai/{sha}"}
+                      for sha in ("0123456789abcdef0123456789abcdef01234567", "1" * 40)]
 
 
 def test_a_commit_whose_image_cannot_be_built_is_untestable_not_an_abort(

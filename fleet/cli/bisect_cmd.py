@@ -53,10 +53,12 @@ from fleet.errors import ConfigError, FleetError
 from fleet.history import BisectionRecord, HistoryStore
 from fleet.images import (
     COMMIT_IMAGE_TEMPLATE,
+    CUDA_RELEASE_BASE,
     WHEEL_INDEX_TEMPLATE,
     build_plan,
     docker_available,
     image_tag,
+    pinned_tag,
     run_build,
 )
 from fleet.matrix import expand
@@ -295,6 +297,8 @@ def image_builder(template: str, root: Path, wheel_index: str | None = None) -> 
                                 wheel_index=wheel_index or WHEEL_INDEX_TEMPLATE)
     plan_of(commit="0" * 40)  # the Dockerfile is here, the wheel index has its {sha}: checked once
     docker_available()
+    if wheel_index is not None:  # one base for every commit, whatever release lands meanwhile
+        plan_of = functools.partial(plan_of, wheel_base_tag=pinned_tag(CUDA_RELEASE_BASE, "latest"))
     failed: dict[str, UntestableCommit] = {}
 
     def build(sha: str) -> None:
