@@ -159,6 +159,8 @@ def run_bisection(
                 if on_start is not None:
                     on_start(run, sha)
             observations = skipped + _execute(planned, waves, metric, outcome)
+            for backend in {id(b): b for _, b, _ in planned}.values():
+                backend.close()  # its round is over: a cluster backend's watch is not kept open for hours
             bisection.record(observations)
             failures = sum(o.failure is not None for o in observations)
             log = RoundLog(bisection.rounds, runs, bisection.bracket(), failures, bisection.runs,

@@ -68,3 +68,8 @@ class Backend(Protocol):
     def close(self) -> None:
         """Let go of what the backend holds while it waits (a cluster watch); running work is left alone."""
         ...
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() let go of something that submitting again would need: then make a new one."""
+        ...

@@ -96,6 +96,10 @@ class LocalBackend:
     def close(self) -> None:
         """Nothing is held between outcomes: each attempt's process is waited for by its own thread."""
 
+    @property
+    def closed(self) -> bool:
+        return False  # close() released nothing: it can take more attempts
+
     def cancel(self) -> None:
         self._cancelled.set()
         with self._lock:

@@ -57,6 +57,10 @@ class SimBackend:
     def close(self) -> None:
         """A rehearsal holds nothing."""
 
+    @property
+    def closed(self) -> bool:
+        return False  # close() released nothing: it can take more attempts
+
     def cancel(self) -> None:
         self._pending = []
 

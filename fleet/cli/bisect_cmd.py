@@ -338,8 +338,8 @@ def kube_commit_wiring(cell: Cell, template: str, run_dir: Path, make_backend: C
     kubes: dict[str, Backend] = {}
 
     def kube_backend(sha: str) -> Backend:
-        if sha not in kubes:
-            if prepare is not None:
+        if sha not in kubes or kubes[sha].closed:  # closed after its last round: a new one, same run id
+            if prepare is not None and sha not in kubes:
                 prepare(sha)
             image = template.format(sha=sha)
             context = RenderContext(run_id=f"{run_dir.name[:40]}-{sha[:12]}", vllm_version=sha,
