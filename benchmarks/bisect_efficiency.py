@@ -167,7 +167,8 @@ Outcome = tuple[bool, bool, int, int, bool]  # right, right and verified, rounds
 def run_fleet(trial: Trial, family: Family, slots: int) -> Outcome:
     rng = random.Random(trial.seed * 7919 + slots)
     policy = SearchPolicy(slots=slots, max_samples=family.max_samples,
-                          resample="double" if family.kind == "latency" else "one")
+                          resample="double" if family.kind == "latency" else "one",
+                          verify_on_samples=family.kind == "latency")
 
     def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: Spread | None):  # type: ignore[no-untyped-def]
         return compare(a, b, magnitude=magnitude, kind=family.kind, noise=noise)

@@ -81,6 +81,9 @@ class SearchPolicy:
     #: Runs added to an UNKNOWN commit per round: "one", or "double" its samples as Pinpoint does
     #: (10, 20, 40, ...), which suits noisy latency metrics that rank tests judge only at larger n.
     resample: Literal["one", "double"] = "one"
+    #: Verify the culprit against its parent on their own samples (for latency: the rank tests), not on the
+    #: pooled spread: heavy tails (one slow engine start in 15) must not verify a wrong commit.
+    verify_on_samples: bool = False
 
     def __post_init__(self) -> None:
         if self.slots < 1:
@@ -311,8 +314,9 @@ class Bisection:
         needed = 1 + self.policy.verify_fresh
         lacking = [c for c in (parent, culprit) if len(self.records[c].samples) < needed]
         if not lacking:
+            noise = None if self.policy.verify_on_samples else self._pooled_noise()
             check = self.compare(self.records[parent].samples, self.records[culprit].samples,
-                                 self.magnitude(), self._pooled_noise())
+                                 self.magnitude(), noise)
             ends = self.ends_comparison()
             same_way = ends is None or (check.relative_difference > 0) == (ends.relative_difference > 0)
             if check.verdict is Verdict.DIFFERENT and same_way:

@@ -142,6 +142,8 @@ def test_a_latency_rehearsal_judges_by_the_spread_its_baseline_recorded(workdir:
     report = json.loads(out)
     assert report["status"] == "culprit" and report["verified"] and report["culprit"]["last"] == "c0121"
     assert report["recorded_noise"] == {"relative_sd": pytest.approx(0.0265, abs=5e-4), "runs": 10}
+    # Placed by the recorded spread, verified on the pair's own runs: heavy tails cannot verify a wrong one.
+    assert "min(KS, MWU)" in report["evidence"]["culprit_vs_parent"]
     assert "noise: 2.65% per run, recorded over 10 runs" in render_text(report)
 
 

@@ -182,8 +182,9 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     ensure_writable_dir(run_dir, option="--runs-dir")
     stderr.print(f"bisect {bisect_id}: {len(commits) - 1} commits after good, cell {cell.id}, "
                  f"metric {metric}, {slots} slots on the {backend} backend -> {run_dir}", soft_wrap=True)
+    latency = info.kind == "latency"
     policy = SearchPolicy(slots=slots, max_samples=max_samples, max_rounds=max_rounds,
-                          resample="double" if info.kind == "latency" else "one")
+                          resample="double" if latency else "one", verify_on_samples=latency)
     started = time.time()
     try:
         outcome = run_bisection(
