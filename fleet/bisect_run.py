@@ -241,10 +241,27 @@ def report_document(outcome: BisectOutcome, *, cell: Cell, backend: str, started
         "wall_s": round(time.time() - started, 1),
         "slots": bisection.policy.slots, "max_samples": bisection.policy.max_samples,
         # The spread the comparisons started from: the cell's baseline (None: the comparison's floors).
-        "recorded_noise": {"relative_sd": round(noise.relative_sd, 6), "runs": noise.freedom + 1}
+        "recorded_noise": {"relative_sd": round(noise.relative_sd, 6), "runs": noise.freedom + 1,
+                           "ends_apart_in_sd": round(bisection.magnitude() / noise.relative_sd, 2)
+                           if noise.relative_sd > 0 else None}
         if (noise := bisection.recorded_noise) is not None else None,
         "measurements": measured,
     }
+
+
+#: Ends this many recorded sd apart or fewer: one run places a commit with 99 % certainty only rarely.
+FEW_SD_APART = 4.0
+
+
+def _noise_line(noise: dict[str, object]) -> str:
+    line = f"noise: {noise['relative_sd']:.2%} per run, recorded over {noise['runs']} runs in the cell's " \
+        "baseline"
+    apart = noise.get("ends_apart_in_sd")
+    if isinstance(apart, float):
+        line += f"; the ends are {apart:.1f} of it apart"
+        if apart <= FEW_SD_APART:
+            line += " (each commit needs several runs at that distance: expect a long search)"
+    return line
 
 
 def render_text(document: dict[str, object]) -> str:
@@ -265,8 +282,7 @@ def render_text(document: dict[str, object]) -> str:
     noise = document.get("recorded_noise")
     lines += [f"  {document['reason']}", f"  good vs bad: {evidence['good_vs_bad']}",
               f"  culprit vs parent: {evidence['culprit_vs_parent']}",
-              f"noise: {noise['relative_sd']:.2%} per run, recorded over {noise['runs']} runs in the cell's "
-              "baseline" if isinstance(noise, dict) else
+              _noise_line(noise) if isinstance(noise, dict) else
               "noise: no recorded spread; the comparison's floors until the bisection measured its own",
               f"cost: {document['rounds']} rounds, {document['runs']} runs "
               f"({document['failed_runs']} failed), "

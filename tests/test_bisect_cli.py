@@ -141,10 +141,14 @@ def test_a_latency_rehearsal_judges_by_the_spread_its_baseline_recorded(workdir:
     assert f"noise: tpot_p50_ms spread 2.65% over 10 runs recorded in {path.relative_to(workdir)}" in err
     report = json.loads(out)
     assert report["status"] == "culprit" and report["verified"] and report["culprit"]["last"] == "c0121"
-    assert report["recorded_noise"] == {"relative_sd": pytest.approx(0.0265, abs=5e-4), "runs": 10}
+    noise = report["recorded_noise"]
+    assert (noise["relative_sd"], noise["runs"]) == (pytest.approx(0.0265, abs=5e-4), 10)
+    assert noise["ends_apart_in_sd"] == pytest.approx(0.15 / 0.0265, rel=0.5)  # a +15 % step, one run an end
     # Placed by the recorded spread, verified on the pair's own runs: heavy tails cannot verify a wrong one.
     assert "min(KS, MWU)" in report["evidence"]["culprit_vs_parent"]
     assert "noise: 2.65% per run, recorded over 10 runs" in render_text(report)
+    close = {**report, "recorded_noise": {**noise, "ends_apart_in_sd": 2.5}}
+    assert "expect a long search" in render_text(close) and "expect a long search" not in render_text(report)
 
 
 def test_a_bisection_without_a_baseline_says_it_starts_from_the_floors(workdir: Path, fleet: Fleet) -> None:
