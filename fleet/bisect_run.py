@@ -139,11 +139,10 @@ def run_bisection(
     bisection = Bisection(len(commits), comparator(metric), policy, noise)
     outcome = BisectOutcome(list(commits), metric, bisection)
     attempts_made = [0] * len(commits)
-    used: dict[int, Backend] = {}
-    try:
-        while runs := bisection.next_round():
-            planned: list[tuple[int, Backend, Attempt]] = []
-            skipped: list[Observation] = []
+    while runs := bisection.next_round():
+        planned: list[tuple[int, Backend, Attempt]] = []
+        skipped: list[Observation] = []
+        try:
             for run in runs:
                 sha = commits[run.commit]
                 try:
@@ -154,23 +153,21 @@ def run_bisection(
                     continue
                 attempts_made[run.commit] += 1
                 attempt = Attempt(cell, attempts_made[run.commit], f"{run_id}-{sha[:12]}")
-                used[id(backend)] = backend
                 planned.append((run.commit, backend, attempt))
                 if on_start is not None:
                     on_start(run, sha)
             observations = skipped + _execute(planned, waves, metric, outcome)
+        finally:
+            # The round is over, or cut short: a cluster backend's watch is not kept open for hours.
             for backend in {id(b): b for _, b, _ in planned}.values():
-                backend.close()  # its round is over: a cluster backend's watch is not kept open for hours
-            bisection.record(observations)
-            failures = sum(o.failure is not None for o in observations)
-            log = RoundLog(bisection.rounds, runs, bisection.bracket(), failures, bisection.runs,
-                           outcome.gpu_hours)
-            outcome.rounds.append(log)
-            if on_round is not None:
-                on_round(log, bisection)
-    finally:
-        for backend in used.values():  # one per commit on a cluster, each with its watch
-            backend.close()
+                backend.close()
+        bisection.record(observations)
+        failures = sum(o.failure is not None for o in observations)
+        log = RoundLog(bisection.rounds, runs, bisection.bracket(), failures, bisection.runs,
+                       outcome.gpu_hours)
+        outcome.rounds.append(log)
+        if on_round is not None:
+            on_round(log, bisection)
     return outcome
 
 
