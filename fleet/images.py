@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fleet.errors import ConfigError, InfrastructureError
 
@@ -91,10 +92,7 @@ def build_plan(repo_root: Path, *, vendor: str, commit: str | None = None, vllm_
 
 def run_build(plan: BuildPlan, *, push: bool = False) -> str:
     """Build (and push) through the local Docker engine; returns the image id."""
-    try:
-        import docker
-    except ImportError as err:
-        raise ConfigError("the docker SDK is not installed", fix="pip install docker") from err
+    docker = docker_sdk()
     try:
         engine = docker.from_env()
         image, _logs = engine.images.build(path=str(plan.context), dockerfile=plan.dockerfile,
@@ -117,8 +115,7 @@ def run_build(plan: BuildPlan, *, push: bool = False) -> str:
 def pinned_tag(image: str, tag: str) -> str:
     """`tag@sha256:...`: the tag with the digest it points to now, so that every build of a bisection starts
     from the same base even if a release moves the tag meanwhile (FROM image:tag@digest uses the digest)."""
-    import docker
-
+    docker = docker_sdk()
     try:
         digest = docker.from_env().images.get_registry_data(f"{image}:{tag}").id
     except docker.errors.DockerException as err:
@@ -127,9 +124,10 @@ def pinned_tag(image: str, tag: str) -> str:
     return f"{tag}@{digest}"
 
 
-def docker_available() -> None:
-    """Raises ConfigError unless the docker SDK is installed (before a build is planned, not during one)."""
+def docker_sdk() -> Any:  # the SDK ships no types
+    """The docker SDK, imported only where an image is built; ConfigError if it is not installed."""
     try:
-        import docker  # noqa: F401
+        import docker
     except ImportError as err:
         raise ConfigError("the docker SDK is not installed", fix="pip install docker") from err
+    return docker

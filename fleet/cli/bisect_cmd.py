@@ -56,7 +56,7 @@ from fleet.images import (
     CUDA_RELEASE_BASE,
     WHEEL_INDEX_TEMPLATE,
     build_plan,
-    docker_available,
+    docker_sdk,
     image_tag,
     pinned_tag,
     run_build,
@@ -297,7 +297,7 @@ def image_builder(template: str, root: Path, wheel_index: str | None = None) -> 
                                 from_wheel=wheel_index is not None,
                                 wheel_index=wheel_index or WHEEL_INDEX_TEMPLATE)
     plan_of(commit="0" * 40)  # the Dockerfile is here, the wheel index has its {sha}: checked once
-    docker_available()
+    docker_sdk()  # refused before the search starts, not at the first commit's build
     if wheel_index is not None:  # one base for every commit, whatever release lands meanwhile
         plan_of = functools.partial(plan_of, wheel_base_tag=pinned_tag(CUDA_RELEASE_BASE, "latest"))
     failed: dict[str, UntestableCommit] = {}
