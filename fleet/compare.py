@@ -116,7 +116,8 @@ def compare(a: Sequence[float], b: Sequence[float], *, magnitude: float, kind: M
         rank_test_can_decide = smallest_rank_p_value(len(a), len(b)) <= LOW_THRESHOLD
     else:
         # Counters, or latency with a spread known from more data than these samples (the bisection pools
-        # it over every commit it measured twice): a normal test on the means, which decides from one run.
+        # it over every commit it measured twice): a test on the means (normal for a known sd, Student's t
+        # for an estimated one), which can decide from one run each.
         p_value = _two_sided_p(abs(change) / standard_error, freedom)
         method = "counts" if kind != "latency" else "known spread"
         visible = abs(magnitude) / standard_error
