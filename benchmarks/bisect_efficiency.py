@@ -41,15 +41,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from h200_cells import GPU_BOUND_MODEL, earlier_procedure
+
 from fleet.backends.sim_scenario import Noise
 from fleet.bisect import Bisection, Observation, SearchPolicy, _spread, rounds_lower_bound
 from fleet.compare import Spread, compare
 from fleet.suite.metrics import MetricClass
 
 REPO = Path(__file__).resolve().parent.parent
-#: The GPU-bound cell of jobs/h200.yaml (8B-shaped Llama, dummy weights): the latency noise of a target
-#: whose decode step the GPU sets, as the nightly tier's are; the tiny models' latency is the host's.
-GPU_BOUND_MODEL = "bundled:llama-8b-shape/target"
 N = 1000
 FLAKY = 0.05
 BROKEN_SHARE = 0.3
@@ -65,9 +64,10 @@ def recorded(metric: str, variant: str | None = None, gpu_bound: bool = False) -
     GPU-bound 8B-shaped cell's alone with `gpu_bound`, else the tiny cells')."""
     by_cell: dict[str, list[float]] = {}
     h200 = REPO / "evidence" / "h200"
-    # runs/m1 (the 8B-shaped cell's first run) predates the batch-size-1 warm-up: another procedure.
-    for path in sorted([*h200.glob("runs/r*/*.json"), *h200.glob("series/*/*.json"),
+    for path in sorted([*h200.glob("runs/*/*.json"), *h200.glob("series/*/*.json"),
                         *h200.glob("mseries/*/*.json")]):
+        if earlier_procedure(path.as_posix()):
+            continue
         document = json.loads(path.read_text())
         name = document["cell"]["variant"]["name"]
         if document["status"] != "ok" or metric not in document["metrics"]:

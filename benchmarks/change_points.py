@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from h200_cells import GPU_BOUND_MODEL
 
+from fleet.model.catalog import model_slug
 from fleet.suite.metrics import metric_info
 from fleet.trends import Settings, detect
 
@@ -39,9 +41,9 @@ STEPS = (0.05, 0.10, 0.20, 0.30)
 #: Real H200 pairs (value with engine start a, value with engine start b).
 H200_ACCEPTANCE_PAIRS = [(2.191, 2.214)]
 H200_LATENCY_PAIRS = [(2.11, 2.18), (2.22, 2.13), (3.82, 4.75)]
-#: Baseline files of the GPU-bound cell (jobs/h200.yaml: an 8B-shaped Llama whose decode step the GPU
-#: sets, as the nightly tier's 8B-class targets' is); the tiny-stdlib cells' latency is the host CPU's.
-GPU_BOUND_STEM = "llama-8b-shape"
+#: Baseline files (`<variant>__<model slug>`) of the GPU-bound cell; the tiny-stdlib cells' latency is the
+#: host CPU's (h200_cells).
+GPU_BOUND_STEM = "__" + model_slug(GPU_BOUND_MODEL)
 GPU_BOUND_HEADLINE = ("tpot_p50_ms", "speedup", "reference_tpot_p50_ms")
 
 
@@ -74,24 +76,24 @@ def residual_shape(runs: dict[str, list[float]]) -> np.ndarray:
 def noise_classes(runs: dict[str, list[float]]) -> dict[str, tuple[float, str]]:
     """Class name -> (CV used, where it comes from)."""
     grouped: dict[str, list[float]] = {}
-    for key, values in runs.items():
+    headline: dict[str, tuple[float, str]] = {}
+    for key, values in sorted(runs.items()):
         pool_file, metric = key.split(":")
         info = metric_info(metric)
         kind = info.kind if info else "other"
         cv = float(np.std(values, ddof=1) / abs(np.mean(values)))
+        pool = pool_file.split("/")[0]
         # The 8B-shaped cell's latency is the GPU's, the tiny models' the host's: two classes, not one.
-        bound = "-gpu-bound" if GPU_BOUND_STEM in pool_file else ""
-        grouped.setdefault(f"{kind}-{pool_file.split('/')[0]}{bound}", []).append(cv)
+        bound = "-gpu-bound" if pool_file.endswith(GPU_BOUND_STEM) else ""
+        grouped.setdefault(f"{kind}-{pool}{bound}", []).append(cv)
+        # The class median mixes TTFT and the tails (5-13 %) with TPOT p50 (2.7 %) and the non-speculative
+        # reference (0.04 %): the headline metrics of the GPU-bound cell are shown on their own as well.
+        if bound and metric in GPU_BOUND_HEADLINE:
+            headline[f"{metric}-{pool}-gpu-bound"] = (cv, f"{len(values)} runs")
     classes = {name: (float(np.median(cvs)),
                       f"median of {len(cvs)} metrics, CV {min(cvs):.1%}..{max(cvs):.1%}")
                for name, cvs in sorted(grouped.items())}
-    # The class median mixes TTFT and the tails (5-13 %) with TPOT p50 (2.7 %) and the non-speculative
-    # reference (0.04 %): the headline metrics of the GPU-bound cell are shown on their own as well.
-    for key, values in sorted(runs.items()):
-        pool_file, metric = key.split(":")
-        if GPU_BOUND_STEM in pool_file and metric in GPU_BOUND_HEADLINE:
-            cv = float(np.std(values, ddof=1) / abs(np.mean(values)))
-            classes[f"{metric}-{pool_file.split('/')[0]}-gpu-bound"] = (cv, f"{len(values)} runs")
+    classes.update(headline)
     classes["readme-acceptance-h200"] = (pair_cv(H200_ACCEPTANCE_PAIRS), "1 pair of engine starts")
     classes["readme-latency-h200"] = (pair_cv(H200_LATENCY_PAIRS), "3 pairs of engine starts")
     return classes

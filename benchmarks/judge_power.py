@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from h200_cells import GPU_BOUND_MODEL, earlier_procedure
 
 from fleet.judge.decide import ALPHA, decide, family_size_of, gather, pooled_spreads
 from fleet.judge.rfc_rule import judge_metric
@@ -91,14 +92,6 @@ REGRESSIONS = (
     ("tpot_p50_ms", 0.20),
 )
 BARS = {"false_alarm": 0.01, ("acceptance_length", -0.05): 0.95, ("tpot_p50_ms", 0.10): 0.95}
-#: The one GPU-bound configuration measured: an 8B-shaped Llama (dummy weights, real kernels and memory
-#: traffic) whose decode step is set by the GPU, as the nightly tier's 8B-class targets are; the tiny
-#: models' 6 M parameters leave their latency to the host's CPU (evidence/h200/README.md).
-GPU_BOUND_MODEL = "bundled:llama-8b-shape/target"
-#: Runs measured by an earlier suite: runs/m1 predates the batch-size-1 warm-up, whose missing kernels cost
-#: its first single request a JIT compile (speedup 1.31 there, 1.60-1.80 in mseries): another procedure,
-#: not another engine start of this one.
-EARLIER_PROCEDURE = ("h200/runs/m1/",)
 
 
 @dataclass(frozen=True)
@@ -125,7 +118,7 @@ def load_results(roots: list[Path]) -> dict[str, list[RunResult]]:
         for path in sorted(root.glob("**/*.json")):
             if not (path.name.startswith("result") or "evidence" in str(path)):
                 continue
-            if any(part in path.as_posix() for part in EARLIER_PROCEDURE):
+            if earlier_procedure(path.as_posix()):
                 continue
             try:
                 result = RunResult.model_validate_json(path.read_bytes())

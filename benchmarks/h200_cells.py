@@ -1,0 +1,16 @@
+"""Which recorded H200 cells stand for what: shared by the benchmarks that fit noise from evidence/h200
+and baselines/h200, so that each of them tells the GPU-bound cell from the host-bound ones the same way."""
+
+#: The one GPU-bound configuration measured: an 8B-shaped Llama (dummy weights, real kernels and memory
+#: traffic) whose decode step is set by the GPU, as the nightly tier's 8B-class targets are; the tiny
+#: models' 6 M parameters leave their latency to the host's CPU (evidence/h200/README.md).
+GPU_BOUND_MODEL = "bundled:llama-8b-shape/target"
+#: Runs measured by an earlier suite: runs/m1 predates the batch-size-1 warm-up, whose missing kernels cost
+#: its first single request a JIT compile (speedup 1.31 there, 1.60-1.80 in mseries): another procedure,
+#: not another engine start of this one.
+EARLIER_PROCEDURE = ("h200/runs/m1/",)
+
+
+def earlier_procedure(path: str) -> bool:
+    """Whether a RunResult file (a POSIX path) was measured by an earlier suite (EARLIER_PROCEDURE)."""
+    return any(part in path for part in EARLIER_PROCEDURE)
