@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fleet.errors import ConfigError, InfrastructureError
+from fleet.images import COMMIT_IMAGE_TEMPLATE
 from fleet.model import Cell
 
 #: Placeholders a cell's model, draft model and image may carry, filled per commit.
@@ -124,6 +125,6 @@ def with_image(cell: Cell, template: str, sha: str) -> Cell:
     """The cell with its hardware image set from `template` (e.g. ghcr.io/fleet-ci/fleet-cuda:{sha})."""
     if SHA_PLACEHOLDER not in template:
         raise ConfigError(f"image template {template!r} has no {SHA_PLACEHOLDER} placeholder",
-                          where="--image-template", fix="write e.g. ghcr.io/fleet-ci/fleet-cuda:{sha}")
+                          where="--image-template", fix=f"write e.g. {COMMIT_IMAGE_TEMPLATE}")
     hardware = cell.hardware.model_copy(update={"image": template.format(sha=sha)})
     return cell.model_copy(update={"hardware": hardware})

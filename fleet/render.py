@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field
 
 from fleet.errors import ConfigError
+from fleet.images import image_tag
 from fleet.model import Cell
 from fleet.model._base import Strict
 
@@ -53,9 +54,9 @@ class RenderContext(Strict):
     #: Image per vendor; `{vllm_version}` is filled in. These are fleet's images (images/), built
     #: FROM vLLM's official CUDA and ROCm images with the suite installed.
     images: dict[str, str] = Field(default_factory=lambda: {
-        "nvidia": "ghcr.io/fleet-ci/fleet-cuda:{vllm_version}",
-        "amd": "ghcr.io/fleet-ci/fleet-rocm:{vllm_version}",
-        "cpu": "ghcr.io/fleet-ci/fleet-cuda:{vllm_version}",
+        "nvidia": image_tag("cuda", "{vllm_version}"),
+        "amd": image_tag("rocm", "{vllm_version}"),
+        "cpu": image_tag("cuda", "{vllm_version}"),
     })
     image_pull_policy: str = "IfNotPresent"
     service_account: str = "fleet-runner"
