@@ -33,6 +33,7 @@ from enum import Enum
 
 from scipy import stats
 
+from fleet.judge.stats import upper_tail_t
 from fleet.suite.metrics import MetricClass
 
 
@@ -155,9 +156,7 @@ def smallest_rank_p_value(n_a: int, n_b: int) -> float:
 
 def _two_sided_p(z: float, freedom: int | None = None) -> float:
     """Two-sided p of a standardised difference: normal for a known sd, Student's t for an estimated one."""
-    if freedom is None:
-        return math.erfc(z / math.sqrt(2.0))
-    return float(2.0 * stats.t.sf(abs(z), freedom))
+    return min(1.0, 2.0 * upper_tail_t(abs(z), freedom))
 
 
 def _rank_p_value(a: Sequence[float], b: Sequence[float]) -> float:
