@@ -6,9 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,6 +18,7 @@ from fleet.errors import ConfigError
 from fleet.images import build_plan
 from fleet.model import Baseline, MetricBaseline
 from tests.conftest import Fleet
+from tests.docker_fake import fake_docker
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO = REPO / "tests" / "fixtures" / "bisect" / "ngram_al_drop.yaml"
@@ -175,71 +174,39 @@ def test_a_cluster_bisection_runs_each_commit_on_the_image_fleet_builds_for_it()
         build_plan(REPO, vendor="cuda", commit=sha).tag
 
 
-def fake_docker(monkeypatch: pytest.MonkeyPatch, fail_for: str = "",
-                buildargs: list[dict[str, str]] | None = None) -> list[tuple[str, Any]]:
-    """The docker SDK at its port: records builds and pushes (and every build's arguments, failed ones
-    too); a build of `fail_for` fails."""
-    calls: list[tuple[str, Any]] = []
-
-    class Images:
-        def build(self, **kwargs: Any) -> tuple[Any, list[Any]]:
-            if buildargs is not None:
-                buildargs.append(kwargs["buildargs"])
-            if fail_for and kwargs["buildargs"]["VLLM_TAG"] == fail_for:
-                raise RuntimeError("manifest for vllm-ci-postmerge-repo:" + fail_for + " not found")
-            calls.append(("build", kwargs["tag"]))
-            return types.SimpleNamespace(id="sha256:1"), []
-
-        def push(self, repository: str, tag: str, stream: bool = False,
-                 decode: bool = False) -> list[dict[str, str]]:
-            calls.append(("push", f"{repository}:{tag}"))
-            return [{"status": "Pushed"}]
-
-        def get_registry_data(self, name: str) -> Any:
-            calls.append(("digest", name))
-            return types.SimpleNamespace(id="sha256:" + "b" * 64)
-
-    fake = types.ModuleType("docker")
-    fake.from_env = lambda: types.SimpleNamespace(images=Images())  # type: ignore[attr-defined]
-    fake.errors = types.SimpleNamespace(DockerException=RuntimeError)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "docker", fake)
-    return calls
-
-
 def test_an_image_built_on_demand_is_the_one_the_template_names_and_is_pushed(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = fake_docker(monkeypatch)
+    docker = fake_docker(monkeypatch)
     sha = "0123456789abcdef0123456789abcdef01234567"
     image_builder("reg.example/team/fleet-cuda:{sha}", REPO)(sha)
     tag = f"reg.example/team/fleet-cuda:{sha}"
-    assert calls == [("build", tag), ("push", tag)]
+    assert docker.calls == [("build", tag), ("push", tag)]
 
 
 def test_images_built_from_wheels_install_them_over_one_pinned_release_image(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    builds: list[dict[str, str]] = []
-    calls = fake_docker(monkeypatch, buildargs=builds)
+    docker = fake_docker(monkeypatch)
     build = image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO, "https://wheels.vllm.ai/{sha}")
     for sha in ("0123456789abcdef0123456789abcdef01234567", "1" * 40):
         build(sha)
     # The release image's digest is read once: every commit of the bisection builds on the same base.
-    assert [call for call in calls if call[0] == "digest"] == [("digest", "vllm/vllm-openai:latest")]
-    assert builds == [{"VLLM_IMAGE": "vllm/vllm-openai", "VLLM_TAG": "latest@sha256:" + "b" * 64,
-                       "VLLM_WHEEL_INDEX": f"https://wheels.vllm.ai/{sha}"}
-                      for sha in ("0123456789abcdef0123456789abcdef01234567", "1" * 40)]
+    assert [call for call in docker.calls if call[0] == "digest"] == [("digest", "vllm/vllm-openai:latest")]
+    assert [b["buildargs"] for b in docker.builds] == [
+        {"VLLM_IMAGE": "vllm/vllm-openai", "VLLM_TAG": "latest@sha256:" + "b" * 64,
+         "VLLM_WHEEL_INDEX": f"https://wheels.vllm.ai/{sha}"}
+        for sha in ("0123456789abcdef0123456789abcdef01234567", "1" * 40)]
 
 
 def test_a_commit_whose_image_cannot_be_built_is_untestable_not_an_abort(
         monkeypatch: pytest.MonkeyPatch) -> None:
     sha = "0123456789abcdef0123456789abcdef01234567"
-    attempts: list[dict[str, str]] = []
-    fake_docker(monkeypatch, fail_for=sha, buildargs=attempts)
+    docker = fake_docker(monkeypatch, fail_for=sha)
     build = image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO)
     for _ in range(2):  # planned twice in a round: the second is refused without building again
         with pytest.raises(UntestableCommit) as raised:
             build(sha)
         assert raised.value.reason == "BuildFailure" and "not found" in str(raised.value)
-    assert len(attempts) == 1
+    assert len(docker.builds) == 1
 
 
 def test_building_images_needs_the_cluster_and_a_fleet_image_template(workdir: Path, fleet: Fleet) -> None:

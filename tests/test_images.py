@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import types
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fleet.errors import ConfigError, InfrastructureError
 from fleet.images import CUDA_COMMIT_BASE, build_plan, run_build
+from tests.docker_fake import fake_docker
 
 ROOT = Path(__file__).resolve().parents[1]
 SHA = "a" * 40
@@ -70,39 +68,18 @@ def test_dockerfiles_start_from_the_build_args_and_pass_hadolint(vendor: str) ->
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def fake_engine(monkeypatch: pytest.MonkeyPatch, refusal: str = "") -> dict[str, Any]:
-    """The docker SDK at its port; a push the registry refuses reports `refusal` in its progress."""
-    calls: dict[str, Any] = {}
-
-    class Images:
-        def build(self, **kwargs: Any) -> tuple[Any, list[Any]]:
-            calls["build"] = kwargs
-            return types.SimpleNamespace(id="sha256:1"), []
-
-        def push(self, repository: str, tag: str, stream: bool = False,
-                 decode: bool = False) -> list[dict[str, str]]:
-            calls["push"] = (repository, tag)
-            assert stream and decode  # a refused push is only seen in the streamed progress
-            return [{"status": "Pushing"}, *([{"error": refusal}] if refusal else [])]
-
-    fake = types.ModuleType("docker")
-    fake.from_env = lambda: types.SimpleNamespace(images=Images())  # type: ignore[attr-defined]
-    fake.errors = types.SimpleNamespace(DockerException=RuntimeError)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "docker", fake)
-    return calls
-
-
 def test_build_goes_through_the_docker_sdk_with_the_plans_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = fake_engine(monkeypatch)
+    docker = fake_docker(monkeypatch)
     plan = build_plan(ROOT, vendor="cuda", commit=SHA, repository="reg.example/fleet")
     assert run_build(plan, push=True) == "sha256:1"
-    assert calls["build"]["dockerfile"] == "images/cuda/Dockerfile"
-    assert calls["build"]["buildargs"] == plan.buildargs and calls["build"]["tag"] == plan.tag
-    assert calls["push"] == ("reg.example/fleet/fleet-cuda", SHA)
+    [build] = docker.builds
+    assert build["dockerfile"] == "images/cuda/Dockerfile"
+    assert build["buildargs"] == plan.buildargs and build["tag"] == plan.tag
+    assert docker.calls[-1] == ("push", f"reg.example/fleet/fleet-cuda:{SHA}")
 
 
 def test_a_push_the_registry_refuses_is_an_infrastructure_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_engine(monkeypatch, refusal="denied: requested access to the resource is denied")
+    fake_docker(monkeypatch, refusal="denied: requested access to the resource is denied")
     plan = build_plan(ROOT, vendor="cuda", commit=SHA, repository="reg.example/fleet")
     with pytest.raises(InfrastructureError, match="denied") as raised:
         run_build(plan, push=True)
