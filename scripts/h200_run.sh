@@ -14,6 +14,8 @@
 # machinery2: the machinery cell again (m2), after the batch-size-1 warm-up was added
 # mseries: replicates ms1..ms$SERIES of the machinery cell (8B-shaped, GPU-bound): its latency noise per
 #          engine start, which judge_power and bisect_efficiency need to say what a GPU-bound cell can catch
+# aseries: replicates as1..as$SERIES of the machinery cell with async scheduling asked for (engine option
+#          async_scheduling: true), which vLLM 0.26.0 leaves off for draft_model (vLLM #38929)
 # pack:  analysis, and WORKDIR.tgz beside WORKDIR (results, r1's child logs, no caches)
 set -uo pipefail
 W=${1:?usage: scripts/h200_run.sh WORKDIR [STEPS]}
@@ -37,10 +39,10 @@ for cell in json.load(open(sys.argv[1])):
 " "$W/cells.json" "$W/cells"
 fi
 
-suite() {  # replicate cell
+suite() {  # replicate cell  (CELLS: the folder of cell files, default $W/cells)
   local dir="$W/$1"; mkdir -p "$dir/results" "$dir/keep"
   local start; start=$(stamp)
-  FLEET_VLLM_KEEP_DIR="$dir/keep" python3 -m fleet suite run --cell "$W/cells/$2.json" \
+  FLEET_VLLM_KEEP_DIR="$dir/keep" python3 -m fleet suite run --cell "${CELLS:-$W/cells}/$2.json" \
     --out "$dir/results/$2.json" --reference-cache "$dir/refcache" > "$dir/$2.log" 2>&1
   local rc=$?
   printf 'suite\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$start" "$(stamp)" "$rc" >> "$W/timing.tsv"
@@ -68,6 +70,15 @@ for step in $STEPS; do
     series) for r in $(seq 1 "$SERIES"); do for cell in $TINY; do suite "s$r" "$cell"; done; done ;;
     machinery2) suite m2 "$MACHINERY" ;;
     mseries) for r in $(seq 1 "$SERIES"); do suite "ms$r" "$MACHINERY"; done ;;
+    aseries)
+      mkdir -p "$W/async-cells"
+      python3 -c "
+import json, sys
+cell = json.load(open(sys.argv[1]))
+cell['engine_options']['async_scheduling'] = True
+json.dump(cell, open(sys.argv[2], 'w'))
+" "$W/cells/$MACHINERY.json" "$W/async-cells/$MACHINERY.json"
+      for r in $(seq 1 "$SERIES"); do CELLS="$W/async-cells" suite "as$r" "$MACHINERY"; done ;;
     bare) bare reference; bare speculative ;;
     fail)
       mkdir -p "$W/fail"
@@ -84,7 +95,7 @@ json.dump(cell, open(sys.argv[2], 'w'))
       python3 benchmarks/suite_overhead.py analyze "$W" --out "$W/overhead.json" > "$W/overhead.txt" 2>&1
       say "analyze rc=$?"
       tar czf "$W.tgz" -C "$(dirname "$W")" --exclude=vllm-cache --exclude=refcache \
-        --exclude='r[2-9]/keep' --exclude='s*/keep' --exclude='ms*/keep' "$(basename "$W")"
+        --exclude='r[2-9]/keep' --exclude='s*/keep' --exclude='ms*/keep' --exclude='as*/keep' "$(basename "$W")"
       say "packed $(du -h "$W.tgz" | cut -f1)" ;;
   esac
 done
