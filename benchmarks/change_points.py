@@ -9,7 +9,7 @@ Noise comes from measurements, not from a textbook distribution:
 - its size, one noise class per (pool, kind of metric: acceptance, match, latency) in those files,
   the median coefficient of variation of the class's metrics (the range is printed too; the H200's
   GPU-bound 8B-shaped cell is a latency class of its own, "latency-h200-gpu-bound"); and two
-  classes from the first H200 measurements (/work/shared/device/README.md: two fresh engines per
+  classes from the first H200 measurements (../shared/device/README.md: two fresh engines per
   configuration; a pair's spread is |a - b| / sqrt(2), the class's CV the root mean square):
     readme-acceptance-h200   ngram acceptance length 2.191 / 2.214
     readme-latency-h200      TPOT p50 2.11/2.18 (ref), 2.22/2.13 (ngram), 3.82/4.75 ms (draft_model)
