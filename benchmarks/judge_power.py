@@ -284,7 +284,7 @@ def one_nightly(
         plant = planted if i in targets else None
         runs = [simulate_run(cell, profile, rng, plant)]
         while len(runs) < args.max_runs:
-            [verdicts] = decide([gather(runs, baseline, "auto", pooled)], family_size=family)
+            [verdicts] = decide([gather(runs, baseline, "auto", pooled, args.max_runs)], family_size=family)
             if not any(v.status == "INCONCLUSIVE" for v in verdicts):
                 break
             runs.append(simulate_run(cell, profile, rng, plant))
@@ -293,7 +293,7 @@ def one_nightly(
         CellCase(runs[-1], b, None, None, len(runs), None, None, tuple(runs))
         for runs, b in zip(candidates, baselines, strict=True)
     ]
-    fleet = [v.status for v in judge_cells(cases, alpha=ALPHA)]
+    fleet = [v.status for v in judge_cells(cases, alpha=ALPHA, max_runs=args.max_runs)]
     rfc = []
     for runs, baseline in zip(candidates, baselines, strict=True):
         first = runs[0]
@@ -310,16 +310,17 @@ def one_nightly(
     return {"targets": sorted(targets), "fleet": fleet, "rfc": rfc, "runs": [len(r) for r in candidates]}
 
 
-def detectable_change(sd: float, args: argparse.Namespace, family: int, log_scale: bool = False) -> float:
-    """The relative change the noisy test detects with 95 % power: a bound set by the noise, not the judge
-    (`log_scale`: the change in log units instead)."""
+def detectable_change(sd: float, args: argparse.Namespace, family: int, dof: float,
+                      log_scale: bool = False) -> float:
+    """The relative change the noisy test detects with 95 % power, its spread known to `dof` degrees of
+    freedom: a bound set by the noise, not the judge (`log_scale`: the change in log units instead)."""
     from scipy.stats import t
 
-    from fleet.judge.noisy import LOOKS, MEDIAN_VARIANCE_FACTOR
+    from fleet.judge.noisy import look_share, trimmed_variance_factor
 
-    dof = args.baseline_runs - 1  # the cell's own recorded runs set the spread (fleet.judge.noisy)
-    z_alpha = float(t.isf(ALPHA / (family * LOOKS), dof))
-    sigma = max(sd, 1e-9) * math.sqrt(MEDIAN_VARIANCE_FACTOR / args.max_runs + 1.0 / args.baseline_runs)
+    z_alpha = float(t.isf(ALPHA * look_share(args.max_runs, args.max_runs) / family, dof))
+    sigma = max(sd, 1e-9) * math.sqrt(trimmed_variance_factor(args.max_runs) / args.max_runs
+                                      + 1.0 / args.baseline_runs)
     shift = (z_alpha + float(t.isf(0.05, dof))) * sigma
     return shift if log_scale else math.exp(shift) - 1.0
 
@@ -375,17 +376,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * p.count_sd:.2f}%; log sd {sds}; nightly-scaled {p.drafts} drafts, {p.prompts} prompts"
         )
     family = args.cells * len(METRICS)
+    alone = args.baseline_runs - 1  # the cell's own recorded runs set the spread (fleet.judge.noisy)
+    pooled = args.cells * alone + alone  # the cells' spreads agree: the moderating prior is at its strongest
     print(f"\nsmallest change a noisy metric can be caught at 95 % power, with {args.max_runs} candidate "
-          f"runs against {args.baseline_runs} recorded and Holm over {family} tests (first step; the looks "
-          "correction included; Student's t, N - 1 dof):\n"
-          "  exp((t_alpha + t_0.95) x sd x sqrt(pi/2 / n + 1 / N)) - 1")
+          f"runs against {args.baseline_runs} recorded and Holm over {family} tests (first step, at the last "
+          "look), the spread known to dof degrees of freedom:\n"
+          "  exp((t_alpha + t_0.95) x sd x sqrt(trimmed factor / n + 1 / N)) - 1")
     for p in profiles:
         sds = [float(p.residuals[:, i].std(ddof=1)) for i in range(len(NOISY))]
-        limits = ", ".join(f"{m} {100 * detectable_change(sd, args, family):.0f}%"
-                           for m, sd in zip(NOISY, sds, strict=True))
-        print(f"  {p.source}: {limits}")
-    needed = math.log(1.10) / (detectable_change(1.0, args, family, log_scale=True))
-    print(f"  catching TPOT +10 % at that power needs a per-run sd <= {100 * needed:.1f}% of the metric")
+        for label, dof in ((f"each cell alone, dof {alone}", alone),
+                           (f"spreads moderated over {args.cells} like cells, dof {pooled}", pooled)):
+            limits = ", ".join(f"{m} {100 * detectable_change(sd, args, family, dof):.0f}%"
+                               for m, sd in zip(NOISY, sds, strict=True))
+            print(f"  {p.source} ({label}): {limits}")
+    for label, dof in (("alone", alone), ("moderated", pooled)):
+        needed = math.log(1.10) / (detectable_change(1.0, args, family, dof, log_scale=True))
+        print(f"  catching TPOT +10 % at that power needs a per-run sd <= {100 * needed:.1f}% ({label})")
     rng = np.random.default_rng(args.seed)
     out: dict[str, Any] = {
         "args": {k: str(v) for k, v in vars(args).items()},

@@ -24,11 +24,11 @@ from fleet.backends.base import Attempt, AttemptOutcome, Backend
 from fleet.baselines import find_baseline
 from fleet.judge.decide import ALPHA, Rule, decide, family_size_of, gather, pooled_spreads
 from fleet.judge.multiple import Method
+from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.judge.verdicts import CellCase, judge_cells, summarize
 from fleet.model import Baseline, Cell, ResultError, RunReport, RunResult
 from fleet.retry import RetryPolicy
 
-DEFAULT_MAX_RUNS = 5
 #: Decides after each successful run whether the cell needs another one (INCONCLUSIVE).
 RerunCheck = Callable[[Cell, Sequence[RunResult]], bool]
 
@@ -114,10 +114,12 @@ def make_rerun_check(
     alpha: float = ALPHA,
     method: Method = "holm",
     family: Sequence[Cell] | None = None,
+    max_runs: int = DEFAULT_MAX_RUNS,
 ) -> RerunCheck:
     """A RerunCheck that judges a cell as it will be judged in the whole run (same family size).
 
     `family`: every cell of the whole run when `cells` is one shard of it (default: `cells`).
+    `max_runs`: the loop's budget, as `execute` is given it (the noisy tests spend alpha over its looks).
     """
     baselines = {cell.id: find_baseline(baselines_root, cell)[0] for cell in cells}
     pool = whole_run_baselines(family if family is not None else cells, baselines_root, known=baselines)
@@ -128,8 +130,8 @@ def make_rerun_check(
         baseline = baselines.get(cell.id)
         if baseline is None:
             return False
-        [verdicts] = decide([gather(list(results), baseline, rule, pooled)], alpha=alpha, method=method,
-                            family_size=family_size)
+        evidence = gather(list(results), baseline, rule, pooled, max_runs)
+        [verdicts] = decide([evidence], alpha=alpha, method=method, family_size=family_size)
         return any(v.status == "INCONCLUSIVE" for v in verdicts)
 
     return check
@@ -157,12 +159,14 @@ def judge_run(
     alpha: float = ALPHA,
     method: Method = "holm",
     family: Sequence[Cell] | None = None,
+    max_runs: int = DEFAULT_MAX_RUNS,
 ) -> tuple[RunReport, dict[str, Baseline]]:
     """Judge each cell against the baseline recorded for its hardware; returns the report and baselines.
 
     Error control spans every cell x metric of the run. A shard of a sharded run passes the whole
     run's cells as `family`: its tests are then controlled as one part of the whole run's family
-    (padded Holm, conservative), and `fleet merge` re-judges the union exactly.
+    (padded Holm, conservative), and `fleet merge` re-judges the union exactly. `max_runs`: the rerun
+    budget the outcomes were made under.
     """
     cases = []
     baselines: dict[str, Baseline] = {}
@@ -182,7 +186,7 @@ def judge_run(
         ))
     pool = whole_run_baselines(family, baselines_root, known=baselines) if family is not None else None
     verdicts = judge_cells(cases, rule=rule, alpha=alpha, method=method, pool=pool,
-                           family_size=family_size_of(pool) if pool is not None else None)
+                           family_size=family_size_of(pool) if pool is not None else None, max_runs=max_runs)
     report = summarize(verdicts, run_id=run_id, tier=tier, backend=backend,
                        started_at=started_at, finished_at=finished_at, rule=rule,
                        error_control=method, alpha=alpha)

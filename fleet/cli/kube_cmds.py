@@ -16,9 +16,10 @@ import click
 
 from fleet.backends.base import AttemptOutcome
 from fleet.cli._common import stderr
-from fleet.controller import DEFAULT_MAX_RUNS, CellOutcome, RerunCheck, execute, judge_run, make_rerun_check
+from fleet.controller import CellOutcome, RerunCheck, execute, judge_run, make_rerun_check
 from fleet.errors import ConfigError
 from fleet.images import DEFAULT_REPOSITORY, WHEEL_INDEX_TEMPLATE, build_plan, run_build
+from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.model import Cell, RunResult, Tier
 from fleet.render import RenderContext, render_run, to_yaml
 from fleet.report import FORMATS, Format

@@ -26,7 +26,6 @@ from fleet.cli.history_cmds import (
 from fleet.cli.kube_cmds import dry_run_yaml, kube_context, kube_options, run_kube, start_kube_run
 from fleet.cli.preflight import check_baselines, check_models
 from fleet.controller import (
-    DEFAULT_MAX_RUNS,
     CellOutcome,
     execute,
     judge_run,
@@ -39,6 +38,7 @@ from fleet.documents import read_document
 from fleet.errors import ConfigError
 from fleet.history import HistoryStore
 from fleet.judge import METHODS, RULES, Method, Rule
+from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.matrix import expand, filter_cells
 from fleet.model import Baseline, Cell, RunReport, RunResult
 from fleet.report import FILE_NAMES, FORMATS, Format, render
@@ -214,7 +214,8 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
         progress.ended(outcome, will_retry)
         spans.append(job_span(outcome))
 
-    rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control, family=whole_run)
+    rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control, family=whole_run,
+                              max_runs=max_runs)
              if max_runs > 1 else None)
     if context is not None:
         state = start_kube_run(cells, tier=tier, context=context, run_dir=run_dir)
@@ -232,7 +233,8 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
     finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=tier,
                                   backend=backend, started_at=started, finished_at=finished, rule=rule,
-                                  method=error_control, family=whole_run if num_shards else None)
+                                  method=error_control, family=whole_run if num_shards else None,
+                                  max_runs=max_runs)
     prices = catalog_prices(jobs_dir, price_items)
     cost = account(spans, prices)
     report = report.model_copy(update={"cost": cost_document(cost)})

@@ -34,7 +34,7 @@ import numpy as np
 from fleet.judge.acceptance import assess_count, candidate_trials, role_of
 from fleet.judge.assessment import Assessment
 from fleet.judge.multiple import Method, adjust, holm, step_threshold
-from fleet.judge.noisy import assess_noisy, pooled_log_sd
+from fleet.judge.noisy import DEFAULT_MAX_RUNS, SpreadPrior, assess_noisy, pooled_log_sd, spread_prior
 from fleet.judge.rfc_rule import judge_metric
 from fleet.judge.stats import z_for_tail
 from fleet.model import Baseline, MetricBaseline, MetricVerdict, RunResult, Status
@@ -66,13 +66,22 @@ def has_spread(entry: MetricBaseline) -> bool:
     return entry.n is not None and entry.n >= 2 and entry.std is not None
 
 
-def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], float]:
-    """(hardware, metric) -> the run's pooled log sd of that noisy metric (fleet.judge.noisy)."""
+@dataclass(frozen=True)
+class PoolSpread:
+    """What the run's baselines on one pool say of one metric's spread: the pooled per-run log sd, and
+    the prior that moderates each cell's own (None with too few cells; fleet.judge.noisy)."""
+
+    log_sd: float
+    prior: SpreadPrior | None
+
+
+def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolSpread]:
+    """(hardware, metric) -> that metric's spread over the run's cells on that pool."""
     groups: dict[tuple[str, str], list[MetricBaseline]] = {}
     for baseline in baselines:
         for name, entry in baseline.baselines.items():
             groups.setdefault((baseline.hardware, name), []).append(entry)
-    return {key: pooled_log_sd(entries) for key, entries in groups.items()}
+    return {key: PoolSpread(pooled_log_sd(entries), spread_prior(entries)) for key, entries in groups.items()}
 
 
 def family_size_of(baselines: Sequence[Baseline]) -> int:
@@ -85,11 +94,16 @@ def family_size_of(baselines: Sequence[Baseline]) -> int:
 
 
 def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto",
-           pooled: Mapping[tuple[str, str], float] | None = None) -> CellEvidence:
+           pooled: Mapping[tuple[str, str], PoolSpread] | None = None,
+           max_runs: int = DEFAULT_MAX_RUNS) -> CellEvidence:
     """Evidence for every metric the baseline names, from the cell's candidate runs (at least one).
 
-    `pooled` (from `pooled_spreads` over every baseline of the run) floors each noisy metric's spread.
+    `pooled` (from `pooled_spreads` over every baseline of the run): the spread of each metric over the
+    run's cells on the same pool, which floors a counter's spread and moderates a noisy metric's.
+    `max_runs`: where the controller's INCONCLUSIVE loop stops, which sets how the noisy tests spend their
+    false-alarm budget over its looks (fleet.judge.noisy).
     """
+    none = PoolSpread(0.0, None)
     if not results:
         raise ValueError("gather needs at least one candidate result")
     evidence = CellEvidence(order=list(baseline.baselines))
@@ -105,14 +119,15 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
         statistical = rule == "auto" and has_spread(entry)
         if statistical and info is not None and info.kind in ("acceptance", "match"):
             if all(candidate_trials(name, r) is not None for r in results) or entry.trials:
-                pooled_sd = (pooled or {}).get((baseline.hardware, name), 0.0)
+                pool = (pooled or {}).get((baseline.hardware, name), none)
                 evidence.assessments[name] = assess_count(name, baseline.baselines, results, better,
-                                                          pooled_sd)
+                                                          pool.log_sd)
                 continue
             statistical = False
         if statistical:
-            pooled_sd = (pooled or {}).get((baseline.hardware, name), 0.0)
-            evidence.assessments[name] = assess_noisy(name, entry, present, better, pooled_sd)
+            pool = (pooled or {}).get((baseline.hardware, name), none)
+            evidence.assessments[name] = assess_noisy(name, entry, present, better, pool.log_sd, pool.prior,
+                                                      max_runs)
             continue
         verdict = judge_metric(name, float(np.mean(present)), entry)
         if len(present) > 1:

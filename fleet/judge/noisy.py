@@ -15,27 +15,45 @@ on log values, because latency noise is multiplicative (a busy host slows everyt
   host (one of the 11 CPU runs had a TTFT p99 twice the others; on the H200 single starts were 20-40 %
   slow, evidence/h200), and two such starts in a row are not rare. Suspicious early runs are
   INCONCLUSIVE, which makes the controller rerun the cell; from three runs on the candidates' centre is
-  their median (its variance pi/2 times the mean's, paid for in sigma), so one slow start among them
-  cannot carry the decision, and a FAIL also needs a one-sided Mann–Whitney rank test against the
-  recorded values at RANK_ALPHA. (The rank test alone cannot carry it: with 5 recorded and 3
+  their mean without the fastest and the slowest run (the median of 3 and 4 runs; its variance, paid
+  for in sigma, 1.34 times the mean's at 3 runs and 1.14 at 5, where the median's is 1.44), so one
+  slow start among them cannot carry the decision, and a FAIL also needs a one-sided Mann–Whitney rank
+  test against the recorded values at RANK_ALPHA. (The rank test alone cannot carry it: with 5 recorded and 3
   candidate runs its smallest p is 1/56.)
-- The controller looks again after every rerun (runs 3..5 can each decide FAIL), and a test repeated
-  until it rejects rejects too often. The p of harm is therefore multiplied by LOOKS, the number of
-  looks that may fail (Bonferroni over looks, the simplest group-sequential correction).
+- The controller looks again after every rerun (runs 3..max_runs can each decide FAIL), and a test
+  repeated until it rejects rejects too often. The false-alarm budget is therefore split over the looks
+  that may fail (a weighted Bonferroni, the simplest group-sequential correction, valid however the
+  looks correlate): the last look, with the most runs, gets FINAL_LOOK_SHARE of it, the earlier ones
+  share the rest, and each look's p of harm is divided by its share. The earlier looks are there to stop
+  early on strong evidence; the last one is where a change near the noise is decided.
 - sd is also floored by the run's pooled spread of the same metric on the same hardware pool
   (fleet.judge.decide.pooled_spreads): 5 runs give the cell's own sd 4 degrees of freedom.
 - When the cell's own recorded runs set sd, z is referred to Student's t with N - 1 degrees of freedom,
   not the normal: an sd estimated from 5 or 10 runs is often well below the truth, and the normal's
   thin tails then turn one unlucky baseline into false alarms night after night. (The pooled spread and
   the floor are known well enough for the normal.) The verdict's band is drawn with the same t.
+- With MIN_PRIOR_CELLS or more cells of the metric on the pool, the cell's own variance is moderated
+  instead (empirical Bayes, Smyth 2004, limma's moderated t): the cells' sample log variances fit a
+  scaled inverse chi-square prior (s0^2, d0), and the cell's variance becomes
+  (d0 s0^2 + d s^2) / (d0 + d) with d0 + d degrees of freedom. Where the cells' spreads agree (one kind
+  of engine on one kind of GPU) d0 is large and the test nears the normal; where they disagree d0 is
+  small and each cell is judged by its own runs, as above. Ten runs per cell leave Student's t with 9
+  degrees of freedom, whose 1.3e-5 quantile (a Holm step over a nightly's 250 tests) is 7.8 against
+  the normal's 4.2: the price of judging each cell alone. d0 never exceeds the dof of the runs the prior
+  came from (it cannot know more than they measured). A cell whose own variance the prior makes
+  implausible (above its predictive F quantile at OUTLIER_ALPHA: one configuration far noisier than the
+  rest of its pool) is judged alone, as above, instead of being shrunk towards spreads it does not share.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize, special
+from scipy import stats as scipy_stats
 
 from fleet.judge.acceptance import role_of
 from fleet.judge.assessment import Assessment
@@ -46,10 +64,43 @@ FLOOR_LOG_SD = 0.02
 MIN_RUNS_TO_FAIL = 3
 #: The rank test corroborates; 0.05 is a level it can reach with 3 candidates vs 5 recorded (min p 1/56).
 RANK_ALPHA = 0.05
-#: Runs 3..DEFAULT_MAX_RUNS (5) of the controller's rerun loop may each fail the metric.
-LOOKS = 3
-#: Var(median) / Var(mean) of normal samples (pi / 2): the price of the median's robustness.
-MEDIAN_VARIANCE_FACTOR = math.pi / 2
+#: Successful runs per cell the controller's INCONCLUSIVE loop makes by default (fleet.controller).
+DEFAULT_MAX_RUNS = 5
+#: The share of the false-alarm budget spent at the last look (run max_runs); runs 3..max_runs - 1 split
+#: the rest equally.
+FINAL_LOOK_SHARE = 0.8
+#: Var(trimmed mean) / Var(mean) of n normal samples, the trimmed mean dropping the lowest and the
+#: highest: the price of its robustness (400,000 draws per n; tests/test_judge_stats.py checks it).
+TRIMMED_VARIANCE_FACTOR = {3: 1.342, 4: 1.192, 5: 1.138, 6: 1.111, 7: 1.080, 8: 1.071, 9: 1.060,
+                           10: 1.052, 11: 1.047, 12: 1.043}
+
+
+def trimmed_mean(values: Sequence[float]) -> float:
+    """The mean without the lowest and the highest value (three values or more)."""
+    ordered = sorted(values)
+    return float(np.mean(ordered[1:-1]))
+
+
+def trimmed_variance_factor(n: int) -> float:
+    """TRIMMED_VARIANCE_FACTOR, the largest n's beyond the table (the factor falls towards 1 with n)."""
+    return TRIMMED_VARIANCE_FACTOR[min(n, max(TRIMMED_VARIANCE_FACTOR))]
+
+
+#: Cells of one metric on one pool from which their spreads are moderated (empirical Bayes): fewer say
+#: too little about how much the cells' spreads differ.
+MIN_PRIOR_CELLS = 3
+#: A cell's own variance above the prior's predictive (1 - OUTLIER_ALPHA) quantile is not moderated.
+OUTLIER_ALPHA = 0.01
+
+
+@dataclass(frozen=True)
+class SpreadPrior:
+    """How one noisy metric's per-run log variance is spread over the cells of one pool: a scaled inverse
+    chi-square with scale `log_sd`^2 and `freedom` degrees of freedom (Smyth 2004)."""
+
+    log_sd: float
+    freedom: float
+    cells: int
 
 
 def recorded_log_values(entry: MetricBaseline) -> list[float]:
@@ -71,36 +122,91 @@ def pooled_log_sd(entries: Sequence[MetricBaseline]) -> float:
     return math.sqrt(weighted / dof) if dof else 0.0
 
 
+def look_share(runs: int, max_runs: int) -> float:
+    """The share of the false-alarm budget spent at the look after `runs` runs, of a loop that stops at
+    `max_runs` (a single look, the whole budget, when it cannot look earlier)."""
+    if max_runs <= MIN_RUNS_TO_FAIL:
+        return 1.0
+    if runs >= max_runs:
+        return FINAL_LOOK_SHARE
+    return (1.0 - FINAL_LOOK_SHARE) / (max_runs - MIN_RUNS_TO_FAIL)
+
+
+def spread_prior(entries: Sequence[MetricBaseline]) -> SpreadPrior | None:
+    """The prior of the cells' log variances by Smyth's moments (limma's fitFDist), or None with fewer
+    than MIN_PRIOR_CELLS cells of two or more recorded runs.
+
+    log s_i^2 - digamma(d_i/2) + log(d_i/2) estimates log s0^2 - digamma(d0/2) + log(d0/2), and its
+    variance beyond trigamma(d_i/2) (the sampling part) is trigamma(d0/2).
+    """
+    variances, freedoms = [], []
+    for entry in entries:
+        logs = recorded_log_values(entry)
+        if len(logs) >= 2 and float(np.var(logs, ddof=1)) > 0:
+            variances.append(float(np.var(logs, ddof=1)))
+            freedoms.append(len(logs) - 1.0)
+    if len(variances) < MIN_PRIOR_CELLS:
+        return None
+    d = np.asarray(freedoms)
+    e = np.log(variances) - special.digamma(d / 2) + np.log(d / 2)
+    excess = float(np.sum((e - e.mean()) ** 2) / (len(e) - 1) - np.mean(special.polygamma(1, d / 2)))
+    most = float(d.sum())  # the prior knows no more than the runs it was fitted to
+    if excess <= float(special.polygamma(1, most / 2)):
+        d0 = most
+    else:
+        d0 = float(min(most, 2 * optimize.brentq(lambda h: float(special.polygamma(1, h)) - excess,
+                                                   1e-8, most / 2)))
+    log_s0_squared = float(e.mean()) + float(special.digamma(d0 / 2)) - math.log(d0 / 2)
+    return SpreadPrior(log_sd=math.sqrt(math.exp(log_s0_squared)), freedom=d0, cells=len(variances))
+
+
+def moderated_log_sd(logs: Sequence[float], prior: SpreadPrior) -> tuple[float, float] | None:
+    """The cell's log sd shrunk towards the prior, and its degrees of freedom; None when the cell's own
+    variance is an outlier under the prior (module docstring)."""
+    d = len(logs) - 1.0
+    own = float(np.var(logs, ddof=1))
+    if own > prior.log_sd**2 * float(scipy_stats.f.isf(OUTLIER_ALPHA, d, prior.freedom)):
+        return None
+    variance = (prior.freedom * prior.log_sd**2 + d * own) / (prior.freedom + d)
+    return math.sqrt(variance), prior.freedom + d
+
+
 def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
-                 better: Direction | None, pooled_sd: float = 0.0) -> Assessment:
+                 better: Direction | None, pooled_sd: float = 0.0,
+                 prior: SpreadPrior | None = None, max_runs: int = DEFAULT_MAX_RUNS) -> Assessment:
     """The log-scale z test of one noisy metric over n candidate runs (rules in the module docstring)."""
     logs = recorded_log_values(entry)
     positive = [v for v in observed if v > 0]
     dof: float | None = None
     if logs and len(positive) == len(observed) and entry.expected > 0:
-        own = robust_sd(logs)
-        sd = max(own, pooled_sd, FLOOR_LOG_SD)
         centre_recorded = float(np.mean(logs))
         n_recorded = len(logs)
-        # The cell's own N recorded runs set the spread: it is an estimate with N - 1 degrees of freedom.
-        dof = float(n_recorded - 1) if sd == own and n_recorded >= 2 else None
+        moderated = moderated_log_sd(logs, prior) if prior is not None and n_recorded >= 2 else None
+        if moderated is not None:
+            sd = max(moderated[0], FLOOR_LOG_SD)
+            dof = moderated[1] if sd == moderated[0] else None
+        else:
+            own = robust_sd(logs)
+            sd = max(own, pooled_sd, FLOOR_LOG_SD)
+            # The cell's own N recorded runs set the spread: an estimate with N - 1 degrees of freedom.
+            dof = float(n_recorded - 1) if sd == own and n_recorded >= 2 else None
     else:
         # Spread given without values (a hand-written file): std / expected is the relative sd.
         sd = max((entry.std or 0.0) / abs(entry.expected) if entry.expected else 0.0, FLOOR_LOG_SD)
         centre_recorded = math.log(abs(entry.expected)) if entry.expected else 0.0
         n_recorded = entry.n or 1
     candidate_logs = [math.log(v) for v in positive]
-    # From MIN_RUNS_TO_FAIL runs on, the median: one slow engine start among them cannot move it.
+    # From MIN_RUNS_TO_FAIL runs on, the trimmed mean: one slow engine start among them cannot move it.
     robust = len(candidate_logs) >= MIN_RUNS_TO_FAIL
-    centre = (float(np.median(candidate_logs)) if robust else float(np.mean(candidate_logs))) \
+    centre = (trimmed_mean(candidate_logs) if robust else float(np.mean(candidate_logs))) \
         if candidate_logs else -math.inf
-    efficiency = MEDIAN_VARIANCE_FACTOR if robust else 1.0
+    efficiency = trimmed_variance_factor(len(candidate_logs)) if robust else 1.0
     sigma = sd * math.sqrt(efficiency / max(len(positive), 1) + 1.0 / n_recorded)
     change = centre - centre_recorded
     z = change / sigma if math.isfinite(change) else -math.inf
     p_harm, p_benefit = tails(z, better, dof)
     if len(observed) >= MIN_RUNS_TO_FAIL:
-        p_harm = min(1.0, LOOKS * p_harm)
+        p_harm = min(1.0, p_harm / look_share(len(observed), max_runs))
     rank_p = rank_test_p(observed, entry.values or [], better)
     corroborated = rank_p is not None and rank_p <= RANK_ALPHA
     can_fail = len(observed) >= MIN_RUNS_TO_FAIL and corroborated

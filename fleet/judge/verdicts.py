@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from fleet.errors import ExitCode
 from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads
 from fleet.judge.multiple import Method
+from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.model import Baseline, Cell, CellVerdict, MetricVerdict, ResultError, RunReport, RunResult, Status
 
 _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
@@ -99,10 +100,12 @@ def judge_cells(
     method: Method = "holm",
     family_size: int | None = None,
     pool: Sequence[Baseline] | None = None,
+    max_runs: int = DEFAULT_MAX_RUNS,
 ) -> list[CellVerdict]:
     """Every cell's verdict, with error control across all cells x metrics (fleet.judge.decide).
 
     `pool`: the baselines whose spreads are pooled (default: the cases'); a shard passes its whole run's.
+    `max_runs`: the controller's rerun budget the candidates were made under (fleet.judge.noisy).
     """
     pooled = pooled_spreads(pool if pool is not None else
                             [case.baseline for case in cases if case.baseline is not None])
@@ -117,7 +120,7 @@ def judge_cells(
             continue
         assert case.baseline is not None
         judged.append((index, case, candidates))
-        evidence.append(gather(candidates, case.baseline, rule, pooled))
+        evidence.append(gather(candidates, case.baseline, rule, pooled, max_runs))
     decided = decide(evidence, alpha=alpha, method=method, family_size=family_size)
     for (index, case, candidates), metrics in zip(judged, decided, strict=True):
         early[index] = _cell_verdict(case, metrics, len(candidates))

@@ -1,0 +1,118 @@
+"""The noisy test's spread moderated over the cells of a pool (empirical Bayes), and its trimmed mean."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fleet.judge import judge_cells
+from fleet.judge.noisy import (
+    MIN_RUNS_TO_FAIL,
+    TRIMMED_VARIANCE_FACTOR,
+    look_share,
+    spread_prior,
+    trimmed_mean,
+)
+from fleet.judge.verdicts import CellCase
+from fleet.model import Baseline, MetricBaseline, RunResult
+from fleet.recording import record_baseline
+from tests.test_judge_stats import BASE_COUNTS, run
+
+#: Ten standardised log values (mean 0, sd 1): a cell's recorded runs are a spread times these, so that its
+#: sample spread is exactly the one asked for.
+PATTERN = np.array([0.3, -1.2, 0.8, 1.9, -0.4, -0.9, 0.1, 1.1, -1.6, -0.1])
+PATTERN = (PATTERN - PATTERN.mean()) / PATTERN.std(ddof=1)
+
+
+def entries(spreads: list[float]) -> list[MetricBaseline]:
+    out = []
+    for sd in spreads:
+        values = [float(v) for v in 5.0 * np.exp(sd * PATTERN)]
+        out.append(MetricBaseline(expected=float(np.mean(values)), values=values, tolerance_pct=15))
+    return out
+
+
+def test_the_trimmed_means_variance_factors_match_a_fresh_simulation() -> None:
+    rng = np.random.default_rng(2)
+    for n, factor in TRIMMED_VARIANCE_FACTOR.items():
+        draws = np.sort(rng.normal(size=(100_000, n)), axis=1)
+        assert float(draws[:, 1:-1].mean(axis=1).var() * n) == pytest.approx(factor, rel=0.02)
+
+
+def test_the_trimmed_mean_ignores_one_slow_engine_start() -> None:
+    assert trimmed_mean([5.0, 5.1, 9.0, 4.9, 5.05]) == pytest.approx(5.05)
+
+
+def test_cells_sharing_one_spread_give_a_prior_of_it_as_strong_as_their_runs() -> None:
+    prior = spread_prior(entries([0.03] * 30))
+    assert prior is not None and prior.cells == 30
+    # Within 10 %: the fit corrects log s^2 for its bias under chi-square sampling (E log s^2 < log sd^2),
+    # which identical spreads, not sampled ones, do not have.
+    assert prior.log_sd == pytest.approx(0.03, rel=0.1)
+    assert prior.freedom == 30 * 9  # never more than the runs it was fitted to
+
+
+def test_cells_of_very_different_spreads_give_a_weak_prior() -> None:
+    prior = spread_prior(entries([0.005, 0.01, 0.02, 0.05, 0.1, 0.2] * 4))
+    assert prior is not None and prior.freedom < 5
+
+
+def test_fewer_than_three_cells_give_no_prior() -> None:
+    assert spread_prior(entries([0.03, 0.03])) is None
+
+
+def pool_of_cells(spreads: list[float]) -> list[Baseline]:
+    return [record_baseline([run(BASE_COUNTS, tpot=float(5.0 * np.exp(sd * z)), name=f"c{i}")
+                             for z in PATTERN], command="t")
+            for i, sd in enumerate(spreads)]
+
+
+def tpot_status(candidates: list[RunResult], baseline: Baseline, pool: list[Baseline]) -> str:
+    case = CellCase(candidates[-1], baseline, None, None, len(candidates), None, candidates=tuple(candidates))
+    verdict = judge_cells([case], family_size=252, pool=pool)[0]
+    return {m.metric: m.status for m in verdict.metrics}["tpot_p50_ms"]
+
+
+def slower(baseline: Baseline, change: float, name: str) -> list[RunResult]:
+    centre = baseline.baselines["tpot_p50_ms"].expected * (1 + change)
+    return [run(BASE_COUNTS, tpot=centre * f, name=name) for f in (0.99, 1.0, 1.01, 0.995, 1.005)]
+
+
+def test_a_tpot_rise_a_cell_alone_cannot_prove_is_caught_among_cells_of_like_spread() -> None:
+    # 3 % per engine start, as the 8B-shaped cell's on the H200 (evidence/h200/mseries): with ten recorded
+    # runs of its own a cell is judged by Student's t with 9 dof; twenty like cells know the spread better.
+    pool = pool_of_cells([0.03] * 20)
+    candidates = slower(pool[0], 0.14, "c0")
+    assert tpot_status(candidates, pool[0], pool[:1]) != "FAIL"
+    assert tpot_status(candidates, pool[0], pool) == "FAIL"
+
+
+def test_a_cell_far_noisier_than_its_pool_is_judged_by_its_own_spread() -> None:
+    # Nineteen cells at 2 % fit a strong prior (d0 = 180): shrunk towards it, this cell's own 6 % would
+    # read as 2.3 % and its +14 %, well within its own noise over five runs, would FAIL.
+    pool = pool_of_cells([0.02] * 19 + [0.06])
+    noisy = pool[-1]
+    candidates = slower(noisy, 0.14, "c19")
+    assert tpot_status(candidates, noisy, pool) != "FAIL"
+
+
+# --- the looks of the controller's rerun loop ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_runs", range(1, 21))
+def test_the_looks_of_a_rerun_loop_spend_the_whole_false_alarm_budget_and_no_more(max_runs: int) -> None:
+    looks = range(MIN_RUNS_TO_FAIL, max_runs + 1)
+    spent = sum(look_share(runs, max_runs) for runs in looks) if max_runs >= MIN_RUNS_TO_FAIL else 1.0
+    assert spent == pytest.approx(1.0)
+
+
+def test_a_larger_rerun_budget_makes_the_fifth_run_an_early_look_and_stricter() -> None:
+    pool = pool_of_cells([0.03] * 20)
+    candidates = slower(pool[0], 0.085, "c0")
+    case = CellCase(candidates[-1], pool[0], None, None, 5, None, candidates=tuple(candidates))
+
+    def status(max_runs: int) -> str:
+        verdict = judge_cells([case], family_size=252, pool=pool, max_runs=max_runs)[0]
+        return {m.metric: m.status for m in verdict.metrics}["tpot_p50_ms"]
+
+    assert (status(5), status(10)) == ("FAIL", "INCONCLUSIVE")
