@@ -14,7 +14,9 @@ Regressions", ICPE 2023), as Apache Otava implements it:
    false change points on the benchmark's real noise were 3 % instead of under 1 %;
 2. merge: each proposed point is re-tested against its neighbouring segments only, and the weakest
    point whose p-value misses the final threshold (or whose change is below the minimum size) is
-   dropped, its neighbours re-tested, until every point left passes.
+   dropped, its neighbours re-tested, until every point left passes;
+3. place: each point left moves to where one mean shift between its neighbours fits best by least
+   squares (see _relocated), and is tested again there.
 A minimum segment length on both sides of a point keeps a single spike (one bad engine start) from
 being a change. Pure: values in, change points out.
 """
@@ -220,6 +222,31 @@ def _edivisive_candidate(segment: np.ndarray, min_segment: int) -> int | None:
     return int(taus[int(np.argmax(q))])
 
 
+def _relocated(series: np.ndarray, indices: list[int], min_segment: int) -> list[int]:
+    """Each change point moved to where one mean shift between its neighbours fits best (least squares).
+
+    E-divisive finds that the distribution changed, robustly, but places a mean shift of about two
+    run-to-run sd less precisely than least squares, the maximum-likelihood place under normal noise:
+    on the GPU-bound TPOT noise of benchmarks/change_points.py, 5 % steps within 3 points of where they
+    were planted 94.6 % -> 95.6 %, speedup 91.1 % -> 92.0 % (1,000 series each, same seed).
+    """
+    moved = list(indices)
+    for position in range(len(moved)):
+        lo = moved[position - 1] if position > 0 else 0
+        hi = moved[position + 1] if position + 1 < len(moved) else len(series)
+        segment = series[lo:hi]
+        n = len(segment)
+        taus = np.arange(min_segment, n - min_segment + 1)
+        if len(taus) == 0:
+            continue
+        prefix = np.concatenate([[0.0], np.cumsum(segment)])
+        left = prefix[taus] / taus
+        right = (prefix[n] - prefix[taus]) / (n - taus)
+        score = taus * (n - taus) / n * (left - right) ** 2
+        moved[position] = lo + int(taus[int(np.argmax(score))])
+    return moved
+
+
 def _merge(series: np.ndarray, indices: list[int], settings: Settings) -> list[ChangePoint]:
     points = _tested(series, indices)
     while points:
@@ -227,9 +254,22 @@ def _merge(series: np.ndarray, indices: list[int], settings: Settings) -> list[C
         if weakest.p_value < settings.max_pvalue:
             weakest = min(points, key=lambda p: abs(p.relative_change))
             if abs(weakest.relative_change) >= settings.min_relative_change:
-                return points
+                return _placed_best(series, points, settings)
         indices = [p.index for p in points if p.index != weakest.index]
         points = _tested(series, indices)
+    return points
+
+
+def _placed_best(series: np.ndarray, points: list[ChangePoint], settings: Settings) -> list[ChangePoint]:
+    """The points relocated by least squares, unless a moved point would then miss a threshold."""
+    placed = [p.index for p in points]
+    relocated = _relocated(series, placed, settings.min_segment)
+    if relocated == placed:
+        return points
+    moved = _tested(series, relocated)
+    if all(p.p_value < settings.max_pvalue and abs(p.relative_change) >= settings.min_relative_change
+           for p in moved):
+        return moved
     return points
 
 

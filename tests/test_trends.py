@@ -26,6 +26,14 @@ def test_step_is_found_at_its_position_with_its_size_when_the_mean_shifts() -> N
     assert (change.points_before, change.points_after) == (change.index, 80 - change.index)
 
 
+@pytest.mark.parametrize("seed", [100, 370, 450, 480])
+def test_a_small_step_is_placed_where_it_happened_not_where_e_divisive_first_put_it(seed: int) -> None:
+    # A 5 % step at 2.6 % noise per run (the GPU-bound TPOT's): E-divisive alone put these 4-6 points off.
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([rng.normal(100, 2.6, 50), rng.normal(105, 2.6, 50)])
+    assert [c.index for c in detect(values)] == [50]
+
+
 def test_single_spike_is_not_a_change_point_when_shorter_than_the_minimum_segment() -> None:
     values = noisy(2.0, 60, 0.01, seed=3)
     values[30] *= 1.5
