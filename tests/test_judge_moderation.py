@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from fleet.baselines import find_baseline, save_baseline
+from fleet.cli import main
 from fleet.judge import judge_cells
 from fleet.judge.noisy import (
     MIN_RUNS_TO_FAIL,
@@ -116,3 +121,24 @@ def test_a_larger_rerun_budget_makes_the_fifth_run_an_early_look_and_stricter() 
         return {m.metric: m.status for m in verdict.metrics}["tpot_p50_ms"]
 
     assert (status(5), status(10)) == ("FAIL", "INCONCLUSIVE")
+
+
+def test_fleet_judge_treats_files_made_at_once_as_one_look(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = pool_of_cells([0.03])[0]
+    cell = run(BASE_COUNTS, name="c0").cell
+    save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
+    files = []
+    # +13 % over three runs: proven at one look, not at the first of the three looks a budget of 5 allows.
+    for index, result in enumerate(slower(baseline, 0.13, "c0")[:3]):
+        files.append(tmp_path / f"result-{index}.json")
+        files[-1].write_text(result.model_dump_json())
+
+    def tpot(*options: str) -> str:
+        with pytest.raises(SystemExit):
+            main(["judge", *map(str, files), "--baselines", str(tmp_path / "baselines"), "--json", *options])
+        report = json.loads(capsys.readouterr().out)
+        [verdict] = report["cells"]
+        return str({m["metric"]: m["status"] for m in verdict["metrics"]}["tpot_p50_ms"])
+
+    assert (tpot("--max-runs", "1"), tpot()) == ("FAIL", "INCONCLUSIVE")

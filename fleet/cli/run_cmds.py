@@ -267,8 +267,11 @@ def read_result(path: Path) -> RunResult:
 @json_option
 @format_option
 @report_dir_option
+@click.option("--max-runs", type=click.IntRange(min=1, max=20), default=DEFAULT_MAX_RUNS, show_default=True,
+              help="The rerun budget the files were made under: a loop that could stop at any of runs "
+                   "3..N splits its false-alarm budget over those looks; 1 for runs made all at once.")
 def judge(results: tuple[Path, ...], baselines_dir: Path, rule: Rule, error_control: Method, as_json: bool,
-          fmt: Format | None, report_dir: Path | None) -> None:
+          fmt: Format | None, report_dir: Path | None, max_runs: int) -> None:
     """Judge RunResult files produced anywhere against the baselines.
 
     Several files of one cell are judged together as its candidate runs (reruns).
@@ -279,7 +282,7 @@ def judge(results: tuple[Path, ...], baselines_dir: Path, rule: Rule, error_cont
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id="judge",
                                   tier=",".join(tiers), backend="files", started_at=now, finished_at=now,
-                                  rule=rule, method=error_control)
+                                  rule=rule, method=error_control, max_runs=max_runs)
     emit_report(report, outcomes, baselines, "json" if as_json else fmt or "text",
                 [report_dir] if report_dir else [])
     sys.exit(report.exit_code)
