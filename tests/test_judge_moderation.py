@@ -10,6 +10,7 @@ import pytest
 
 from fleet.baselines import find_baseline, save_baseline
 from fleet.cli import main
+from fleet.controller import make_rerun_check
 from fleet.judge import judge_cells
 from fleet.judge.noisy import (
     MIN_RUNS_TO_FAIL,
@@ -142,3 +143,14 @@ def test_fleet_judge_treats_files_made_at_once_as_one_look(tmp_path: Path,
         return str({m["metric"]: m["status"] for m in verdict["metrics"]}["tpot_p50_ms"])
 
     assert (tpot("--max-runs", "1"), tpot()) == ("FAIL", "INCONCLUSIVE")
+
+
+def test_the_controllers_rerun_check_judges_by_the_loops_own_budget(tmp_path: Path) -> None:
+    baseline = pool_of_cells([0.03])[0]
+    cell = run(BASE_COUNTS, name="c0").cell
+    save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
+    candidates = slower(baseline, 0.10, "c0")  # five runs, +10 %
+    again = [make_rerun_check([cell], tmp_path / "baselines", max_runs=budget)(cell, candidates)
+             for budget in (5, 10)]
+    # The fifth run is the last look of a budget of 5 (FAIL: no rerun) and an early look of one of 10.
+    assert again == [False, True]
