@@ -377,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     family = args.cells * len(METRICS)
     alone = args.baseline_runs - 1  # the cell's own recorded runs set the spread (fleet.judge.noisy)
-    pooled = args.cells * alone + alone  # the cells' spreads agree: the moderating prior is at its strongest
+    # The cells' spreads agree: the prior, fitted to the pool's other cells, is at its strongest.
+    per_pool = args.cells // len({p.hardware for p in profiles})
+    pooled = (per_pool - 1) * alone + alone
     print(f"\nsmallest change a noisy metric can be caught at 95 % power, with {args.max_runs} candidate "
           f"runs against {args.baseline_runs} recorded and Holm over {family} tests (first step, at the last "
           "look), the spread known to dof degrees of freedom:\n"
@@ -385,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in profiles:
         sds = [float(p.residuals[:, i].std(ddof=1)) for i in range(len(NOISY))]
         for label, dof in ((f"each cell alone, dof {alone}", alone),
-                           (f"spreads moderated over {args.cells} like cells, dof {pooled}", pooled)):
+                           (f"spreads moderated by {per_pool - 1} like cells, dof {pooled}", pooled)):
             limits = ", ".join(f"{m} {100 * detectable_change(sd, args, family, dof):.0f}%"
                                for m, sd in zip(NOISY, sds, strict=True))
             print(f"  {p.source} ({label}): {limits}")

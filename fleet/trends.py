@@ -16,7 +16,8 @@ Regressions", ICPE 2023), as Apache Otava implements it:
    point whose p-value misses the final threshold (or whose change is below the minimum size) is
    dropped, its neighbours re-tested, until every point left passes;
 3. place: each point left moves to where one mean shift between its neighbours fits best by least
-   squares (see _relocated), and is tested again there.
+   squares (see _relocated), and is tested again there; if any moved point would then miss a
+   threshold, all keep the places the merge left them at.
 A minimum segment length on both sides of a point keeps a single spike (one bad engine start) from
 being a change. Pure: values in, change points out.
 """

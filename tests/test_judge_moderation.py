@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from fleet.baselines import find_baseline, save_baseline
 from fleet.cli import main
@@ -14,8 +15,11 @@ from fleet.controller import make_rerun_check
 from fleet.judge import judge_cells
 from fleet.judge.noisy import (
     MIN_RUNS_TO_FAIL,
+    OUTLIER_ALPHA,
     TRIMMED_VARIANCE_FACTOR,
+    SpreadPrior,
     look_share,
+    moderated_log_sd,
     spread_prior,
     trimmed_mean,
 )
@@ -154,3 +158,47 @@ def test_the_controllers_rerun_check_judges_by_the_loops_own_budget(tmp_path: Pa
              for budget in (5, 10)]
     # The fifth run is the last look of a budget of 5 (FAIL: no rerun) and an early look of one of 10.
     assert again == [False, True]
+
+
+def test_the_screen_sends_a_cell_alone_exactly_above_the_priors_predictive_f_quantile() -> None:
+    prior = SpreadPrior(log_sd=0.03, freedom=20.0, cells=5)
+    limit = 0.03**2 * float(stats.f.isf(OUTLIER_ALPHA, 9, 20.0))  # s^2 / s0^2 ~ F(d, d0)
+    below = PATTERN * (0.999 * limit) ** 0.5
+    above = PATTERN * (1.001 * limit) ** 0.5
+    assert moderated_log_sd(list(below), prior) is not None
+    assert moderated_log_sd(list(above), prior) is None
+
+
+def test_the_prior_recovers_the_spread_its_cells_were_sampled_with() -> None:
+    # log s^2 underestimates log sd^2 under chi-square sampling (by 0.11 at 9 dof): the fit corrects it.
+    rng = np.random.default_rng(4)
+    cells = []
+    for _ in range(400):
+        values = [float(v) for v in 5.0 * np.exp(rng.normal(0.0, 0.03, 10))]
+        cells.append(MetricBaseline(expected=float(np.mean(values)), values=values, tolerance_pct=15))
+    prior = spread_prior(cells)
+    assert prior is not None and prior.log_sd == pytest.approx(0.03, rel=0.03)
+
+
+def test_the_judge_centres_three_or_more_runs_on_their_trimmed_mean() -> None:
+    pool = pool_of_cells([0.03] * 5)
+    runs = [run(BASE_COUNTS, tpot=t, name="c0") for t in (5.0, 5.2, 9.0, 4.9, 5.3)]
+    case = CellCase(runs[-1], pool[0], None, None, 5, None, candidates=tuple(runs))
+    [tpot] = [m for m in judge_cells([case], pool=pool)[0].metrics if m.metric == "tpot_p50_ms"]
+    assert tpot.observed == pytest.approx(float(np.exp(np.mean(np.log([5.0, 5.2, 5.3])))))
+
+
+def test_a_larger_rerun_budget_never_ends_a_suspicious_cells_reruns_sooner() -> None:
+    pool = pool_of_cells([0.03] * 20)
+    candidates = slower(pool[0], 0.05, "c0")[:3]  # raw p 0.018: suspicious, far from proven
+    case = CellCase(candidates[-1], pool[0], None, None, 3, None, candidates=tuple(candidates))
+    for budget in (5, 10, 20):
+        verdict = judge_cells([case], family_size=252, pool=pool, max_runs=budget)[0]
+        assert {m.metric: m.status for m in verdict.metrics}["tpot_p50_ms"] == "INCONCLUSIVE"
+
+
+def test_a_cell_is_moderated_only_by_at_least_three_other_cells() -> None:
+    candidates = slower(pool_of_cells([0.03])[0], 0.14, "c0")
+    few, enough = pool_of_cells([0.03] * 3), pool_of_cells([0.03] * 4)
+    assert tpot_status(candidates, few[0], few) != "FAIL"
+    assert tpot_status(candidates, enough[0], enough) == "FAIL"

@@ -43,6 +43,14 @@ class Assessment:
     detail: str
     #: Degrees of freedom of the spread the test estimated (None: known well enough for the normal).
     dof: float | None = None
+    #: The share of the false-alarm budget this look of the controller's rerun loop may spend
+    #: (fleet.judge.noisy.look_share): it bounds FAIL only; PASS and INCONCLUSIVE read the raw p.
+    look_share: float = 1.0
+
+    @property
+    def p_fail(self) -> float:
+        """The p of harm a FAIL is decided on: the raw p over this look's share of the budget."""
+        return min(1.0, self.p_harm / self.look_share)
 
     def band(self, z: float) -> tuple[float, float]:
         """expected ± z sigma on the test's scale, as (lo, hi) on the metric's scale.

@@ -66,22 +66,42 @@ def has_spread(entry: MetricBaseline) -> bool:
     return entry.n is not None and entry.n >= 2 and entry.std is not None
 
 
+#: A cell among the baselines of a pool: (variant, model).
+CellKey = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class PoolSpread:
     """What the run's baselines on one pool say of one metric's spread: the pooled per-run log sd, and
-    the prior that moderates each cell's own (None with too few cells; fleet.judge.noisy)."""
+    for a noisy metric the prior that moderates each cell's own, fitted to the other cells (None with too
+    few of them; fleet.judge.noisy)."""
 
     log_sd: float
-    prior: SpreadPrior | None
+    priors: Mapping[CellKey, SpreadPrior | None] = field(default_factory=dict)
+    #: The prior of all the pool's cells, for a cell judged against a pool it is not part of.
+    prior_of_all: SpreadPrior | None = None
+
+    def prior_for(self, cell: CellKey) -> SpreadPrior | None:
+        return self.priors.get(cell, self.prior_of_all)
 
 
 def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolSpread]:
     """(hardware, metric) -> that metric's spread over the run's cells on that pool."""
-    groups: dict[tuple[str, str], list[MetricBaseline]] = {}
+    groups: dict[tuple[str, str], list[tuple[CellKey, MetricBaseline]]] = {}
     for baseline in baselines:
         for name, entry in baseline.baselines.items():
-            groups.setdefault((baseline.hardware, name), []).append(entry)
-    return {key: PoolSpread(pooled_log_sd(entries), spread_prior(entries)) for key, entries in groups.items()}
+            cell = (baseline.variant, baseline.model)
+            groups.setdefault((baseline.hardware, name), []).append((cell, entry))
+    spreads = {}
+    for (hardware, name), members in groups.items():
+        entries = [entry for _, entry in members]
+        info = metric_info(name)
+        if info is not None and info.kind in ("acceptance", "match"):
+            spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries))
+            continue
+        priors = {cell: spread_prior([e for other, e in members if other != cell]) for cell, _ in members}
+        spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries), priors, spread_prior(entries))
+    return spreads
 
 
 def family_size_of(baselines: Sequence[Baseline]) -> int:
@@ -103,7 +123,7 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
     `max_runs`: where the controller's INCONCLUSIVE loop stops, which sets how the noisy tests spend their
     false-alarm budget over its looks (fleet.judge.noisy).
     """
-    none = PoolSpread(0.0, None)
+    none = PoolSpread(0.0)
     if not results:
         raise ValueError("gather needs at least one candidate result")
     evidence = CellEvidence(order=list(baseline.baselines))
@@ -126,7 +146,8 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
             statistical = False
         if statistical:
             pool = (pooled or {}).get((baseline.hardware, name), none)
-            evidence.assessments[name] = assess_noisy(name, entry, present, better, pool.log_sd, pool.prior,
+            prior = pool.prior_for((baseline.variant, baseline.model))
+            evidence.assessments[name] = assess_noisy(name, entry, present, better, pool.log_sd, prior,
                                                       max_runs)
             continue
         verdict = judge_metric(name, float(np.mean(present)), entry)
@@ -169,7 +190,7 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
     """
     primary = [(i, a) for i, cell in enumerate(cells)
                for a in cell.assessments.values() if a.role == "primary"]
-    p_values = [a.p_harm for _, a in primary]
+    p_values = [a.p_fail for _, a in primary]
     padded = p_values + [1.0] * max(0, (family_size or 0) - len(p_values))
     adjusted_all = adjust(padded, method)
     adjusted = {(i, a.metric): adjusted_all[k] for k, (i, a) in enumerate(primary)}
@@ -182,7 +203,9 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
                 continue
             adj = adjusted[(index, name)]
             fails = adj <= alpha and a.can_fail
-            z = z_for_tail(step_threshold(a.p_harm, padded, alpha, method)) if fails else bonferroni_z
+            # The band: how far the raw p had to go (this look's share of its step's threshold).
+            z = z_for_tail(a.look_share * (step_threshold(a.p_fail, padded, alpha, method) if fails
+                                           else alpha / max(len(padded), 1)))
             verdicts[name] = _verdict(a, _status(a, fails), adj, z, alpha, method)
         for a in (a for a in cell.assessments.values() if a.role == "reference"):
             verdict = _verdict(a, "PASS", a.p_harm, bonferroni_z, alpha, method)

@@ -16,7 +16,7 @@ on log values, because latency noise is multiplicative (a busy host slows everyt
   slow, evidence/h200), and two such starts in a row are not rare. Suspicious early runs are
   INCONCLUSIVE, which makes the controller rerun the cell; from three runs on the candidates' centre is
   their mean without the fastest and the slowest run (the median of 3 and 4 runs; its variance, paid
-  for in sigma, 1.34 times the mean's at 3 runs and 1.14 at 5, where the median's is 1.44), so one
+  for in sigma, 1.34 times the mean's at 3 runs and 1.14 at 5, where the median's is 1.43), so one
   slow start among them cannot carry the decision, and a FAIL also needs a one-sided Mann–Whitney rank
   test against the recorded values at RANK_ALPHA. (The rank test alone cannot carry it: with 5 recorded and 3
   candidate runs its smallest p is 1/56.)
@@ -24,23 +24,29 @@ on log values, because latency noise is multiplicative (a busy host slows everyt
   repeated until it rejects rejects too often. The false-alarm budget is therefore split over the looks
   that may fail (a weighted Bonferroni, the simplest group-sequential correction, valid however the
   looks correlate): the last look, with the most runs, gets FINAL_LOOK_SHARE of it, the earlier ones
-  share the rest, and each look's p of harm is divided by its share. The earlier looks are there to stop
-  early on strong evidence; the last one is where a change near the noise is decided.
-- sd is also floored by the run's pooled spread of the same metric on the same hardware pool
-  (fleet.judge.decide.pooled_spreads): 5 runs give the cell's own sd 4 degrees of freedom.
+  share the rest, and a FAIL is decided on the p of harm divided by its look's share (PASS and
+  INCONCLUSIVE on the raw p: a larger budget must not end a suspicious cell's reruns sooner). The
+  earlier looks are there to stop early on strong evidence; the last one is where a change near the
+  noise is decided.
+- Without a prior (below), sd is also floored by the run's pooled spread of the same metric on the same
+  hardware pool (fleet.judge.decide.pooled_spreads): 5 runs give the cell's own sd 4 degrees of freedom.
 - When the cell's own recorded runs set sd, z is referred to Student's t with N - 1 degrees of freedom,
   not the normal: an sd estimated from 5 or 10 runs is often well below the truth, and the normal's
   thin tails then turn one unlucky baseline into false alarms night after night. (The pooled spread and
   the floor are known well enough for the normal.) The verdict's band is drawn with the same t.
-- With MIN_PRIOR_CELLS or more cells of the metric on the pool, the cell's own variance is moderated
-  instead (empirical Bayes, Smyth 2004, limma's moderated t): the cells' sample log variances fit a
-  scaled inverse chi-square prior (s0^2, d0), and the cell's variance becomes
+- With MIN_PRIOR_CELLS or more other cells of the metric on the pool, the cell's own variance is
+  moderated instead (empirical Bayes, Smyth 2004, limma's moderated t): the other cells' sample log
+  variances fit a scaled inverse chi-square prior (s0^2, d0), and the cell's variance becomes
   (d0 s0^2 + d s^2) / (d0 + d) with d0 + d degrees of freedom. Where the cells' spreads agree (one kind
   of engine on one kind of GPU) d0 is large and the test nears the normal; where they disagree d0 is
   small and each cell is judged by its own runs, as above. Ten runs per cell leave Student's t with 9
-  degrees of freedom, whose 1.3e-5 quantile (a Holm step over a nightly's 250 tests) is 7.8 against
-  the normal's 4.2: the price of judging each cell alone. d0 never exceeds the dof of the runs the prior
-  came from (it cannot know more than they measured). A cell whose own variance the prior makes
+  degrees of freedom, whose 3.2e-5 quantile (the last look's Holm step over a nightly's 250 tests) is
+  7.0 against the normal's 4.0: the price of judging each cell alone. The prior leaves the judged cell
+  out (fitted with it, a prior of 3-4 cells took the cell's own runs twice and false alarms ran 2-3x
+  the nominal rate), d0 never exceeds the dof of the runs it came from (it cannot know more than they
+  measured), and a sample variance below FLOOR_LOG_SD^2 enters the fit at the floor (a near-constant
+  cell would otherwise read as a wildly different spread and switch moderation off for its pool).
+  A cell whose own variance the prior makes
   unlikely (above its predictive F quantile at OUTLIER_ALPHA: one configuration noisier than the rest of
   its pool) is judged alone, as above, instead of being shrunk towards spreads it does not share.
 """
@@ -70,7 +76,7 @@ DEFAULT_MAX_RUNS = 5
 #: the rest equally.
 FINAL_LOOK_SHARE = 0.8
 #: Var(trimmed mean) / Var(mean) of n normal samples, the trimmed mean dropping the lowest and the
-#: highest: the price of its robustness (400,000 draws per n; tests/test_judge_stats.py checks it).
+#: highest: the price of its robustness (400,000 draws per n; tests/test_judge_moderation.py checks it).
 TRIMMED_VARIANCE_FACTOR = {3: 1.342, 4: 1.192, 5: 1.138, 6: 1.111, 7: 1.080, 8: 1.071, 9: 1.060,
                            10: 1.052, 11: 1.047, 12: 1.043}
 
@@ -82,12 +88,15 @@ def trimmed_mean(values: Sequence[float]) -> float:
 
 
 def trimmed_variance_factor(n: int) -> float:
-    """TRIMMED_VARIANCE_FACTOR, the largest n's beyond the table (the factor falls towards 1 with n)."""
+    """TRIMMED_VARIANCE_FACTOR, the largest n's beyond the table (the factor falls towards 1 with n);
+    1 below three runs, whose centre is their plain mean."""
+    if n < min(TRIMMED_VARIANCE_FACTOR):
+        return 1.0
     return TRIMMED_VARIANCE_FACTOR[min(n, max(TRIMMED_VARIANCE_FACTOR))]
 
 
-#: Cells of one metric on one pool from which their spreads are moderated (empirical Bayes): fewer say
-#: too little about how much the cells' spreads differ.
+#: Other cells of one metric on one pool from which a cell's spread is moderated (empirical Bayes):
+#: fewer say too little about how much the cells' spreads differ.
 MIN_PRIOR_CELLS = 3
 #: A cell's own variance above the prior's predictive (1 - OUTLIER_ALPHA) quantile is not moderated.
 #: A screen, so generous: with spreads in two groups 2-3x apart (the CPU-shaped noise of
@@ -146,8 +155,8 @@ def spread_prior(entries: Sequence[MetricBaseline]) -> SpreadPrior | None:
     variances, freedoms = [], []
     for entry in entries:
         logs = recorded_log_values(entry)
-        if len(logs) >= 2 and float(np.var(logs, ddof=1)) > 0:
-            variances.append(float(np.var(logs, ddof=1)))
+        if len(logs) >= 2:
+            variances.append(max(float(np.var(logs, ddof=1)), FLOOR_LOG_SD**2))
             freedoms.append(len(logs) - 1.0)
     if len(variances) < MIN_PRIOR_CELLS:
         return None
@@ -209,8 +218,7 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
     change = centre - centre_recorded
     z = change / sigma if math.isfinite(change) else -math.inf
     p_harm, p_benefit = tails(z, better, dof)
-    if len(observed) >= MIN_RUNS_TO_FAIL:
-        p_harm = min(1.0, p_harm / look_share(len(observed), max_runs))
+    share = look_share(len(observed), max_runs) if len(observed) >= MIN_RUNS_TO_FAIL else 1.0
     rank_p = rank_test_p(observed, entry.values or [], better)
     corroborated = rank_p is not None and rank_p <= RANK_ALPHA
     can_fail = len(observed) >= MIN_RUNS_TO_FAIL and corroborated
@@ -225,4 +233,5 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
                       observed=observed_mean, runs=len(observed), recorded_runs=n_recorded, p_harm=p_harm,
                       p_benefit=p_benefit, sigma=sigma, log_scale=True, can_fail=can_fail,
                       test="log-scale t on recorded spread + Mann–Whitney" if dof else
-                      "log-scale z on recorded spread + Mann–Whitney", detail=detail, dof=dof)
+                      "log-scale z on recorded spread + Mann–Whitney", detail=detail, dof=dof,
+                      look_share=share)
