@@ -189,7 +189,7 @@ def judge_run(
                            family_size=family_size_of(pool) if pool is not None else None, max_runs=max_runs)
     report = summarize(verdicts, run_id=run_id, tier=tier, backend=backend,
                        started_at=started_at, finished_at=finished_at, rule=rule,
-                       error_control=method, alpha=alpha)
+                       error_control=method, alpha=alpha, max_runs=max_runs)
     return report, baselines
 
 

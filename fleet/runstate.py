@@ -28,6 +28,8 @@ class RunState(Strict):
     created_at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     kube: RenderContext | None = None
     cells: list[Cell] = Field(min_length=1)
+    #: `fleet submit --max-runs`: `fleet resume` reruns and judges under the same budget (None: the default).
+    max_runs: int | None = None
 
 
 def write_run_state(run_dir: Path, state: RunState) -> Path:

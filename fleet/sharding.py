@@ -112,6 +112,7 @@ def merge_reports(reports: Sequence[RunReport], *, sources: Sequence[str] = (),
         rule=common(r.rule for r in reports),
         error_control=common(r.error_control for r in reports),
         alpha=first.alpha if len({r.alpha for r in reports}) == 1 else None,
+        max_runs=first.max_runs if len({r.max_runs for r in reports}) == 1 else None,
     )
 
 

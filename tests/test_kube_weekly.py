@@ -5,6 +5,7 @@ The run goes through the same path the CLI takes (run.json first, then run_kube)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,8 @@ def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
     tier = load_tier(ROOT / "jobs", "local")
     run_dir = tmp_path / "runs" / "local-r1"
     with rig() as r:
-        state = start_kube_run(cells, tier="local", context=kube_context(tier, "local-r1"), run_dir=run_dir)
+        state = start_kube_run(cells, tier="local", context=kube_context(tier, "local-r1"), run_dir=run_dir,
+                               max_runs=7)
         options = {"api_settings": FAST_API, "settings": FAST, "sleep": r.clock.sleep, "clock": r.clock}
         run_kube(state, run_dir=run_dir, host=r.server.url, backend_options=options)  # the first controller
         created = dict(r.emulator.created)
@@ -95,3 +97,5 @@ def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert (run_dir / "report.txt").is_file() or any(run_dir.glob("report*"))
     assert all(f"Test: {cell.variant.name} Regression" in result.output for cell in cells), result.output
+    # Judged under the rerun budget `fleet submit --max-runs` gave the run, not the default.
+    assert json.loads((run_dir / "report.json").read_text())["max_runs"] == 7

@@ -100,6 +100,17 @@ def test_shards_judged_with_different_rules_refuse_to_merge(tmp_path: Path, flee
     assert "judged with different rules" in err
 
 
+def test_shards_run_under_different_rerun_budgets_refuse_to_merge(tmp_path: Path, fleet: Fleet) -> None:
+    # The noisy tests split their false-alarm budget over the looks --max-runs allows: one merge, one split.
+    draft, ngram = results()
+    dirs = [shard_dir(tmp_path, judged([draft], "s0", max_runs=5), [draft], 60.0),
+            shard_dir(tmp_path, judged([ngram], "s1", max_runs=10), [ngram], 60.0)]
+    code, _, err = fleet("merge", *map(str, dirs), "--baselines", str(BASELINES),
+                         "--jobs", str(ROOT / "jobs"))
+    assert code == 2
+    assert "judged with different rerun budgets (--max-runs)" in err
+
+
 def test_a_slower_host_makes_latency_inconclusive_not_a_regression() -> None:
     # Lease 2 of the H200 ran the same vLLM 38 % slower in the non-speculative reference too: judged
     # against baselines recorded on lease 1 only, its latency must not read as a regression.

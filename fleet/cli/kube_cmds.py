@@ -51,9 +51,11 @@ def dry_run_yaml(cells: Sequence[Cell], context: RenderContext) -> str:
     return to_yaml(render_run(list(cells), context))
 
 
-def start_kube_run(cells: Sequence[Cell], *, tier: str, context: RenderContext, run_dir: Path) -> RunState:
+def start_kube_run(cells: Sequence[Cell], *, tier: str, context: RenderContext, run_dir: Path,
+                   max_runs: int = DEFAULT_MAX_RUNS) -> RunState:
     """Persist the run before any Job exists: from here on, `fleet resume` can finish it."""
-    state = RunState(run_id=context.run_id, tier=tier, backend="kube", kube=context, cells=list(cells))
+    state = RunState(run_id=context.run_id, tier=tier, backend="kube", kube=context, cells=list(cells),
+                     max_runs=max_runs)
     write_run_state(run_dir, state)
     return state
 
@@ -115,12 +117,14 @@ def resume(run_id: str, runs_dir: Path, baselines_dir: Path, kubeconfig: str | N
     run_dir = runs_dir / run_id
     state = read_run_state(run_dir)
     stderr.print(f"resuming run {run_id}: {len(state.cells)} cells of tier {state.tier}")
-    rerun = make_rerun_check(state.cells, baselines_dir)
+    max_runs = state.max_runs or DEFAULT_MAX_RUNS  # a run started before run.json kept its budget
+    rerun = make_rerun_check(state.cells, baselines_dir, max_runs=max_runs) if max_runs > 1 else None
     outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig, kube_context_name=kube_context_name,
-                        rerun=rerun, max_runs=DEFAULT_MAX_RUNS)
+                        rerun=rerun, max_runs=max_runs)
     finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=state.tier,
-                                  backend="kube", started_at=state.created_at, finished_at=finished)
+                                  backend="kube", started_at=state.created_at, finished_at=finished,
+                                  max_runs=max_runs)
     emit_report(report, outcomes, baselines, fmt, [run_dir])
     sys.exit(report.exit_code)
 

@@ -33,6 +33,7 @@ from fleet.documents import read_document
 from fleet.errors import ConfigError
 from fleet.history import RunRecord, load_run_dir
 from fleet.judge import ALPHA, Method, Rule
+from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.model import CellVerdict, RunReport
 from fleet.report import FILE_NAMES, Format
 from fleet.sharding import merge_reports
@@ -70,6 +71,8 @@ def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdi
     rule: Rule = setting("rules", [r.rule or "auto" for r in reports])
     method: Method = setting("error control", [r.error_control or "holm" for r in reports])
     alpha: float | None = setting("alpha", [r.alpha for r in reports])
+    # Reports written before the budget was recorded were made under the default.
+    max_runs: int = setting("rerun budgets (--max-runs)", [r.max_runs or DEFAULT_MAX_RUNS for r in reports])
     outcomes, measured = [], set()
     for shard in shards:
         for verdict in shard.report.cells:
@@ -90,7 +93,7 @@ def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdi
         return {}
     report, _ = judge_run(outcomes, baselines_root=baselines_dir, run_id="merge", tier=reports[0].tier,
                           backend="merge", started_at="", finished_at="", rule=rule,
-                          alpha=alpha if alpha is not None else ALPHA, method=method)
+                          alpha=alpha if alpha is not None else ALPHA, method=method, max_runs=max_runs)
     return {verdict.cell_id: verdict for verdict in report.cells if verdict.cell_id in measured}
 
 

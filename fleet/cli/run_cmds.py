@@ -218,12 +218,13 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
                               max_runs=max_runs)
              if max_runs > 1 else None)
     if context is not None:
-        state = start_kube_run(cells, tier=tier, context=context, run_dir=run_dir)
+        state = start_kube_run(cells, tier=tier, context=context, run_dir=run_dir, max_runs=max_runs)
         outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig,
                             kube_context_name=kube_context_name, on_outcome=ended, rerun=rerun,
                             max_runs=max_runs)
     else:
-        write_run_state(run_dir, RunState(run_id=run_id, tier=tier, backend="local", cells=cells))
+        write_run_state(run_dir, RunState(run_id=run_id, tier=tier, backend="local", cells=cells,
+                                          max_runs=max_runs))
         local = LocalBackend(run_dir, parallel=parallel, on_start=progress.started)
         try:
             outcomes = execute(cells, local, run_id=run_id, on_outcome=ended, rerun=rerun, max_runs=max_runs)

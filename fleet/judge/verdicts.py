@@ -201,6 +201,7 @@ def summarize(
     rule: str | None = None,
     error_control: str | None = None,
     alpha: float | None = None,
+    max_runs: int | None = None,
 ) -> RunReport:
     """The run's report: every cell's verdict plus the overall status and the process exit code."""
     status, exit_code = overall_status([cell.status for cell in cells])
@@ -220,6 +221,7 @@ def summarize(
         rule=rule,
         error_control=error_control,
         alpha=alpha,
+        max_runs=max_runs,
     )
 
 

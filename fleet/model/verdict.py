@@ -62,5 +62,7 @@ class RunReport(Strict):
     rule: str | None = None
     error_control: str | None = None
     alpha: float | None = None
+    #: The controller's rerun budget per cell, over whose looks the noisy tests split their budget.
+    max_runs: int | None = None
     #: GPU-hours and cost per cell, pool and run (fleet.cost.cost_document), where accounted.
     cost: dict[str, Any] | None = None
