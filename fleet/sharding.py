@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from fleet.cost import JobSpan
 from fleet.errors import ConfigError
+from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.judge.verdicts import summarize
 from fleet.model import Cell, CellVerdict, ResultError, RunReport
 from fleet.retry import NO_RESULT
@@ -102,6 +103,8 @@ def merge_reports(reports: Sequence[RunReport], *, sources: Sequence[str] = (),
         distinct = set(values)
         return distinct.pop() if len(distinct) == 1 else None
 
+    # A report from before budgets were recorded was made under the default (as fleet merge assumes).
+    budgets = {r.max_runs or DEFAULT_MAX_RUNS for r in reports}
     return summarize(
         cells,
         run_id="+".join(report.run_id for report in reports),
@@ -112,7 +115,7 @@ def merge_reports(reports: Sequence[RunReport], *, sources: Sequence[str] = (),
         rule=common(r.rule for r in reports),
         error_control=common(r.error_control for r in reports),
         alpha=first.alpha if len({r.alpha for r in reports}) == 1 else None,
-        max_runs=first.max_runs if len({r.max_runs for r in reports}) == 1 else None,
+        max_runs=budgets.pop() if len(budgets) == 1 else None,
     )
 
 

@@ -202,3 +202,11 @@ def test_a_cell_is_moderated_only_by_at_least_three_other_cells() -> None:
     few, enough = pool_of_cells([0.03] * 3), pool_of_cells([0.03] * 4)
     assert tpot_status(candidates, few[0], few) != "FAIL"
     assert tpot_status(candidates, enough[0], enough) == "FAIL"
+
+
+def test_a_near_constant_cell_does_not_switch_moderation_off_for_its_pool() -> None:
+    # log s^2 of a cell whose runs agree to 1e-12 is about -55: unfloored, it reads as a spread wildly
+    # unlike the others' and the fit's d0 collapses (0.7); at the judge's floor it is one quiet cell.
+    quiet = MetricBaseline(expected=5.0, values=[5.0, 5.0 + 5e-12] * 5, tolerance_pct=15)
+    prior = spread_prior([*entries([0.03] * 6), quiet])
+    assert prior is not None and prior.freedom > 10

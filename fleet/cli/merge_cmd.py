@@ -71,7 +71,7 @@ def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdi
     rule: Rule = setting("rules", [r.rule or "auto" for r in reports])
     method: Method = setting("error control", [r.error_control or "holm" for r in reports])
     alpha: float | None = setting("alpha", [r.alpha for r in reports])
-    # Reports written before the budget was recorded were made under the default.
+    # Reports written before the budget was recorded are assumed made under the default.
     max_runs: int = setting("rerun budgets (--max-runs)", [r.max_runs or DEFAULT_MAX_RUNS for r in reports])
     outcomes, measured = [], set()
     for shard in shards:

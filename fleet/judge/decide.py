@@ -8,9 +8,10 @@ Rules per metric (`rule="auto"`):
 `rule="rfc"` forces the RFC rule everywhere (on the mean of the candidate runs).
 
 Three values, per statistically judged metric:
-- FAIL: its one-sided p of harm, adjusted over every primary test of the run (Holm by default), is
-  <= ALPHA, and the evidence may fail (noisy metrics need two runs and the rank test; see noisy.py);
-- PASS: p of harm > SAME_ALPHA, i.e. not even nominally worse at the conventional 5 % level: clearly
+- FAIL: its one-sided p of harm (for a noisy metric over its look's share of the budget, noisy.py),
+  adjusted over every primary test of the run (Holm by default), is <= ALPHA, and the evidence may fail
+  (noisy metrics need three runs and the rank test; see noisy.py);
+- PASS: the raw p of harm > SAME_ALPHA, i.e. not even nominally worse at the conventional 5 % level: clearly
   the same (or better; a significant improvement is said in the detail, as a hint to re-record);
 - INCONCLUSIVE otherwise: suspicious but not proven; the controller reruns the cell (bounded budget).
 
@@ -34,7 +35,14 @@ import numpy as np
 from fleet.judge.acceptance import assess_count, candidate_trials, role_of
 from fleet.judge.assessment import Assessment
 from fleet.judge.multiple import Method, adjust, holm, step_threshold
-from fleet.judge.noisy import DEFAULT_MAX_RUNS, SpreadPrior, assess_noisy, pooled_log_sd, spread_prior
+from fleet.judge.noisy import (
+    DEFAULT_MAX_RUNS,
+    SpreadPrior,
+    assess_noisy,
+    fit_prior,
+    pooled_log_sd,
+    sample_variance,
+)
 from fleet.judge.rfc_rule import judge_metric
 from fleet.judge.stats import z_for_tail
 from fleet.model import Baseline, MetricBaseline, MetricVerdict, RunResult, Status
@@ -99,8 +107,11 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
         if info is not None and info.kind in ("acceptance", "match"):
             spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries))
             continue
-        priors = {cell: spread_prior([e for other, e in members if other != cell]) for cell, _ in members}
-        spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries), priors, spread_prior(entries))
+        samples = [(cell, sample_variance(entry)) for cell, entry in members]
+        fitted = [(cell, s) for cell, s in samples if s is not None]
+        priors = {cell: fit_prior([s for other, s in fitted if other != cell]) for cell, _ in members}
+        everyone = fit_prior([s for _, s in fitted])
+        spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries), priors, everyone)
     return spreads
 
 

@@ -28,7 +28,7 @@ on log values, because latency noise is multiplicative (a busy host slows everyt
   INCONCLUSIVE on the raw p: a larger budget must not end a suspicious cell's reruns sooner). The
   earlier looks are there to stop early on strong evidence; the last one is where a change near the
   noise is decided.
-- Without a prior (below), sd is also floored by the run's pooled spread of the same metric on the same
+- Without moderation (below), sd is also floored by the run's pooled spread of the same metric on the same
   hardware pool (fleet.judge.decide.pooled_spreads): 5 runs give the cell's own sd 4 degrees of freedom.
 - When the cell's own recorded runs set sd, z is referred to Student's t with N - 1 degrees of freedom,
   not the normal: an sd estimated from 5 or 10 runs is often well below the truth, and the normal's
@@ -145,22 +145,31 @@ def look_share(runs: int, max_runs: int) -> float:
     return (1.0 - FINAL_LOOK_SHARE) / (max_runs - MIN_RUNS_TO_FAIL)
 
 
+def sample_variance(entry: MetricBaseline) -> tuple[float, float] | None:
+    """(log variance, dof) of a cell's recorded runs as the prior's fit takes them: floored at the
+    judge's floor; None with fewer than two runs."""
+    logs = recorded_log_values(entry)
+    if len(logs) < 2:
+        return None
+    return max(float(np.var(logs, ddof=1)), FLOOR_LOG_SD**2), len(logs) - 1.0
+
+
 def spread_prior(entries: Sequence[MetricBaseline]) -> SpreadPrior | None:
-    """The prior of the cells' log variances by Smyth's moments (limma's fitFDist), or None with fewer
-    than MIN_PRIOR_CELLS cells of two or more recorded runs.
+    """The prior of the cells' log variances (see fit_prior)."""
+    return fit_prior([s for s in map(sample_variance, entries) if s is not None])
+
+
+def fit_prior(samples: Sequence[tuple[float, float]]) -> SpreadPrior | None:
+    """The prior of (variance, dof) samples by Smyth's moments (limma's fitFDist), or None with fewer
+    than MIN_PRIOR_CELLS of them.
 
     log s_i^2 - digamma(d_i/2) + log(d_i/2) estimates log s0^2 - digamma(d0/2) + log(d0/2), and its
     variance beyond trigamma(d_i/2) (the sampling part) is trigamma(d0/2).
     """
-    variances, freedoms = [], []
-    for entry in entries:
-        logs = recorded_log_values(entry)
-        if len(logs) >= 2:
-            variances.append(max(float(np.var(logs, ddof=1)), FLOOR_LOG_SD**2))
-            freedoms.append(len(logs) - 1.0)
-    if len(variances) < MIN_PRIOR_CELLS:
+    if len(samples) < MIN_PRIOR_CELLS:
         return None
-    d = np.asarray(freedoms)
+    variances = [variance for variance, _ in samples]
+    d = np.asarray([freedom for _, freedom in samples])
     e = np.log(variances) - special.digamma(d / 2) + np.log(d / 2)
     excess = float(np.sum((e - e.mean()) ** 2) / (len(e) - 1) - np.mean(special.polygamma(1, d / 2)))
     most = float(d.sum())  # the prior knows no more than the runs it was fitted to
