@@ -39,6 +39,15 @@ for cell in json.load(open(sys.argv[1])):
 " "$W/cells.json" "$W/cells"
 fi
 
+edited_cell() {  # SOURCE TARGET PYTHON: the cell file SOURCE, changed by PYTHON (on `cell`), as TARGET
+  python3 -c "
+import json, sys
+cell = json.load(open(sys.argv[1]))
+exec(sys.argv[3])
+json.dump(cell, open(sys.argv[2], 'w'))
+" "$@"
+}
+
 suite() {  # replicate cell  (CELLS: the folder of cell files, default $W/cells)
   local dir="$W/$1"; mkdir -p "$dir/results" "$dir/keep"
   local start; start=$(stamp)
@@ -72,22 +81,14 @@ for step in $STEPS; do
     mseries) for r in $(seq 1 "$SERIES"); do suite "ms$r" "$MACHINERY"; done ;;
     aseries)
       mkdir -p "$W/async-cells"
-      python3 -c "
-import json, sys
-cell = json.load(open(sys.argv[1]))
-cell['engine_options']['async_scheduling'] = True
-json.dump(cell, open(sys.argv[2], 'w'))
-" "$W/cells/$MACHINERY.json" "$W/async-cells/$MACHINERY.json"
+      edited_cell "$W/cells/$MACHINERY.json" "$W/async-cells/$MACHINERY.json" \
+        "cell['engine_options']['async_scheduling'] = True"
       for r in $(seq 1 "$SERIES"); do CELLS="$W/async-cells" suite "as$r" "$MACHINERY"; done ;;
     bare) bare reference; bare speculative ;;
     fail)
       mkdir -p "$W/fail"
-      python3 -c "
-import json, sys
-cell = json.load(open(sys.argv[1]))
-cell.pop('id'); cell['draft_model'] = '/nonexistent/draft-model'
-json.dump(cell, open(sys.argv[2], 'w'))
-" "$W/cells/draft_model-k4__tiny-stdlib-target__h200.json" "$W/fail/cell.json"
+      edited_cell "$W/cells/draft_model-k4__tiny-stdlib-target__h200.json" "$W/fail/cell.json" \
+        "cell.pop('id'); cell['draft_model'] = '/nonexistent/draft-model'"
       FLEET_VLLM_KEEP_DIR="$W/fail/keep" python3 -m fleet suite run --cell "$W/fail/cell.json" \
         --out "$W/fail/result.json" --reference-cache "$W/r1/refcache" > "$W/fail/suite.log" 2>&1
       say "fail rc=$? $(python3 benchmarks/suite_overhead.py show "$W/fail/result.json" 2>&1 | cut -c1-300)" ;;
