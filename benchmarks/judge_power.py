@@ -381,20 +381,21 @@ def main(argv: list[str] | None = None) -> int:
     # The cells' spreads agree: the prior, fitted to the pool's other cells, is at its strongest.
     prof = [profiles[i % len(profiles)].hardware for i in range(args.cells)]  # as one_nightly deals them
     per_pool = min(prof.count(hardware) for hardware in set(prof))
-    pooled = (per_pool - 1) * alone + alone
-    can = per_pool - 1 >= MIN_PRIOR_CELLS  # enough other cells on the pool for a prior
+    pooled = per_pool * alone  # the other cells' dof (the prior's cap) and the cell's own
+    bounds = [(f"each cell alone, dof {alone}", alone)]
+    if per_pool - 1 >= MIN_PRIOR_CELLS:  # enough other cells on the pool for a prior
+        bounds.append((f"spreads moderated by {per_pool - 1} like cells, dof {pooled}", pooled))
     print(f"\nsmallest change a noisy metric can be caught at 95 % power, with {args.max_runs} candidate "
           f"runs against {args.baseline_runs} recorded and Holm over {family} tests (first step, at the last "
           "look), the spread known to dof degrees of freedom:\n"
           "  exp((t_alpha + t_0.95) x sd x sqrt(trimmed factor / n + 1 / N)) - 1")
     for p in profiles:
         sds = [float(p.residuals[:, i].std(ddof=1)) for i in range(len(NOISY))]
-        moderated = [(f"spreads moderated by {per_pool - 1} like cells, dof {pooled}", pooled)] if can else []
-        for label, dof in [(f"each cell alone, dof {alone}", alone), *moderated]:
+        for label, dof in bounds:
             limits = ", ".join(f"{m} {100 * detectable_change(sd, args, family, dof):.0f}%"
                                for m, sd in zip(NOISY, sds, strict=True))
             print(f"  {p.source} ({label}): {limits}")
-    for label, dof in [("alone", alone), *([("moderated", pooled)] if can else [])]:
+    for label, dof in bounds:
         needed = math.log(1.10) / (detectable_change(1.0, args, family, dof, log_scale=True))
         print(f"  catching TPOT +10 % at that power needs a per-run sd <= {100 * needed:.1f}% ({label})")
     rng = np.random.default_rng(args.seed)

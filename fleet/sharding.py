@@ -20,7 +20,8 @@ from fleet.judge.verdicts import summarize
 from fleet.model import Cell, CellVerdict, ResultError, RunReport
 from fleet.retry import NO_RESULT
 
-__all__ = ["assign_shards", "expected_costs", "merge_reports", "recorded_seconds", "shard_cells"]
+__all__ = ["assign_shards", "expected_costs", "merge_reports", "recorded_seconds", "rerun_budget",
+           "shard_cells"]
 
 
 def recorded_seconds(spans: Iterable[JobSpan]) -> dict[str, float]:
@@ -65,6 +66,12 @@ def shard_cells(cells: Sequence[Cell], shard_id: int, num_shards: int,
     return [cell for cell in cells if cell.id in chosen]
 
 
+def rerun_budget(report: RunReport) -> int:
+    """The --max-runs a shard's report was made under; a report from before budgets were recorded is
+    assumed made under the default."""
+    return report.max_runs or DEFAULT_MAX_RUNS
+
+
 def merge_reports(reports: Sequence[RunReport], *, sources: Sequence[str] = (),
                   expected_cells: Sequence[Cell] | None = None,
                   rejudged: Mapping[str, CellVerdict] | None = None) -> RunReport:
@@ -103,8 +110,7 @@ def merge_reports(reports: Sequence[RunReport], *, sources: Sequence[str] = (),
         distinct = set(values)
         return distinct.pop() if len(distinct) == 1 else None
 
-    # A report from before budgets were recorded was made under the default (as fleet merge assumes).
-    budgets = {r.max_runs or DEFAULT_MAX_RUNS for r in reports}
+    budgets = {rerun_budget(r) for r in reports}
     return summarize(
         cells,
         run_id="+".join(report.run_id for report in reports),

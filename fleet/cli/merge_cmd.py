@@ -33,10 +33,9 @@ from fleet.documents import read_document
 from fleet.errors import ConfigError
 from fleet.history import RunRecord, load_run_dir
 from fleet.judge import ALPHA, Method, Rule
-from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.model import CellVerdict, RunReport
 from fleet.report import FILE_NAMES, Format
-from fleet.sharding import merge_reports
+from fleet.sharding import merge_reports, rerun_budget
 
 #: Verdicts that came from judging measurements, so that the merge judges them again.
 JUDGED = ("PASS", "FAIL", "INCONCLUSIVE")
@@ -71,8 +70,7 @@ def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdi
     rule: Rule = setting("rules", [r.rule or "auto" for r in reports])
     method: Method = setting("error control", [r.error_control or "holm" for r in reports])
     alpha: float | None = setting("alpha", [r.alpha for r in reports])
-    # Reports written before the budget was recorded are assumed made under the default.
-    max_runs: int = setting("rerun budgets (--max-runs)", [r.max_runs or DEFAULT_MAX_RUNS for r in reports])
+    max_runs: int = setting("rerun budgets (--max-runs)", [rerun_budget(r) for r in reports])
     outcomes, measured = [], set()
     for shard in shards:
         for verdict in shard.report.cells:

@@ -86,11 +86,12 @@ class PoolSpread:
 
     log_sd: float
     priors: Mapping[CellKey, SpreadPrior | None] = field(default_factory=dict)
-    #: The prior of all the pool's cells, for a cell judged against a pool it is not part of.
-    prior_of_all: SpreadPrior | None = None
+    #: Every cell's (variance, dof) as the prior's fit takes them.
+    samples: tuple[tuple[float, float], ...] = ()
 
     def prior_for(self, cell: CellKey) -> SpreadPrior | None:
-        return self.priors.get(cell, self.prior_of_all)
+        """The cell's own prior; for a cell judged against a pool it is not part of, all the pool's cells'."""
+        return self.priors[cell] if cell in self.priors else fit_prior(self.samples)
 
 
 def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolSpread]:
@@ -110,8 +111,7 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
         samples = [(cell, sample_variance(entry)) for cell, entry in members]
         fitted = [(cell, s) for cell, s in samples if s is not None]
         priors = {cell: fit_prior([s for other, s in fitted if other != cell]) for cell, _ in members}
-        everyone = fit_prior([s for _, s in fitted])
-        spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries), priors, everyone)
+        spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries), priors, tuple(s for _, s in fitted))
     return spreads
 
 
@@ -148,15 +148,14 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
         info = metric_info(name)
         better = info.better if info is not None else None
         statistical = rule == "auto" and has_spread(entry)
+        pool = (pooled or {}).get((baseline.hardware, name), none)
         if statistical and info is not None and info.kind in ("acceptance", "match"):
             if all(candidate_trials(name, r) is not None for r in results) or entry.trials:
-                pool = (pooled or {}).get((baseline.hardware, name), none)
                 evidence.assessments[name] = assess_count(name, baseline.baselines, results, better,
                                                           pool.log_sd)
                 continue
             statistical = False
         if statistical:
-            pool = (pooled or {}).get((baseline.hardware, name), none)
             prior = pool.prior_for((baseline.variant, baseline.model))
             evidence.assessments[name] = assess_noisy(name, entry, present, better, pool.log_sd, prior,
                                                       max_runs)
@@ -205,7 +204,8 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
     padded = p_values + [1.0] * max(0, (family_size or 0) - len(p_values))
     adjusted_all = adjust(padded, method)
     adjusted = {(i, a.metric): adjusted_all[k] for k, (i, a) in enumerate(primary)}
-    bonferroni_z = z_for_tail(alpha / max(len(padded), 1))
+    bonferroni = alpha / max(len(padded), 1)
+    bonferroni_z = z_for_tail(bonferroni)
     out: list[list[MetricVerdict]] = []
     for index, cell in enumerate(cells):
         verdicts: dict[str, MetricVerdict] = dict(cell.final)
@@ -216,7 +216,7 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
             fails = adj <= alpha and a.can_fail
             # The band: how far the raw p had to go (this look's share of its step's threshold).
             z = z_for_tail(a.look_share * (step_threshold(a.p_fail, padded, alpha, method) if fails
-                                           else alpha / max(len(padded), 1)))
+                                           else bonferroni))
             verdicts[name] = _verdict(a, _status(a, fails), adj, z, alpha, method)
         for a in (a for a in cell.assessments.values() if a.role == "reference"):
             verdict = _verdict(a, "PASS", a.p_harm, bonferroni_z, alpha, method)

@@ -126,13 +126,19 @@ def pooled_log_sd(entries: Sequence[MetricBaseline]) -> float:
     Five runs per cell estimate a cell's spread with 4 degrees of freedom, which is often half the truth;
     pooling the same metric over every cell of the run on one hardware pool gives hundreds.
     """
-    weighted, dof = 0.0, 0
-    for entry in entries:
-        logs = recorded_log_values(entry)
-        if len(logs) >= 2:
-            weighted += (len(logs) - 1) * float(np.var(logs, ddof=1))
-            dof += len(logs) - 1
+    weighted, dof = 0.0, 0.0
+    for variance, freedom in filter(None, map(log_variance, entries)):
+        weighted += freedom * variance
+        dof += freedom
     return math.sqrt(weighted / dof) if dof else 0.0
+
+
+def log_variance(entry: MetricBaseline) -> tuple[float, float] | None:
+    """(sample variance, dof) of a cell's recorded log values; None with fewer than two runs."""
+    logs = recorded_log_values(entry)
+    if len(logs) < 2:
+        return None
+    return float(np.var(logs, ddof=1)), len(logs) - 1.0
 
 
 def look_share(runs: int, max_runs: int) -> float:
@@ -148,10 +154,11 @@ def look_share(runs: int, max_runs: int) -> float:
 def sample_variance(entry: MetricBaseline) -> tuple[float, float] | None:
     """(log variance, dof) of a cell's recorded runs as the prior's fit takes them: floored at the
     judge's floor; None with fewer than two runs."""
-    logs = recorded_log_values(entry)
-    if len(logs) < 2:
+    sample = log_variance(entry)
+    if sample is None:
         return None
-    return max(float(np.var(logs, ddof=1)), FLOOR_LOG_SD**2), len(logs) - 1.0
+    variance, freedom = sample
+    return max(variance, FLOOR_LOG_SD**2), freedom
 
 
 def spread_prior(entries: Sequence[MetricBaseline]) -> SpreadPrior | None:
