@@ -7,7 +7,8 @@ written compact, as the earlier evidence is.
 
     python scripts/h200_evidence.py UNPACKED_W DEST PREFIX
 e.g.  python scripts/h200_evidence.py /tmp/p/w evidence/h200/mseries ms
-copies UNPACKED_W/ms*/results/*.json to DEST/ms*/, and progress.log and timing.tsv beside them.
+copies UNPACKED_W/ms*/results/*.json to DEST/ms*/, and progress.log and timing.tsv beside them (their
+lines of those runs), and host.txt if the work folder has one.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def main(argv: list[str]) -> int:
             for old, new in REPLACEMENTS:
                 text = text.replace(old, new)
             (dest / name).write_text(text)
+    if (source / "host.txt").exists():  # the machine's description (scripts/h200_run.sh host), whole
+        (dest / "host.txt").write_text((source / "host.txt").read_text())
     print(f"{copied} results copied to {dest}")
     return 0 if copied else 1
 

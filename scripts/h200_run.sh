@@ -3,7 +3,7 @@
 # into /tmp/site. Every suite run is `python -m fleet suite run` (what a Job runs), each engine in its
 # own process; progress goes to WORKDIR/progress.log, one line per step.
 #
-#   scripts/h200_run.sh WORKDIR [STEPS]      STEPS: any of smoke rest bare fail pack (default: all)
+#   scripts/h200_run.sh WORKDIR [STEPS]      STEPS: any of the steps below (default: smoke rest bare fail pack)
 #
 # smoke: replicate r1 of draft_model-k4 (reference + speculative on tiny-stdlib)
 # rest:  r1 ngram-k4, the machinery cell (8B shape, synthetic acceptance), replicates r2..r5 of both
@@ -78,7 +78,12 @@ for step in $STEPS; do
       for r in $(seq 2 "$REPLICATES"); do for cell in $TINY; do suite "r$r" "$cell"; done; done ;;
     series) for r in $(seq 1 "$SERIES"); do for cell in $TINY; do suite "s$r" "$cell"; done; done ;;
     machinery2) suite m2 "$MACHINERY" ;;
-    mseries) for r in $(seq 1 "$SERIES"); do suite "ms$r" "$MACHINERY"; done ;;
+    mseries) for r in $(seq 1 "$SERIES"); do suite "${MPREFIX:-ms}$r" "$MACHINERY"; done ;;
+    host)
+      { nproc; lscpu; cat /sys/fs/cgroup/cpu.max; numactl -H; nvidia-smi topo -m
+        nvidia-smi -q -d CLOCK,PERFORMANCE,POWER; python3 -c 'import os; print(sorted(os.sched_getaffinity(0)))'
+      } > "$W/host.txt" 2>&1
+      say "host $(nproc) cpus, $(lscpu | grep -m1 'Model name' | tr -s ' ')" ;;
     aseries)
       mkdir -p "$W/async-cells"
       edited_cell "$W/cells/$MACHINERY.json" "$W/async-cells/$MACHINERY.json" \
@@ -96,7 +101,7 @@ for step in $STEPS; do
       python3 benchmarks/suite_overhead.py analyze "$W" --out "$W/overhead.json" > "$W/overhead.txt" 2>&1
       say "analyze rc=$?"
       tar czf "$W.tgz" -C "$(dirname "$W")" --exclude=vllm-cache --exclude=refcache \
-        --exclude='r[2-9]/keep' --exclude='s*/keep' --exclude='ms*/keep' --exclude='as*/keep' "$(basename "$W")"
+        --exclude='r[2-9]/keep' --exclude='s*/keep' --exclude='m[a-z]*/keep' --exclude='as*/keep' "$(basename "$W")"
       say "packed $(du -h "$W.tgz" | cut -f1)" ;;
   esac
 done
