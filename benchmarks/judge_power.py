@@ -13,10 +13,14 @@ Noise model (fitted, not invented):
   the metrics' correlation and heavy tails are kept). Acceptance counters get the between-run relative
   spread the runs show (0 on the bit-deterministic CPU reference engine, 0.4-1 % on the H200).
 - A simulated run draws a whole recorded run (its residual row and its match rate; smoothed bootstrap:
-  + N(0, h^2), Silverman's h) and multiplies the profile's centre by it. Simulated cells sit on a pool
-  named after the profile's hardware, so the judge pools spreads only across like machines. Counts
-  are scaled from the profile's workload to the nightly tier's (jobs/nightly.yaml: prompts x
-  max_tokens), since a nightly cell counts that many more drafts and prompts.
+  + N(0, h^2), Silverman's h) and multiplies the profile's centre by it. The jitter alone would add h^2 to
+  the measured variance (45 % more at 10 runs), so by default each draw is shrunk back by
+  1 / sqrt(1 + h^2 / s^2), Silverman's variance-preserving smoothed bootstrap (Density Estimation, 1986,
+  6.4.1): the simulated runs spread exactly as the recorded ones. --bootstrap plain keeps the inflation.
+  Simulated cells sit on a pool named after the profile's hardware, so the judge pools spreads only
+  across like machines. Counts are scaled from the profile's workload to the nightly tier's
+  (jobs/nightly.yaml: prompts x max_tokens), since a nightly cell counts that many more drafts and
+  prompts.
 Simulated nightly: CELLS cells (profiles assigned round robin) x 6 metrics (acceptance_length,
 acceptance_rate, match_rate, tpot_p50_ms, ttft_p50_ms, speedup); each cell's baseline is recorded by
 fleet's own `record_baseline` from --baseline-runs simulated runs.
@@ -33,7 +37,8 @@ fleet's judge runs as the controller does: judge the cell, rerun it while INCONC
 ±10 % (acceptance, match) and ±15 % (TPOT, TTFT, speedup) around the baseline's mean.
 
 Usage:  python benchmarks/judge_power.py [--hardware cpu|h200] [--latency-noise own|gpu-bound]
-        [--nightlies 200] [--seed 1] [--baseline-runs 10] [--max-runs 5] [--json OUT]
+        [--nightlies 200] [--seed 1] [--baseline-runs 10] [--max-runs 5] [--bootstrap shrunk|plain]
+        [--json OUT]
 """
 
 from __future__ import annotations
@@ -111,6 +116,8 @@ class Profile:
     residuals: np.ndarray  # runs x len(COLUMNS), log residuals
     bandwidth: np.ndarray
     tpot_share: float
+    #: Silverman's variance-preserving shrink of a smoothed-bootstrap draw (1.0: the plain, inflated one).
+    shrink: bool = True
 
 
 def load_results(roots: list[Path]) -> dict[str, list[RunResult]]:
@@ -181,6 +188,12 @@ def with_gpu_bound_latency(profiles: list[Profile]) -> list[Profile]:
     ]
 
 
+def shrink(profile: Profile, runs: int) -> float:
+    """The factor that gives a smoothed-bootstrap draw from `runs` rows the rows' own variance: Silverman's
+    bandwidth is 1.06 s n^-1/5, so the jitter adds (1.06 n^-1/5)^2 of the variance, whatever s is."""
+    return 1.0 / math.sqrt(1.0 + (1.06 * runs ** -0.2) ** 2) if profile.shrink else 1.0
+
+
 def make_cell(index: int, hardware: str = "gpu") -> Cell:
     return Cell(
         tier="sim-nightly",
@@ -214,9 +227,13 @@ def simulate_run(
         accepted_per_position=accepted,
     )
     pick = rng.integers(len(profile.residuals))
-    row = profile.residuals[pick] + rng.normal(0.0, profile.bandwidth)
-    jitter = 1.06 * float(np.std(profile.match_rates, ddof=1)) * len(profile.match_rates) ** -0.2
-    match_rate = float(np.clip(profile.match_rates[pick] + rng.normal(0.0, jitter), 0.0, 1.0))
+    rows = profile.residuals
+    row = (rows[pick] + rng.normal(0.0, profile.bandwidth)) * shrink(profile, len(rows))
+    seen = profile.match_rates
+    jitter = 1.06 * float(np.std(seen, ddof=1)) * len(seen) ** -0.2
+    centre = float(np.mean(seen))
+    drawn = centre + (seen[pick] - centre + rng.normal(0.0, jitter)) * shrink(profile, len(seen))
+    match_rate = float(np.clip(drawn, 0.0, 1.0))
     noisy = {m: profile.centres[m] * math.exp(row[i]) for i, m in enumerate(COLUMNS)}
     noisy["tpot_p50_ms"] *= tpot_factor
     noisy["speedup"] /= 1.0 + (tpot_factor - 1.0) * profile.tpot_share
@@ -349,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         help="own: each cell's latency noise as measured; gpu-bound: the measured cells' acceptance with the "
         "latency noise of the pool's GPU-bound (8B-shaped) cell, as the nightly tier's 8B-class targets have",
     )
+    parser.add_argument(
+        "--bootstrap", choices=("shrunk", "plain"), default="shrunk",
+        help="shrunk: simulated runs spread as the recorded ones (Silverman's variance-preserving smoothed "
+        "bootstrap); plain: the smoothing jitter added on top (about 45 %% more variance at 10 runs)",
+    )
     args = parser.parse_args(argv)
     nightly = yaml.safe_load((REPO / "jobs" / "nightly.yaml").read_text())["workload"]
     grouped = load_results([p for p in args.data if p.exists()])
@@ -359,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         workload = results[0].cell.workload
         scale = nightly["num_prompts"] * nightly["max_tokens"] / (workload.num_prompts * workload.max_tokens)
         profiles.append(fit_profile(name, results, scale, nightly["num_prompts"] / workload.num_prompts))
+    profiles = [replace(p, shrink=args.bootstrap == "shrunk") for p in profiles]
     if args.latency_noise == "gpu-bound":
         profiles = with_gpu_bound_latency(profiles)
     else:
@@ -369,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
               "(with --latency-noise gpu-bound: none of a pool that also has >= 3 runs of",
               GPU_BOUND_MODEL + ")", file=sys.stderr)
         return 2
-    print("noise model (fitted from real runs):")
+    print(f"noise model (fitted from real runs; {args.bootstrap} smoothed bootstrap):")
     for p in profiles:
         sds = ", ".join(f"{m} {100 * p.residuals[:, i].std(ddof=1):.1f}%" for i, m in enumerate(NOISY))
         print(
