@@ -8,8 +8,9 @@ placed by whichever end its single run is nearer; a failed run is skipped as `gi
 Noise, from real repeated runs (say which with every table): every RunResult under evidence/h200/runs/,
 series/ and mseries/ (vLLM 0.26.0, three leases of an H200, each run a fresh engine start), grouped
 by cell; a family's noise is a smoothed bootstrap of the relative residuals around each cell's mean (a
-drawn residual plus normal jitter of Silverman's bandwidth), so heavy tails (one slow engine start in
-several) are kept:
+drawn residual plus normal jitter of Silverman's bandwidth, both shrunk by 1 / sqrt(1 + h^2 / s^2) so
+that the draws spread as the recorded runs do: Silverman's variance-preserving form), so heavy tails
+(one slow engine start in several) are kept:
 - acceptance length, draft_model: its cell's runs;
 - acceptance length, ngram: its cell's runs;
 - TPOT p50: both tiny cells' runs pooled (host-bound: a 6 M-parameter target's decode step is the CPU's);
@@ -22,10 +23,15 @@ baseline (--baselines): the comparisons judge by it from the first round.
 
 Planted regressions: acceptance length -3 ... -20 %, TPOT +5 ... +30 % (uniform). A broken range of 1-8
 commits in 30 % of trials (half of them right before or over the culprit: no image / build failure),
-and 5 % of all runs fail as flakes. The "oracle" knows each commit's side exactly from one run, knows
+and 5 % of all runs fail as flakes. A broken commit is found when its image is built, before a run (as
+`fleet bisect --build-images` and the sim backend's no-image / build-failure commits are), and its slot
+goes to another commit in the same round; an engine that crashes on every start would cost runs.
+The "oracle" knows each commit's side exactly from one run, knows
 which commits are broken, never flakes and needs no runs of the ends: its runs are the probes of a
 noise-free k-ary search using k slots a round, its rounds ceil(log_{k+1} N') for the N' testable
-candidates. Run: python benchmarks/bisect_efficiency.py [--trials 1000] [--seed 1]
+candidates. fleet's two searches (--search): "posterior" (fleet.bisect_posterior, `fleet bisect`'s
+default) and "pinpoint" (fleet.bisect: each commit placed by three-valued comparisons).
+Run: python benchmarks/bisect_efficiency.py [--trials 1000] [--seed 1] [--search posterior pinpoint]
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ from pathlib import Path
 from h200_cells import GPU_BOUND_MODEL, earlier_procedure
 
 from fleet.backends.sim_scenario import Noise
-from fleet.bisect import Bisection, Observation, SearchPolicy, _spread, rounds_lower_bound
+from fleet.bisect import _spread, rounds_lower_bound
+from fleet.bisect_model import Observation, SearchPolicy
+from fleet.bisect_posterior import likelihood_noise, start_bisection
 from fleet.compare import Spread, compare
 from fleet.suite.metrics import MetricClass
 
@@ -89,9 +97,12 @@ def recorded_noise(metric: str, variant: str | None = None,
     residuals = [r for values in cells for r in _residuals(values)]
     sd = statistics.stdev(residuals)
     bandwidth = 1.06 * sd * len(residuals) ** -0.2
+    # Silverman's variance-preserving smoothed bootstrap: the jitter alone would add bandwidth^2 to the
+    # recorded variance (37 % more at 15 runs), and the search would face noise wider than its baseline.
+    shrink = 1.0 / math.sqrt(1.0 + (bandwidth / sd) ** 2)
     worst = max(abs(r) for r in residuals)
     what = "GPU-bound 8B-shaped" if gpu_bound else "tiny-stdlib"
-    return (Noise(residuals=residuals, jitter_sd=bandwidth),
+    return (Noise(residuals=[r * shrink for r in residuals], jitter_sd=bandwidth * shrink),
             Spread(sd, len(residuals) - len(cells)),
             f"{len(residuals)} H200 runs of {what}, relative sd {100 * sd:.2f} %, worst {100 * worst:.1f} %")
 
@@ -164,17 +175,22 @@ def measure(trial: Trial, family: Family, rng: random.Random, commit: int) -> Ob
 Outcome = tuple[bool, bool, int, int, bool]  # right, right and verified, rounds, runs, verified but wrong
 
 
-def run_fleet(trial: Trial, family: Family, slots: int) -> Outcome:
+def run_fleet(trial: Trial, family: Family, slots: int, search_kind: str = "posterior") -> Outcome:
     rng = random.Random(trial.seed * 7919 + slots)
+    floor, guess = likelihood_noise(family.kind)
     policy = SearchPolicy(slots=slots, max_samples=family.max_samples,
                           resample="double" if family.kind == "latency" else "one",
-                          verify_on_samples=family.kind == "latency")
+                          verify_on_samples=family.kind == "latency", search=search_kind,  # type: ignore[arg-type]
+                          noise_floor=floor, noise_guess=guess)
 
     def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: Spread | None):  # type: ignore[no-untyped-def]
         return compare(a, b, magnitude=magnitude, kind=family.kind, noise=noise)
 
-    search = Bisection(N, judge, policy, family.recorded)
-    while runs := search.next_round():
+    def refuses(commit: int) -> str | None:  # its image does not build: known before a run
+        return "BuildFailure" if commit in trial.broken else None
+
+    search = start_bisection(N, judge, policy, family.recorded)
+    while runs := search.next_round(refuses):
         search.record([measure(trial, family, rng, run.commit) for run in runs])
     finding = search.finding
     assert finding is not None
@@ -242,46 +258,53 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--slots", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--families", type=int, nargs="+", default=None, help="indices of the families")
+    parser.add_argument("--search", nargs="+", choices=("posterior", "pinpoint"),
+                        default=["posterior", "pinpoint"])
     args = parser.parse_args()
     chosen = families() if args.families is None else [families()[i] for i in args.families]
     print(f"N = {N} commits, {args.trials} seeded trials per row, {FLAKY:.0%} flaky runs, broken range in "
-          f"{BROKEN_SHARE:.0%} of trials; bar: rounds <= ceil(log_(k+1) N) + 2, runs <= 1.5 x oracle")
+          f"{BROKEN_SHARE:.0%} of trials; bar: the exact culprit (or range) within ceil(log_(k+1) N) + 2 "
+          "rounds in >= 99 % of trials (\"right<=bar\"), runs <= 1.5 x oracle")
     for family in chosen:
         started = time.time()
         rng = random.Random(args.seed)
         trials = [make_trial(rng, family, args.seed * 100003 + i) for i in range(args.trials)]
         print(f"\n{family.name}; sample cap {family.max_samples}")
-        print(f"{'method':<12}{'correct':>9}{'verified':>10}{'rounds mean/p99/max':>21}{'bar':>5}"
-              f"{'<=bar':>8}{'runs mean':>10}{'oracle':>8}{'x oracle':>9}{'p99 x':>7}{'WRONG verified':>16}")
-        by_size: list[tuple[int, Trial, Outcome]] = []
-        for slots in args.slots:
-            results = [run_fleet(t, family, slots) for t in trials]
+        print(f"{'method':<15}{'correct':>8}{'verified':>9}{'rounds mean/p99/max':>21}{'bar':>5}"
+              f"{'<=bar':>7}{'right<=bar':>11}{'runs':>7}{'oracle':>7}{'x oracle':>9}{'p99 x':>7}"
+              f"{'WRONG verified':>15}")
+        by_size: dict[str, list[tuple[int, Trial, Outcome]]] = {}
+        for search, slots in itertools.product(args.search, args.slots):
+            results = [run_fleet(t, family, slots, search) for t in trials]
             oracles = [oracle(t, slots) for t in trials]
             bar = rounds_lower_bound(N, slots) + 2
             if slots == 4:
-                by_size = [(bar, t, r) for t, r in zip(trials, results, strict=True)]
+                by_size[search] = [(bar, t, r) for t, r in zip(trials, results, strict=True)]
             rounds = [r[2] for r in results]
             ratios = [r[3] / max(o[1], 1) for r, o in zip(results, oracles, strict=True)]
             runs = statistics.fmean(r[3] for r in results)
             oracle_runs = statistics.fmean(o[1] for o in oracles)
-            print(f"{'fleet k=' + str(slots):<12}{_pct(r[0] for r in results):>9}"
-                  f"{_pct(r[1] for r in results):>10}"
+            print(f"{f'{search} k={slots}':<15}{_pct(r[0] for r in results):>8}"
+                  f"{_pct(r[1] for r in results):>9}"
                   f"{statistics.fmean(rounds):>9.1f}/{percentile(rounds, 0.99):>3}/{max(rounds):>4}"
-                  f"{bar:>8}{_pct(r <= bar for r in rounds):>8}{runs:>10.1f}{oracle_runs:>8.1f}"
-                  f"{runs / oracle_runs:>9.2f}{percentile(ratios, 0.99):>7.2f}"
-                  f"{_pct(r[4] for r in results):>16}")
+                  f"{bar:>8}{_pct(r <= bar for r in rounds):>7}"
+                  f"{_pct(r[0] and r[2] <= bar for r in results):>11}"
+                  f"{runs:>7.1f}{oracle_runs:>7.1f}{runs / oracle_runs:>9.2f}{percentile(ratios, 0.99):>7.2f}"
+                  f"{_pct(r[4] for r in results):>15}")
         serial = [run_serial(t, family) for t in trials]
         oracles = [oracle(t, 1) for t in trials]
-        print(f"{'serial n=1':<12}{_pct(s[0] for s in serial):>9}{'-':>10}"
-              f"{statistics.fmean(s[1] for s in serial):>9.1f}/{percentile([s[1] for s in serial], 0.99):>3}"
-              f"/{max(s[1] for s in serial):>4}{'':>8}{'':>8}{statistics.fmean(s[1] for s in serial):>10.1f}"
-              f"{statistics.fmean(o[1] for o in oracles):>8.1f}"
-              f"{statistics.fmean(s[1] for s in serial) / statistics.fmean(o[1] for o in oracles):>9.2f}")
-        print_by_size(family, by_size)
+        serial_runs = [s[1] for s in serial]
+        print(f"{'serial n=1':<15}{_pct(s[0] for s in serial):>8}{'-':>9}"
+              f"{statistics.fmean(serial_runs):>9.1f}/{percentile(serial_runs, 0.99):>3}"
+              f"/{max(serial_runs):>4}"
+              f"{'':>25}{statistics.fmean(serial_runs):>7.1f}{statistics.fmean(o[1] for o in oracles):>7.1f}"
+              f"{statistics.fmean(serial_runs) / statistics.fmean(o[1] for o in oracles):>9.2f}")
+        for search, rows in by_size.items():
+            print_by_size(family, search, rows)
         print(f"({time.time() - started:.0f} s)")
 
 
-def print_by_size(family: Family, by_size: list[tuple[int, Trial, Outcome]]) -> None:
+def print_by_size(family: Family, search: str, by_size: list[tuple[int, Trial, Outcome]]) -> None:
     """k = 4 by the size of the planted change: where the misses of the rounds bar are."""
     if not by_size:
         return
@@ -292,7 +315,7 @@ def print_by_size(family: Family, by_size: list[tuple[int, Trial, Outcome]]) -> 
         if rows:
             cells.append(f"{100 * low:+.1f}..{100 * high:+.1f} %: {_pct(r[0] for _, r in rows)} correct, "
                          f"{_pct(r[2] <= bar for bar, r in rows)} <= bar ({len(rows)} trials)")
-    print("fleet k=4 by planted size: " + "; ".join(cells))
+    print(f"{search} k=4 by planted size: " + "; ".join(cells))
 
 
 def _pct(flags: Callable[[], object] | object) -> str:

@@ -16,22 +16,28 @@ Chromium's Pinpoint instead, on a fleet of GPUs:
   no round either).
 
 The caller owns the clock and the machines: it asks `next_round()` for runs and `record()`s them.
+`fleet bisect` runs fleet.bisect_posterior's search by default, which keeps this class's bookkeeping, ends
+and verification and places the probes by the culprit's posterior instead (`--search pinpoint`: this one).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Literal
 
+from fleet.bisect_model import (
+    Classification,
+    CommitRecord,
+    Comparator,
+    Finding,
+    Observation,
+    Run,
+    SearchPolicy,
+    Side,
+    Status,
+)
 from fleet.compare import Comparison, Spread, Verdict
-
-FailureKind = Literal["transient", "untestable"]
-Status = Literal["culprit", "range", "no-regression", "unresolved"]
-#: compare(a, b, magnitude, noise) -> Comparison of samples b against samples a.
-Comparator = Callable[[Sequence[float], Sequence[float], float, Spread | None], Comparison]
 
 #: Degrees of freedom from which the pooled within-commit spread is handed to the comparator as noise.
 POOLED_NOISE_MIN_FREEDOM = 4
@@ -41,83 +47,6 @@ POOLED_NOISE_MIN_FREEDOM = 4
 INTERMEDIATE_SAMPLES = 3
 #: Samples of each end that slots left free by a round's probes buy: one noisy end misplaces many commits.
 END_SAMPLES = 3
-
-
-class Side(Enum):
-    GOOD = "good"
-    BAD = "bad"
-    UNKNOWN = "unknown"
-    UNTESTABLE = "untestable"
-    UNMEASURED = "unmeasured"
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run to make: commit index into the ordered list, and why (for the progress log)."""
-
-    commit: int
-    purpose: Literal["end", "probe", "resample", "verify"]
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One run's result: the metric's value, or why there is none."""
-
-    commit: int
-    value: float | None
-    failure: FailureKind | None = None
-    reason: str = ""
-    #: False when the commit could not even be started (its image failed to build): no run was spent.
-    ran: bool = True
-
-
-@dataclass(frozen=True)
-class SearchPolicy:
-    slots: int
-    max_samples: int = 12
-    max_failures: int = 3
-    max_rounds: int = 40
-    verify_fresh: int = 1
-    #: Runs added to an UNKNOWN commit per round: "one", or "double" its samples as Pinpoint does
-    #: (10, 20, 40, ...), which suits noisy latency metrics that rank tests judge only at larger n.
-    resample: Literal["one", "double"] = "one"
-    #: Verify the culprit against its parent on their own samples (for latency: the rank tests), not on the
-    #: pooled spread: heavy tails (one slow engine start in 15) must not verify a wrong commit.
-    verify_on_samples: bool = False
-
-    def __post_init__(self) -> None:
-        if self.slots < 1:
-            raise ValueError("slots must be at least 1")
-        if self.max_samples < 1 or self.max_failures < 1 or self.verify_fresh < 0:
-            raise ValueError("max_samples and max_failures must be >= 1, verify_fresh >= 0")
-
-
-@dataclass
-class CommitRecord:
-    samples: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    untestable: str | None = None
-
-
-@dataclass(frozen=True)
-class Classification:
-    side: Side
-    against_good: Comparison | None = None
-    against_bad: Comparison | None = None
-    forced: bool = False
-
-
-@dataclass(frozen=True)
-class Finding:
-    """The answer: commits first..last (indices, inclusive) hold the culprit; first == last is exact."""
-
-    status: Status
-    first: int | None
-    last: int | None
-    verified: bool
-    reason: str
-    ends: Comparison | None = None
-    verification: Comparison | None = None
 
 
 class Bisection:
@@ -141,14 +70,25 @@ class Bisection:
 
     # --- the caller's two calls ---------------------------------------------------------------------
 
-    def next_round(self) -> list[Run]:
-        """The runs of the next round (at most `slots`); empty once `finding` is set."""
+    def next_round(self, refuses: Callable[[int], str | None] | None = None) -> list[Run]:
+        """The runs of the next round (at most `slots`); empty once `finding` is set.
+
+        `refuses(commit)`, if given, says before any run whether a commit can run at all (its image is
+        built, or not): the reason if not. Such a commit is recorded untestable (no run spent) and its
+        slot planned again in this round, so a broken range costs builds, not rounds of GPUs.
+        """
         if self.finding is not None:
             return []
         if self.rounds >= self.policy.max_rounds:
             self._finish("unresolved", None, None, f"no answer within {self.policy.max_rounds} rounds")
             return []
         runs = self._plan()
+        while refuses is not None and self.finding is None:
+            refused = {r.commit: why for r in runs if (why := refuses(r.commit)) is not None}
+            if not refused:
+                break
+            self.record([Observation(c, None, "untestable", why, ran=False) for c, why in refused.items()])
+            runs = self._plan([r for r in runs if r.commit not in refused])
         if not runs and self.finding is None:
             self._finish("unresolved", None, None, "nothing left to measure, and no answer")
         if runs:
@@ -164,7 +104,8 @@ class Bisection:
             if seen.value is not None and seen.failure is None:
                 record.samples.append(seen.value)
                 continue
-            record.failures.append(seen.reason or (seen.failure or "failed"))
+            reason = seen.reason or (seen.failure or "failed")
+            record.failures.append(reason if seen.ran else f"not run: {reason}")
             # A commit that has run once is testable: later failures of it are the machines' flakiness.
             gave_up = len(record.failures) >= self.policy.max_failures and not record.samples
             if seen.failure == "untestable" or gave_up:
@@ -252,8 +193,8 @@ class Bisection:
                 verified: bool = False, verification: Comparison | None = None) -> None:
         self.finding = Finding(status, first, last, verified, reason, self.ends_comparison(), verification)
 
-    def _plan(self) -> list[Run]:
-        plan = _Plan(self.policy.slots)
+    def _plan(self, taken: Sequence[Run] = ()) -> list[Run]:
+        plan = _Plan(self.policy.slots, taken)
         for end in (self.good, self.bad):
             record = self.records[end]
             if record.untestable is not None:
@@ -261,7 +202,7 @@ class Bisection:
                 self._finish("unresolved", None, None,
                              f"the {which} end cannot be measured: {record.untestable}")
                 return []
-            if not record.samples:
+            if not record.samples and not plan.count(end):
                 plan.add(end, "end")
         ends = self.ends_comparison()
         if ends is not None and ends.verdict is not Verdict.DIFFERENT:
@@ -277,8 +218,9 @@ class Bisection:
         last_good, first_bad = self.bracket()
         inside = [c for c in range(last_good + 1, first_bad) if self.records[c].untestable is None]
         unknown = [c for c in inside if self.records[c].samples]  # measured, yet neither good nor bad
-        unmeasured = [c for c in inside if not self.records[c].samples]
-        if ends is not None and ends.verdict is Verdict.DIFFERENT and not unknown and not unmeasured:
+        untried = [c for c in inside if not self.records[c].samples]
+        unmeasured = [c for c in untried if not plan.count(c)]  # and not already in this round's runs
+        if ends is not None and ends.verdict is Verdict.DIFFERENT and not unknown and not untried:
             return self._verify(last_good, first_bad, plan)
         middle = (last_good + first_bad) / 2
         ends_measured = all(self.records[end].samples for end in (self.good, self.bad))
@@ -362,9 +304,9 @@ def _side(vs_good: Verdict, vs_bad: Verdict) -> Side:
 
 
 class _Plan:
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, taken: Sequence[Run] = ()) -> None:
         self.slots = slots
-        self.runs: list[Run] = []
+        self.runs: list[Run] = list(taken)  # the round's runs already placed
 
     @property
     def free(self) -> int:

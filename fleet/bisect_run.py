@@ -15,16 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fleet.backends.base import Attempt, AttemptOutcome, Backend
-from fleet.bisect import (
-    Bisection,
-    Comparator,
-    FailureKind,
-    Finding,
-    Observation,
-    Run,
-    SearchPolicy,
-    Side,
-)
+from fleet.bisect import Bisection
+from fleet.bisect_model import Comparator, FailureKind, Finding, Observation, Run, SearchPolicy, Side
+from fleet.bisect_posterior import start_bisection
 from fleet.compare import Comparison, Spread, compare
 from fleet.cost import JobSpan
 from fleet.errors import ConfigError, InfrastructureError
@@ -137,27 +130,33 @@ def run_bisection(
     """Drive the search to an answer. `backend_for(sha)` may return one shared backend or one per commit;
     `waves` caps how many distinct backends run at once (None: all of a round's); `noise`: the metric's
     recorded spread for this cell (`recorded_noise`), if its baseline has one."""
-    bisection = Bisection(len(commits), comparator(metric), policy, noise)
+    bisection = start_bisection(len(commits), comparator(metric), policy, noise)
     outcome = BisectOutcome(list(commits), metric, bisection)
     attempts_made = [0] * len(commits)
-    while runs := bisection.next_round():
+    ready: dict[int, tuple[Cell, Backend]] = {}
+
+    def refuses(index: int) -> str | None:
+        """Made ready before the round's runs (a commit's image built): the reason if it cannot be."""
+        if index not in ready:
+            try:
+                ready[index] = materialise(commits[index]), backend_for(commits[index])
+            except UntestableCommit as err:
+                return f"{err.reason}: {err}"
+        return None
+
+    while runs := bisection.next_round(refuses):
         planned: list[tuple[int, Backend, Attempt]] = []
-        skipped: list[Observation] = []
         try:
             for run in runs:
                 sha = commits[run.commit]
-                try:
-                    cell, backend = materialise(sha), backend_for(sha)
-                except UntestableCommit as err:
-                    skipped.append(Observation(run.commit, None, "untestable", f"{err.reason}: {err}",
-                                               ran=False))
-                    continue
+                cell, backend = ready.pop(run.commit) if run.commit in ready else \
+                    (materialise(sha), backend_for(sha))
                 attempts_made[run.commit] += 1
                 attempt = Attempt(cell, attempts_made[run.commit], f"{run_id}-{sha[:12]}")
                 planned.append((run.commit, backend, attempt))
                 if on_start is not None:
                     on_start(run, sha)
-            observations = skipped + _execute(planned, waves, metric, outcome)
+            observations = _execute(planned, waves, metric, outcome)
         finally:
             # The round is over, or cut short: a cluster backend's watch is not kept open for hours.
             for backend in {id(b): b for _, b, _ in planned}.values():
@@ -169,6 +168,8 @@ def run_bisection(
         outcome.rounds.append(log)
         if on_round is not None:
             on_round(log, bisection)
+    for _, backend in ready.values():  # made ready for a round the answer made unnecessary
+        backend.close()
     return outcome
 
 
@@ -238,6 +239,7 @@ def report_document(outcome: BisectOutcome, *, cell: Cell, backend: str, started
         "cost_usd": round(cost, 2) if cost is not None else None,
         "wall_s": round(time.time() - started, 1),
         "slots": bisection.policy.slots, "max_samples": bisection.policy.max_samples,
+        "search": bisection.policy.search,
         # The spread the comparisons started from: the cell's baseline (None: the comparison's floors).
         "recorded_noise": {"relative_sd": round(noise.relative_sd, 6), "runs": noise.freedom + 1,
                            "ends_apart_in_sd": round(bisection.magnitude() / noise.relative_sd, 2)
@@ -265,7 +267,8 @@ def _noise_line(noise: dict[str, object]) -> str:
 def render_text(document: dict[str, object]) -> str:
     lines = [f"===== Bisection of {document['cell']} on {document['metric']} =====",
              f"range: {str(document['good'])[:12]} (good) .. {str(document['bad'])[:12]} (bad), "
-             f"{document['commits_in_range']} commits; {document['slots']} slots per round"]
+             f"{document['commits_in_range']} commits; {document['slots']} slots per round, "
+             f"{document.get('search', 'pinpoint')} search"]
     culprit = document["culprit"]
     if isinstance(culprit, dict):
         if culprit["exact"]:

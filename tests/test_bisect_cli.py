@@ -118,6 +118,25 @@ def test_a_sim_rehearsal_finds_the_scenarios_culprit_and_costs_it(workdir: Path,
     assert (workdir / "runs").is_dir()
 
 
+def test_a_rehearsal_learns_of_commits_without_an_image_before_any_run(workdir: Path, fleet: Fleet) -> None:
+    scenario = SCENARIO.read_text().replace("{first: 60, last: 64, reason: no-image}",
+                                            "{first: 134, last: 136, reason: no-image}")
+    (workdir / "hidden.yaml").write_text(scenario)  # the culprit, c0137, right after three without images
+    code, out, err = fleet("bisect", "--good", "c0000", "--bad", "c0199", "--cell", CELL, "--backend", "sim",
+                           "--scenario", "hidden.yaml", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    culprit = report["culprit"]
+    assert (report["status"], culprit["first"], culprit["last"]) == ("range", "c0134", "c0137")
+    assert report["culprit"]["untestable_in_range"] == ["c0134", "c0135", "c0136"]
+    rows = {row["sha"]: row for row in report["measurements"]}
+    for sha in ("c0134", "c0135", "c0136"):
+        assert rows[sha]["n"] == 0 and rows[sha]["failures"] == ["not run: ImageNotFound: no image was "
+                                                                 "published for this commit"]
+    assert report["gpu_hours"] == pytest.approx(report["runs"] * 12 / 60)  # no Job for them
+    assert report["search"] == "posterior" and "posterior search" in render_text(report)
+
+
 def write_tpot_baseline(root: Path, values: list[float]) -> Path:
     cell = find_cell(Path("jobs"), CELL, None)
     hardware, variant, slug = cell.baseline_key

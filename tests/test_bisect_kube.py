@@ -9,7 +9,7 @@ from typing import Any
 
 from fleet.backends.kube import make_backend
 from fleet.backends.kube_backend import KubeBackend
-from fleet.bisect import SearchPolicy
+from fleet.bisect_model import SearchPolicy
 from fleet.bisect_run import BisectOutcome, UntestableCommit, run_bisection
 from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, kube_commit_wiring
 from fleet.model import Cell, RunResult

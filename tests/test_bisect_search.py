@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from fleet.bisect import Bisection, Observation, SearchPolicy, rounds_lower_bound
+from fleet.bisect import Bisection, rounds_lower_bound
+from fleet.bisect_model import Observation, SearchPolicy
 from fleet.compare import Comparison, Spread, compare
 
 Judge = Callable[[Sequence[float], Sequence[float], float, Spread | None], Comparison]

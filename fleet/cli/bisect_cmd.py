@@ -17,14 +17,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
 from fleet.backends.base import Backend
 from fleet.backends.local import LocalBackend, suite_command
 from fleet.baselines import find_baseline
-from fleet.bisect import SearchPolicy
 from fleet.bisect_commits import (
     CHECKOUT_PLACEHOLDER,
     SHA_PLACEHOLDER,
@@ -36,6 +35,8 @@ from fleet.bisect_commits import (
     with_image,
     worktree,
 )
+from fleet.bisect_model import SearchPolicy
+from fleet.bisect_posterior import likelihood_noise
 from fleet.bisect_run import (
     BisectOutcome,
     UntestableCommit,
@@ -135,7 +136,11 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
 @click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"), show_default=True)
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @click.option("--max-samples", type=click.IntRange(min=1), default=12, show_default=True,
-              help="Runs per commit at most before an UNKNOWN commit is placed by the nearer end.")
+              help="Runs per commit at most (pinpoint: then an UNKNOWN commit is placed by the nearer end).")
+@click.option("--search", type=click.Choice(["posterior", "pinpoint"]), default="posterior",
+              show_default=True,
+              help="posterior: probe where the culprit's probability splits evenly, every run updating it; "
+                   "pinpoint: place each commit good or bad by three-valued comparisons (Chromium's).")
 @click.option("--max-rounds", type=click.IntRange(min=1), default=40, show_default=True)
 @click.option("--local-parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="local backend: commits run at once (1 keeps latencies honest).")
@@ -153,7 +158,7 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
            commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
            jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
            seed: int, baselines_dir: Path, as_json: bool, history_db: str, build_images: str | None,
-           wheel_index: str) -> None:
+           wheel_index: str, search: Literal["posterior", "pinpoint"]) -> None:
     """Find the commit between --good and --bad that changed --metric of --cell."""
     info = metric_info(metric)
     if info is None:
@@ -183,8 +188,10 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     stderr.print(f"bisect {bisect_id}: {len(commits) - 1} commits after good, cell {cell.id}, "
                  f"metric {metric}, {slots} slots on the {backend} backend -> {run_dir}", soft_wrap=True)
     latency = info.kind == "latency"
+    floor, guess = likelihood_noise(info.kind)
     policy = SearchPolicy(slots=slots, max_samples=max_samples, max_rounds=max_rounds,
-                          resample="double" if latency else "one", verify_on_samples=latency)
+                          resample="double" if latency else "one", verify_on_samples=latency, search=search,
+                          noise_floor=floor, noise_guess=guess)
     started = time.time()
     try:
         outcome = run_bisection(
@@ -272,6 +279,7 @@ def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir:
 
         return local_cell, local_backend
     if backend == "sim":
+        from fleet.backends.sim import FAILURE_REASONS as SIM_FAILURE_REASONS
         from fleet.backends.sim import SimBackend
         from fleet.backends.sim_scenario import Scenario
 
@@ -279,7 +287,17 @@ def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir:
         sim = SimBackend(scenario_model, image_template=template, seed=seed,
                          scenario_name=scenario_path.name if scenario_path else "scenario")
         with_image(cell, template, "0")  # checks the template once, before anything runs
-        return (lambda sha: with_image(cell, template, sha)), (lambda sha: sim)
+        index = {sha: i for i, sha in enumerate(scenario_model.shas())}
+
+        def sim_backend(sha: str) -> Backend:
+            # No image, or one that does not build: the registry (or --build-images) says so before a Job.
+            why = scenario_model.broken_reason(index[sha]) if sha in index else None
+            if why in ("no-image", "build-failure"):
+                reason, message = SIM_FAILURE_REASONS[why]
+                raise UntestableCommit(reason, message)
+            return sim
+
+        return (lambda sha: with_image(cell, template, sha)), sim_backend
     prepare = None
     if build_images is not None:
         prepare = image_builder(template, Path.cwd(), wheel_index if build_images == "wheel" else None)

@@ -1,0 +1,107 @@
+"""The bisection's vocabulary: what a round asks for, what a run returns, the policy, the answer.
+
+Shared by the two searches (fleet.bisect's Pinpoint search, fleet.bisect_posterior's probabilistic
+one), the shell that drives them (fleet.bisect_run) and the CLI; values only, no behaviour beyond
+checking a policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+from fleet.compare import Comparison, Spread
+
+FailureKind = Literal["transient", "untestable"]
+Status = Literal["culprit", "range", "no-regression", "unresolved"]
+#: compare(a, b, magnitude, noise) -> Comparison of samples b against samples a.
+Comparator = Callable[[Sequence[float], Sequence[float], float, Spread | None], Comparison]
+
+
+class Side(Enum):
+    GOOD = "good"
+    BAD = "bad"
+    UNKNOWN = "unknown"
+    UNTESTABLE = "untestable"
+    UNMEASURED = "unmeasured"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run to make: commit index into the ordered list, and why (for the progress log)."""
+
+    commit: int
+    purpose: Literal["end", "probe", "resample", "verify"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One run's result: the metric's value, or why there is none."""
+
+    commit: int
+    value: float | None
+    failure: FailureKind | None = None
+    reason: str = ""
+    #: False when the commit could not even be started (its image failed to build): no run was spent.
+    ran: bool = True
+
+
+@dataclass(frozen=True)
+class SearchPolicy:
+    slots: int
+    max_samples: int = 12
+    max_failures: int = 3
+    max_rounds: int = 40
+    verify_fresh: int = 1
+    #: Runs added to an UNKNOWN commit per round: "one", or "double" its samples as Pinpoint does
+    #: (10, 20, 40, ...), which suits noisy latency metrics that rank tests judge only at larger n.
+    resample: Literal["one", "double"] = "one"
+    #: Verify the culprit against its parent on their own samples (for latency: the rank tests), not on the
+    #: pooled spread: heavy tails (one slow engine start in 15) must not verify a wrong commit.
+    verify_on_samples: bool = False
+    #: "posterior": fleet.bisect_posterior's search (probes where the culprit's posterior splits evenly);
+    #: "pinpoint": fleet.bisect's (each commit placed good or bad by three-valued comparisons).
+    search: Literal["posterior", "pinpoint"] = "posterior"
+    #: The posterior search's: the mass outside the answer it may leave, and its likelihood's relative sd
+    #: floor and guess before any spread is known (fleet.bisect_posterior.likelihood_noise, by metric).
+    alpha: float = 0.01
+    noise_floor: float = 0.005
+    noise_guess: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.slots < 1:
+            raise ValueError("slots must be at least 1")
+        if self.max_samples < 1 or self.max_failures < 1 or self.verify_fresh < 0:
+            raise ValueError("max_samples and max_failures must be >= 1, verify_fresh >= 0")
+        if not 0 < self.alpha < 0.5 or self.noise_floor <= 0 or self.noise_guess <= 0:
+            raise ValueError("alpha must be in (0, 0.5), noise_floor and noise_guess above 0")
+
+
+@dataclass
+class CommitRecord:
+    samples: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    untestable: str | None = None
+
+
+@dataclass(frozen=True)
+class Classification:
+    side: Side
+    against_good: Comparison | None = None
+    against_bad: Comparison | None = None
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The answer: commits first..last (indices, inclusive) hold the culprit; first == last is exact."""
+
+    status: Status
+    first: int | None
+    last: int | None
+    verified: bool
+    reason: str
+    ends: Comparison | None = None
+    verification: Comparison | None = None

@@ -1,0 +1,202 @@
+"""Where the culprit probably is, from every sample so far: the bisection's probabilistic search, no I/O.
+
+fleet.bisect's Pinpoint search places each probed commit on the good or the bad side by a three-valued
+comparison and narrows the bracket on every DIFFERENT. With one run per probe and a step only a few noise
+widths tall, that trusts too much and too little at once: one outlying run puts a commit on the wrong
+side and the bracket walks away until the verification fails rounds later (ngram acceptance length
+-3..-7 %: 30 % of bisections over the 7-round bar, a third of them by such a walk), and an UNKNOWN holds
+the bracket where it is until more samples come (TPOT +5..+30 % on the GPU-bound cell: about 12 rounds).
+
+Probabilistic bisection (Horstein 1963; Waeber, Frazier and Henderson, "Bisection search with noisy
+responses", 2013) keeps instead the probability of every commit being the first changed one, updated
+with every sample through the noise's likelihood, and probes where that mass splits evenly. Here:
+- one change between the ends: commits before the culprit share one mean, it and those after another;
+  each side's mean is estimated from all the samples that side holds for that culprit (profile
+  likelihood), so every run counts, the ends' as much as the probes';
+- the noise is Student's t with TAIL_FREEDOM degrees of freedom around those means, scaled by the
+  recorded spread pooled with the bisection's own (never below the policy's floor): one engine start in
+  fifteen reads 2.4 % low (ngram, evidence/h200/series), which a normal likelihood would believe;
+- k slots probe the commits at the posterior's quantiles 1/(k+1) .. k/(k+1), the k-ary search of a
+  noise-free world; when the mass piles up on one commit, its quantiles land on it and its parent, which
+  is how they are resampled;
+- the answer is the group of commits (one, or several when untestable ones hide it) holding at least
+  1 - policy.alpha of the mass; it is reported only once it and its parent, each with more runs than the
+  one that placed them, compare DIFFERENT with fleet.compare in the ends' direction: the verification is
+  the same three-valued comparison as before, not the posterior's word.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+import numpy as np
+
+from fleet.bisect import Bisection, _Plan, _spread
+from fleet.bisect_model import Comparator, Run, SearchPolicy
+from fleet.compare import (
+    COUNTS_NOISE_FLOOR,
+    LATENCY_KNOWN_FLOOR,
+    LATENCY_NOISE_FLOOR,
+    Spread,
+    Verdict,
+)
+from fleet.suite.metrics import MetricClass
+
+#: The likelihood's relative sd floor for counter metrics: half ngram's measured spread (1.0 % over 10
+#: engine starts), above draft_model's (0.4 %); a recorded or pooled spread above it is used as it is.
+COUNTS_LIKELIHOOD_FLOOR = 0.005
+#: Degrees of freedom of the likelihood's Student's t: heavy enough a tail that one run 3 sd off moves the
+#: posterior by a factor of about 5, not the normal's 90.
+TAIL_FREEDOM = 4.0
+#: Posterior mass below which the bracket reported each round (bracket()) leaves commits out, each side.
+BRACKET_TAIL = 0.005
+
+
+
+def culprit_posterior(samples: list[list[float]], relative_sd: float) -> np.ndarray:
+    """P(commit c is the first changed one) for c = 1 .. n-1 (element c - 1), from a uniform prior.
+
+    `samples[i]`: commit i's values; commits 0 and n-1 (the ends) must have one at least. For each c the
+    commits before it share one mean, c and those after another, each the mean of that side's samples.
+    """
+    size = len(samples)
+    index = np.asarray([i for i, values in enumerate(samples) for _ in values], dtype=int)
+    values = np.asarray([v for row in samples for v in row], dtype=float)
+    scale = abs(statistics.fmean(samples[0])) * relative_sd or 1.0
+    per_commit_sum = np.bincount(index, weights=values, minlength=size)
+    per_commit_count = np.bincount(index, minlength=size).astype(float)
+    culprits = np.arange(1, size)
+    before_sum = np.cumsum(per_commit_sum)[culprits - 1]
+    before_count = np.cumsum(per_commit_count)[culprits - 1]
+    good_mean = before_sum / before_count
+    bad_mean = (values.sum() - before_sum) / (len(values) - before_count)
+    on_good_side = index[None, :] < culprits[:, None]
+    centre = np.where(on_good_side, good_mean[:, None], bad_mean[:, None])
+    z = (values[None, :] - centre) / scale
+    log_likelihood = -(TAIL_FREEDOM + 1) / 2 * np.log1p(z * z / TAIL_FREEDOM).sum(axis=1)
+    weights = np.exp(log_likelihood - log_likelihood.max())
+    posterior: np.ndarray = weights / weights.sum()
+    return posterior
+
+
+class PosteriorBisection(Bisection):
+    """fleet.bisect's Bisection with the probes placed, and the culprit found, by the culprit's posterior."""
+
+    def __init__(self, commits: int, compare: Comparator, policy: SearchPolicy,
+                 recorded_noise: Spread | None = None) -> None:
+        super().__init__(commits, compare, policy, recorded_noise)
+        self._cdf: tuple[object, np.ndarray] | None = None  # (what it was computed from, the cdf)
+
+    def posterior_cdf(self) -> np.ndarray | None:
+        """P(culprit <= i) for i = 0 .. n-1 (0 at i = 0), or None while an end has no sample."""
+        if not (self.records[self.good].samples and self.records[self.bad].samples):
+            return None
+        sd = self._likelihood_sd()
+        key = (tuple(len(r.samples) for r in self.records), sd)
+        if self._cdf is None or self._cdf[0] != key:
+            posterior = culprit_posterior([r.samples for r in self.records], sd)
+            self._cdf = key, np.concatenate([[0.0], np.cumsum(posterior)])
+        return self._cdf[1]
+
+    def bracket(self) -> tuple[int, int]:
+        """(last good, first bad) of the posterior's central 1 - 2 x BRACKET_TAIL: what the rounds report."""
+        cdf = self.posterior_cdf()
+        if cdf is None:
+            return self.good, self.bad
+        last_good = max(int(np.searchsorted(cdf, BRACKET_TAIL, side="right")) - 1, self.good)
+        first_bad = min(int(np.searchsorted(cdf, 1.0 - BRACKET_TAIL)), self.bad)
+        return last_good, max(first_bad, last_good + 1)
+
+    def leading_group(self) -> tuple[int, int, float] | None:
+        """(parent, culprit, mass): the consecutive testable commits whose gap holds the most mass."""
+        cdf = self.posterior_cdf()
+        if cdf is None:
+            return None
+        testable = np.asarray([c for c in range(self.size) if self.records[c].untestable is None])
+        masses = cdf[testable[1:]] - cdf[testable[:-1]]
+        best = int(np.argmax(masses))
+        return int(testable[best]), int(testable[best + 1]), float(masses[best])
+
+    def _likelihood_sd(self) -> float:
+        pooled = self._pooled_noise()
+        if pooled is None:
+            return max(self.policy.noise_guess, self.policy.noise_floor)
+        return max(pooled.relative_sd, self.policy.noise_floor)
+
+    def _plan(self, taken: Sequence[Run] = ()) -> list[Run]:
+        plan = _Plan(self.policy.slots, taken)
+        for end in (self.good, self.bad):
+            if self.records[end].untestable is not None:
+                which = "good" if end == self.good else "bad"
+                self._finish("unresolved", None, None,
+                             f"the {which} end cannot be measured: {self.records[end].untestable}")
+                return []
+        inside = [c for c in range(1, self.bad) if self.records[c].untestable is None]
+        if not (self.records[self.good].samples and self.records[self.bad].samples):
+            # The first round (or an end's runs all flaked): the ends, and the prior's quantiles.
+            for end in (self.good, self.bad):
+                if not self.records[end].samples and not plan.count(end):
+                    plan.add(end, "end")
+            unmeasured = [c for c in inside if not self.records[c].samples and not plan.count(c)]
+            for commit in _spread(unmeasured, plan.free):
+                plan.add(commit, "probe")
+            return plan.runs
+        ends = self.ends_comparison()
+        assert ends is not None
+        if ends.verdict is Verdict.SAME:
+            self._finish("no-regression", None, None, f"good and bad ends compare {ends.describe()}")
+            return []
+        if ends.verdict is Verdict.UNKNOWN:
+            more = self._fewest([self.good, self.bad])
+            if more is None:
+                self._finish("no-regression", None, None,
+                             f"good and bad ends still compare {ends.describe()} at the sample cap")
+                return []
+            plan.add(more, "end")
+        group = self.leading_group()
+        assert group is not None
+        parent, culprit, mass = group
+        if mass >= 1.0 - self.policy.alpha and ends.verdict is Verdict.DIFFERENT:
+            return self._verify(parent, culprit, plan)
+        self._add_quantile_probes(plan, inside)
+        while plan.free > 0:
+            more = self._fewest([c for c in (parent, culprit, self.good, self.bad)
+                                 if len(self.records[c].samples) + plan.count(c) < self.policy.max_samples])
+            if more is None:
+                break
+            plan.add(more, "verify" if more in (parent, culprit) else "end")
+        return plan.runs
+
+    def _add_quantile_probes(self, plan: _Plan, inside: list[int]) -> None:
+        """The commits at the posterior's quantiles j / (k + 1), one run each; a quantile that lands on a
+        commit at its sample cap takes the nearest one below it."""
+        cdf = self.posterior_cdf()
+        assert cdf is not None
+        wanted = plan.free
+        for j in range(wanted):
+            # An untried commit runs once a round (it may be untestable); a measured one as often as the
+            # quantiles land on it.
+            open_ = np.asarray([c for c in inside if len(self.records[c].samples) + plan.count(c) <
+                                self.policy.max_samples])
+            if not len(open_):
+                return
+            quantile = (j + 1) / (wanted + 1)
+            commit = int(open_[int(np.argmin(np.abs(cdf[open_] - quantile)))])
+            plan.add(commit, "resample" if self.records[commit].samples else "probe")
+
+
+def likelihood_noise(kind: MetricClass) -> tuple[float, float]:
+    """(floor, guess) of the likelihood's relative sd for a metric of this kind: counters are believed
+    down to COUNTS_LIKELIHOOD_FLOOR and guessed at fleet.compare's counts floor before anything is known;
+    latency keeps fleet.compare's floors (a known spread's, and the one it assumes with none)."""
+    if kind == "latency":
+        return LATENCY_KNOWN_FLOOR, LATENCY_NOISE_FLOOR
+    return COUNTS_LIKELIHOOD_FLOOR, COUNTS_NOISE_FLOOR
+
+
+def start_bisection(commits: int, compare: Comparator, policy: SearchPolicy,
+                    recorded_noise: Spread | None = None) -> Bisection:
+    """The search the policy names, over commits 0 (good) .. commits - 1 (bad)."""
+    search = PosteriorBisection if policy.search == "posterior" else Bisection
+    return search(commits, compare, policy, recorded_noise)
