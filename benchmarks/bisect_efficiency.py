@@ -6,7 +6,7 @@ slots per round, beside serial bisection with one run per commit (git bisect / a
 placed by whichever end its single run is nearer; a failed run is skipped as `git bisect skip` does).
 
 Noise, from real repeated runs (say which with every table): every RunResult under evidence/h200/runs/,
-series/ and mseries/ (vLLM 0.26.0, three leases of an H200, each run a fresh engine start), grouped
+series/, mseries/ and mseries2/ (vLLM 0.26.0, four leases of an H200, each run a fresh engine start), grouped
 by cell; a family's noise is a smoothed bootstrap of the relative residuals around each cell's mean (a
 drawn residual plus normal jitter of Silverman's bandwidth, both shrunk by 1 / sqrt(1 + h^2 / s^2) so
 that the draws spread as the recorded runs do: Silverman's variance-preserving form), so heavy tails
@@ -14,7 +14,8 @@ that the draws spread as the recorded runs do: Silverman's variance-preserving f
 - acceptance length, draft_model: its cell's runs;
 - acceptance length, ngram: its cell's runs;
 - TPOT p50: both tiny cells' runs pooled (host-bound: a 6 M-parameter target's decode step is the CPU's);
-- TPOT p50, GPU-bound: the 8B-shaped cell's runs (evidence/h200/mseries), as an 8B-class target's;
+- TPOT p50, GPU-bound: the 8B-shaped cell's runs (evidence/h200/mseries and mseries2: 20 engine starts on
+  two hosts, one of them a whole slow start at +17 %), as an 8B-class target's;
 - the same, with runs twice as noisy as the spread handed to the search (a pool noisier than the lease
   its baseline was recorded on): what a too-small recorded spread costs in wrong culprits.
 
@@ -73,7 +74,7 @@ def recorded(metric: str, variant: str | None = None, gpu_bound: bool = False) -
     by_cell: dict[str, list[float]] = {}
     h200 = REPO / "evidence" / "h200"
     for path in sorted([*h200.glob("runs/*/*.json"), *h200.glob("series/*/*.json"),
-                        *h200.glob("mseries/*/*.json")]):
+                        *h200.glob("mseries/*/*.json"), *h200.glob("mseries2/*/*.json")]):
         if earlier_procedure(path.as_posix()):
             continue
         document = json.loads(path.read_text())

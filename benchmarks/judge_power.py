@@ -30,8 +30,9 @@ fleet's own `record_baseline` from --baseline-runs simulated runs.
 - --latency-noise gpu-bound: the tiny models' latency is the host's (6 M parameters: the CPU sets the
   decode step, and moved it by 38 % between two leases), the nightly tier's 8B-class targets' is the
   GPU's. With this flag each measured cell keeps its acceptance and match noise and takes its latency
-  rows from the GPU-bound cell of its pool (the 8B-shaped Llama of jobs/h200.yaml, evidence/h200/mseries:
-  engine starts of one lease), whose own acceptance is synthetic and is not used.
+  rows from the GPU-bound cell of its pool (the 8B-shaped Llama of jobs/h200.yaml, evidence/h200/mseries
+  and mseries2: 20 engine starts on two hosts, one a whole slow start), whose own acceptance is
+  synthetic and is not used.
 fleet's judge runs as the controller does: judge the cell, rerun it while INCONCLUSIVE up to
 --max-runs runs, then judge the whole nightly with Holm. The RFC rule judges one run per cell with
 ±10 % (acceptance, match) and ±15 % (TPOT, TTFT, speedup) around the baseline's mean.
