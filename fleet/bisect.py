@@ -74,8 +74,8 @@ class Bisection:
         """The runs of the next round (at most `slots`); empty once `finding` is set.
 
         `refuses(commit)`, if given, says before any run whether a commit can run at all (its image is
-        built, or not): the reason if not. Such a commit is recorded untestable (no run spent) and its
-        slot planned again in this round, so a broken range costs builds, not rounds of GPUs.
+        built, or not): the reason if not. Such a commit is recorded untestable (no run spent) and the
+        round planned again without it, so a broken range costs builds, not rounds of GPUs.
         """
         if self.finding is not None:
             return []
@@ -88,7 +88,7 @@ class Bisection:
             if not refused:
                 break
             self.record([Observation(c, None, "untestable", why, ran=False) for c, why in refused.items()])
-            runs = self._plan([r for r in runs if r.commit not in refused])
+            runs = self._plan()  # each pass marks one commit untestable at least: it ends
         if not runs and self.finding is None:
             self._finish("unresolved", None, None, "nothing left to measure, and no answer")
         if runs:
@@ -193,8 +193,8 @@ class Bisection:
                 verified: bool = False, verification: Comparison | None = None) -> None:
         self.finding = Finding(status, first, last, verified, reason, self.ends_comparison(), verification)
 
-    def _plan(self, taken: Sequence[Run] = ()) -> list[Run]:
-        plan = _Plan(self.policy.slots, taken)
+    def _plan(self) -> list[Run]:
+        plan = _Plan(self.policy.slots)
         for end in (self.good, self.bad):
             record = self.records[end]
             if record.untestable is not None:
@@ -202,7 +202,7 @@ class Bisection:
                 self._finish("unresolved", None, None,
                              f"the {which} end cannot be measured: {record.untestable}")
                 return []
-            if not record.samples and not plan.count(end):
+            if not record.samples:
                 plan.add(end, "end")
         ends = self.ends_comparison()
         if ends is not None and ends.verdict is not Verdict.DIFFERENT:
@@ -218,9 +218,8 @@ class Bisection:
         last_good, first_bad = self.bracket()
         inside = [c for c in range(last_good + 1, first_bad) if self.records[c].untestable is None]
         unknown = [c for c in inside if self.records[c].samples]  # measured, yet neither good nor bad
-        untried = [c for c in inside if not self.records[c].samples]
-        unmeasured = [c for c in untried if not plan.count(c)]  # and not already in this round's runs
-        if ends is not None and ends.verdict is Verdict.DIFFERENT and not unknown and not untried:
+        unmeasured = [c for c in inside if not self.records[c].samples]
+        if ends is not None and ends.verdict is Verdict.DIFFERENT and not unknown and not unmeasured:
             return self._verify(last_good, first_bad, plan)
         middle = (last_good + first_bad) / 2
         ends_measured = all(self.records[end].samples for end in (self.good, self.bad))
@@ -304,9 +303,9 @@ def _side(vs_good: Verdict, vs_bad: Verdict) -> Side:
 
 
 class _Plan:
-    def __init__(self, slots: int, taken: Sequence[Run] = ()) -> None:
+    def __init__(self, slots: int) -> None:
         self.slots = slots
-        self.runs: list[Run] = list(taken)  # the round's runs already placed
+        self.runs: list[Run] = []
 
     @property
     def free(self) -> int:

@@ -28,11 +28,10 @@ with every sample through the noise's likelihood, and probes where that mass spl
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
 
 import numpy as np
 
-from fleet.bisect import Bisection, _Plan, _spread
+from fleet.bisect import Bisection, _Plan
 from fleet.bisect_model import Comparator, Run, SearchPolicy
 from fleet.compare import (
     COUNTS_NOISE_FLOOR,
@@ -63,7 +62,9 @@ def culprit_posterior(samples: list[list[float]], relative_sd: float) -> np.ndar
     size = len(samples)
     index = np.asarray([i for i, values in enumerate(samples) for _ in values], dtype=int)
     values = np.asarray([v for row in samples for v in row], dtype=float)
-    scale = abs(statistics.fmean(samples[0])) * relative_sd or 1.0
+    # Relative to the larger end's level: a metric that reads 0 at one end still has a scale.
+    level = max(abs(statistics.fmean(samples[0])), abs(statistics.fmean(samples[-1])))
+    scale = (level or 1.0) * relative_sd
     per_commit_sum = np.bincount(index, weights=values, minlength=size)
     per_commit_count = np.bincount(index, minlength=size).astype(float)
     culprits = np.arange(1, size)
@@ -124,8 +125,8 @@ class PosteriorBisection(Bisection):
             return max(self.policy.noise_guess, self.policy.noise_floor)
         return max(pooled.relative_sd, self.policy.noise_floor)
 
-    def _plan(self, taken: Sequence[Run] = ()) -> list[Run]:
-        plan = _Plan(self.policy.slots, taken)
+    def _plan(self) -> list[Run]:
+        plan = _Plan(self.policy.slots)
         for end in (self.good, self.bad):
             if self.records[end].untestable is not None:
                 which = "good" if end == self.good else "bad"
@@ -136,11 +137,10 @@ class PosteriorBisection(Bisection):
         if not (self.records[self.good].samples and self.records[self.bad].samples):
             # The first round (or an end's runs all flaked): the ends, and the prior's quantiles.
             for end in (self.good, self.bad):
-                if not self.records[end].samples and not plan.count(end):
+                if not self.records[end].samples:
                     plan.add(end, "end")
-            unmeasured = [c for c in inside if not self.records[c].samples and not plan.count(c)]
-            for commit in _spread(unmeasured, plan.free):
-                plan.add(commit, "probe")
+            # A commit refused before running moves only its own probe when the round is planned again.
+            self._add_quantile_probes(plan, inside, np.arange(self.size) / (self.size - 1))
             return plan.runs
         ends = self.ends_comparison()
         assert ends is not None
@@ -159,7 +159,9 @@ class PosteriorBisection(Bisection):
         parent, culprit, mass = group
         if mass >= 1.0 - self.policy.alpha and ends.verdict is Verdict.DIFFERENT:
             return self._verify(parent, culprit, plan)
-        self._add_quantile_probes(plan, inside)
+        cdf = self.posterior_cdf()
+        assert cdf is not None
+        self._add_quantile_probes(plan, inside, cdf)
         while plan.free > 0:
             more = self._fewest([c for c in (parent, culprit, self.good, self.bad)
                                  if len(self.records[c].samples) + plan.count(c) < self.policy.max_samples])
@@ -168,15 +170,12 @@ class PosteriorBisection(Bisection):
             plan.add(more, "verify" if more in (parent, culprit) else "end")
         return plan.runs
 
-    def _add_quantile_probes(self, plan: _Plan, inside: list[int]) -> None:
-        """The commits at the posterior's quantiles j / (k + 1), one run each; a quantile that lands on a
-        commit at its sample cap takes the nearest one below it."""
-        cdf = self.posterior_cdf()
-        assert cdf is not None
+    def _add_quantile_probes(self, plan: _Plan, inside: list[int], cdf: np.ndarray) -> None:
+        """One run at each of the quantiles j / (k + 1) of `cdf` (P(culprit <= i)): the commit whose cdf is
+        nearest, among those below their sample cap. Where the mass sits on one or two commits several
+        quantiles land on them, tried or not, which is how the culprit and its parent get their runs."""
         wanted = plan.free
         for j in range(wanted):
-            # An untried commit runs once a round (it may be untestable); a measured one as often as the
-            # quantiles land on it.
             open_ = np.asarray([c for c in inside if len(self.records[c].samples) + plan.count(c) <
                                 self.policy.max_samples])
             if not len(open_):

@@ -46,6 +46,8 @@ class RoundLog:
     failures: int
     runs_so_far: int
     gpu_hours_so_far: float
+    #: Commits found untestable before any run this round (no image, a failed build), their slots re-planned.
+    refused: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -133,7 +135,8 @@ def run_bisection(
     bisection = start_bisection(len(commits), comparator(metric), policy, noise)
     outcome = BisectOutcome(list(commits), metric, bisection)
     attempts_made = [0] * len(commits)
-    ready: dict[int, tuple[Cell, Backend]] = {}
+    ready: dict[int, tuple[Cell, Backend]] = {}  # this round's commits, made ready (images built)
+    refused: list[str] = []
 
     def refuses(index: int) -> str | None:
         """Made ready before the round's runs (a commit's image built): the reason if it cannot be."""
@@ -141,36 +144,43 @@ def run_bisection(
             try:
                 ready[index] = materialise(commits[index]), backend_for(commits[index])
             except UntestableCommit as err:
+                refused.append(commits[index])
                 return f"{err.reason}: {err}"
         return None
 
-    while runs := bisection.next_round(refuses):
-        planned: list[tuple[int, Backend, Attempt]] = []
-        try:
-            for run in runs:
+    try:
+        while runs := bisection.next_round(refuses):
+            planned: list[tuple[int, Backend, Attempt]] = []
+            for run in runs:  # every one of them made ready by `refuses`
                 sha = commits[run.commit]
-                cell, backend = ready.pop(run.commit) if run.commit in ready else \
-                    (materialise(sha), backend_for(sha))
+                cell, backend = ready[run.commit]
                 attempts_made[run.commit] += 1
                 attempt = Attempt(cell, attempts_made[run.commit], f"{run_id}-{sha[:12]}")
                 planned.append((run.commit, backend, attempt))
                 if on_start is not None:
                     on_start(run, sha)
-            observations = _execute(planned, waves, metric, outcome)
-        finally:
-            # The round is over, or cut short: a cluster backend's watch is not kept open for hours.
-            for backend in {id(b): b for _, b, _ in planned}.values():
-                backend.close()
-        bisection.record(observations)
-        failures = sum(o.failure is not None for o in observations)
-        log = RoundLog(bisection.rounds, runs, bisection.bracket(), failures, bisection.runs,
-                       outcome.gpu_hours)
-        outcome.rounds.append(log)
-        if on_round is not None:
-            on_round(log, bisection)
-    for _, backend in ready.values():  # made ready for a round the answer made unnecessary
-        backend.close()
+            try:
+                observations = _execute(planned, waves, metric, outcome)
+            finally:
+                _close_round(ready)
+            bisection.record(observations)
+            failures = sum(o.failure is not None for o in observations)
+            log = RoundLog(bisection.rounds, runs, bisection.bracket(), failures, bisection.runs,
+                           outcome.gpu_hours, list(refused))
+            refused.clear()
+            outcome.rounds.append(log)
+            if on_round is not None:
+                on_round(log, bisection)
+    finally:
+        _close_round(ready)
     return outcome
+
+
+def _close_round(ready: dict[int, tuple[Cell, Backend]]) -> None:
+    """The round is over, or cut short: a cluster backend's watch is not kept open for hours."""
+    for backend in {id(b): b for _, b in ready.values()}.values():
+        backend.close()
+    ready.clear()
 
 
 def _execute(planned: list[tuple[int, Backend, Attempt]], waves: int | None, metric: str,
@@ -305,7 +315,9 @@ def describe_round(log: RoundLog, commits: Sequence[str], bisection: Bisection) 
     what = ", ".join(f"{r.purpose} {commits[r.commit][:10]}" for r in log.runs)
     last_good, first_bad = log.bracket
     left = sum(1 for c in range(last_good + 1, first_bad)
-               if bisection.classify(c).side is not Side.UNTESTABLE)
-    return (f"round {log.number}: {what}; {log.failures} failed; culprit in "
+               if bisection.classify(c).side is Side.UNMEASURED)
+    refused = f"; {len(log.refused)} could not run (no image or build): " \
+        f"{', '.join(sha[:10] for sha in log.refused)}" if log.refused else ""
+    return (f"round {log.number}: {what}; {log.failures} failed{refused}; culprit in "
             f"{commits[last_good][:10]}..{commits[first_bad][:10]} ({left} untested between); "
             f"{log.runs_so_far} runs, {log.gpu_hours_so_far:.2f} GPU-h")

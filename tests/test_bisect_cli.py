@@ -135,6 +135,7 @@ def test_a_rehearsal_learns_of_commits_without_an_image_before_any_run(workdir: 
                                                                  "published for this commit"]
     assert report["gpu_hours"] == pytest.approx(report["runs"] * 12 / 60)  # no Job for them
     assert report["search"] == "posterior" and "posterior search" in render_text(report)
+    assert "could not run (no image or build): c013" in err
 
 
 def write_tpot_baseline(root: Path, values: list[float]) -> Path:

@@ -164,3 +164,26 @@ def test_counters_are_believed_below_the_comparisons_floor_latency_is_not() -> N
     counts_floor, counts_guess = likelihood_noise("acceptance")
     latency_floor, latency_guess = likelihood_noise("latency")
     assert counts_floor < counts_guess and counts_floor < latency_floor < latency_guess
+
+
+def test_a_metric_that_reads_zero_at_the_good_end_is_bisected_too() -> None:
+    # acceptance_rate_pos_3 of a draft that never reached the fourth position, until commit 77.
+    bisection = PosteriorBisection(200, judge, SearchPolicy(slots=4))
+    while runs := bisection.next_round():
+        bisection.record([Observation(r.commit, 0.3 if r.commit >= 77 else 0.0) for r in runs])
+    assert bisection.finding is not None
+    assert (bisection.finding.first, bisection.finding.last, bisection.finding.verified) == (77, 77, True)
+
+
+def test_a_commit_refused_before_running_moves_only_its_own_probe() -> None:
+    bisection = PosteriorBisection(1000, judge, SearchPolicy(slots=4))
+    bisection.record([Observation(0, 2.0), Observation(999, 1.8)])
+    planned = [run.commit for run in bisection.next_round(lambda commit: None)]
+    refused = planned[1]
+    bisection = PosteriorBisection(1000, judge, SearchPolicy(slots=4))
+    bisection.record([Observation(0, 2.0), Observation(999, 1.8)])
+    runs = bisection.next_round(lambda commit: "ImageNotFound" if commit == refused else None)
+    replanned = [run.commit for run in runs]
+    assert len(set(replanned)) == 4 and refused not in replanned
+    assert [c for c in replanned if c not in planned] in ([refused - 1], [refused + 1])
+    assert bisection.runs == 2 and bisection.records[refused].untestable is not None  # the ends' only
