@@ -233,7 +233,10 @@ def simulate_run(
     seen = profile.match_rates
     jitter = 1.06 * float(np.std(seen, ddof=1)) * len(seen) ** -0.2
     centre = float(np.mean(seen))
-    drawn = centre + (seen[pick] - centre + rng.normal(0.0, jitter)) * shrink(profile, len(seen))
+    # The same recorded run's match rate, unless the latency rows are another cell's (--latency-noise
+    # gpu-bound): then an independent draw of this cell's own.
+    match_pick = pick if len(seen) == len(rows) else rng.integers(len(seen))
+    drawn = centre + (seen[match_pick] - centre + rng.normal(0.0, jitter)) * shrink(profile, len(seen))
     match_rate = float(np.clip(drawn, 0.0, 1.0))
     noisy = {m: profile.centres[m] * math.exp(row[i]) for i, m in enumerate(COLUMNS)}
     noisy["tpot_p50_ms"] *= tpot_factor
