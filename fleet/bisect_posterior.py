@@ -62,8 +62,8 @@ def culprit_posterior(samples: list[list[float]], relative_sd: float) -> np.ndar
     size = len(samples)
     index = np.asarray([i for i, values in enumerate(samples) for _ in values], dtype=int)
     values = np.asarray([v for row in samples for v in row], dtype=float)
-    # Relative to the larger end's level: a metric that reads 0 at one end still has a scale.
-    level = max(abs(statistics.fmean(samples[0])), abs(statistics.fmean(samples[-1])))
+    # Relative to the good end's level, as the recorded spread is; the bad end's where good reads 0.
+    level = abs(statistics.fmean(samples[0])) or abs(statistics.fmean(samples[-1]))
     scale = (level or 1.0) * relative_sd
     per_commit_sum = np.bincount(index, weights=values, minlength=size)
     per_commit_count = np.bincount(index, minlength=size).astype(float)
