@@ -182,7 +182,7 @@ class PosteriorBisection(Bisection):
                 return
             quantile = (j + 1) / (wanted + 1)
             commit = int(open_[int(np.argmin(np.abs(cdf[open_] - quantile)))])
-            plan.add(commit, "resample" if self.records[commit].samples else "probe")
+            plan.add(commit, "resample" if self.records[commit].samples or plan.count(commit) else "probe")
 
 
 def likelihood_noise(kind: MetricClass) -> tuple[float, float]:
