@@ -22,7 +22,8 @@ with every sample through the noise's likelihood, and probes where that mass spl
 - the answer is the group of commits (one, or several when untestable ones hide it) holding at least
   1 - policy.alpha of the mass; it is reported only once it and its parent, each with more runs than the
   one that placed them, compare DIFFERENT with fleet.compare in the ends' direction: the verification is
-  the same three-valued comparison as before, not the posterior's word.
+  the same three-valued comparison as before, not the posterior's word. Ends that compare SAME end the
+  search (no regression); ends still UNKNOWN get more runs only once the probes have found nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ from fleet.suite.metrics import MetricClass
 #: The likelihood's relative sd floor for counter metrics: half ngram's measured spread (1.0 % over 10
 #: engine starts), above draft_model's (0.4 %); a recorded or pooled spread above it is used as it is.
 COUNTS_LIKELIHOOD_FLOOR = 0.005
+#: Rounds before ends that compare UNKNOWN get runs of their own while the probes have found nothing (a
+#: leading group under half the mass): earlier, every probe is worth more than an end's second run,
+#: since the posterior weighs the probes' samples as much as the ends'.
+END_PATIENCE = 3
 #: Degrees of freedom of the likelihood's Student's t: heavy enough a tail that one run 3 sd off moves the
 #: posterior by a factor of about 5, not the normal's 90.
 TAIL_FREEDOM = 4.0
@@ -147,17 +152,17 @@ class PosteriorBisection(Bisection):
         if ends.verdict is Verdict.SAME:
             self._finish("no-regression", None, None, f"good and bad ends compare {ends.describe()}")
             return []
-        if ends.verdict is Verdict.UNKNOWN:
+        group = self.leading_group()
+        assert group is not None
+        parent, culprit, mass = group
+        if ends.verdict is Verdict.UNKNOWN and (self.rounds >= END_PATIENCE and mass < 0.5):
             more = self._fewest([self.good, self.bad])
             if more is None:
                 self._finish("no-regression", None, None,
                              f"good and bad ends still compare {ends.describe()} at the sample cap")
                 return []
             plan.add(more, "end")
-        group = self.leading_group()
-        assert group is not None
-        parent, culprit, mass = group
-        if mass >= 1.0 - self.policy.alpha and ends.verdict is Verdict.DIFFERENT:
+        if mass >= 1.0 - self.policy.alpha:
             return self._verify(parent, culprit, plan)
         cdf = self.posterior_cdf()
         assert cdf is not None

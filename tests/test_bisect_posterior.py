@@ -9,7 +9,13 @@ import numpy as np
 
 from fleet.bisect import Bisection, rounds_lower_bound
 from fleet.bisect_model import Observation, SearchPolicy
-from fleet.bisect_posterior import PosteriorBisection, culprit_posterior, likelihood_noise, start_bisection
+from fleet.bisect_posterior import (
+    END_PATIENCE,
+    PosteriorBisection,
+    culprit_posterior,
+    likelihood_noise,
+    start_bisection,
+)
 from fleet.compare import Comparison, Spread, compare
 
 
@@ -187,3 +193,22 @@ def test_a_commit_refused_before_running_moves_only_its_own_probe() -> None:
     assert len(set(replanned)) == 4 and refused not in replanned
     assert [c for c in replanned if c not in planned] in ([refused - 1], [refused + 1])
     assert bisection.runs == 2 and bisection.records[refused].untestable is not None  # the ends' only
+
+
+def test_ends_that_compare_unknown_wait_for_the_probes_before_they_get_runs_of_their_own() -> None:
+    # -2 % at ngram's noise, one run an end: the ends compare UNKNOWN, and the probes come first.
+    bisection = PosteriorBisection(1000, judge, SearchPolicy(slots=4), Spread(0.0085, 14))
+    bisection.record([Observation(c, v) for c, v in [(0, 2.0), (999, 1.96), (333, 2.0), (666, 1.99)]])
+    assert bisection.ends_comparison() is not None and bisection.ends_comparison().verdict.value == "unknown"
+    bisection.rounds = 1
+    assert all(run.purpose != "end" for run in bisection.next_round())
+    bisection.rounds = END_PATIENCE  # the probes have found nothing: the ends are run again
+    assert any(run.purpose == "end" for run in bisection.next_round())
+
+
+def test_noise_without_a_change_ends_as_no_regression() -> None:
+    rng = random.Random(3)
+    bisection = PosteriorBisection(1000, judge, SearchPolicy(slots=4), Spread(0.0085, 14))
+    while runs := bisection.next_round():
+        bisection.record([Observation(r.commit, 2.0 * (1 + rng.gauss(0, 0.0085))) for r in runs])
+    assert bisection.finding is not None and bisection.finding.status == "no-regression"
