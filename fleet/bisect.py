@@ -209,12 +209,8 @@ class Bisection:
             if ends.verdict is Verdict.SAME:
                 self._finish("no-regression", None, None, f"good and bad ends compare {ends.describe()}")
                 return []
-            more = self._fewest([self.good, self.bad])
-            if more is None:
-                self._finish("no-regression", None, None,
-                             f"good and bad ends still compare {ends.describe()} at the sample cap")
+            if not self._more_of_an_end(plan, ends):
                 return []
-            plan.add(more, "end")
         last_good, first_bad = self.bracket()
         inside = [c for c in range(last_good + 1, first_bad) if self.records[c].untestable is None]
         unknown = [c for c in inside if self.records[c].samples]  # measured, yet neither good nor bad
@@ -280,6 +276,17 @@ class Bisection:
         for commit in lacking * 2:
             plan.add(commit, "verify")
         return plan.runs
+
+    def _more_of_an_end(self, plan: _Plan, ends: Comparison) -> bool:
+        """A run of the end with fewer samples, for ends that compare UNKNOWN; False, and the search
+        finished as no regression, when both are at the sample cap."""
+        more = self._fewest([self.good, self.bad])
+        if more is None:
+            self._finish("no-regression", None, None,
+                         f"good and bad ends still compare {ends.describe()} at the sample cap")
+            return False
+        plan.add(more, "end")
+        return True
 
     def _fewest(self, commits: Sequence[int]) -> int | None:
         """The commit with fewest samples below the cap (the first of equals), None if all are at it."""

@@ -155,13 +155,9 @@ class PosteriorBisection(Bisection):
         group = self.leading_group()
         assert group is not None
         parent, culprit, mass = group
-        if ends.verdict is Verdict.UNKNOWN and (self.rounds >= END_PATIENCE and mass < 0.5):
-            more = self._fewest([self.good, self.bad])
-            if more is None:
-                self._finish("no-regression", None, None,
-                             f"good and bad ends still compare {ends.describe()} at the sample cap")
-                return []
-            plan.add(more, "end")
+        if ends.verdict is Verdict.UNKNOWN and self.rounds >= END_PATIENCE and mass < 0.5 and \
+                not self._more_of_an_end(plan, ends):
+            return []
         if mass >= 1.0 - self.policy.alpha:
             return self._verify(parent, culprit, plan)
         cdf = self.posterior_cdf()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,38 +15,19 @@ from fleet.bisect_posterior import (
     PosteriorBisection,
     culprit_posterior,
     likelihood_noise,
-    start_bisection,
 )
 from fleet.compare import Comparison, Spread, compare
+from tests.test_bisect_search import drive as search_drive
 
 
 def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: Spread | None) -> Comparison:
     return compare(a, b, magnitude=magnitude, kind="acceptance", noise=noise)
 
 
-def drive(size: int, culprit: int, *, slots: int = 4, sd: float = 0.0, drop: float = 0.1, seed: int = 0,
-          broken: Sequence[int] = (), refuse_broken: bool = True, flaky: float = 0.0,
-          noise: Spread | None = None, search: str = "posterior") -> Bisection:
-    rng = random.Random(seed)
-    policy = SearchPolicy(slots=slots, search=search)  # type: ignore[arg-type]
-    bisection = start_bisection(size, judge, policy, noise)
-
-    def refuses(commit: int) -> str | None:
-        return "BuildFailure" if commit in broken else None
-
-    while runs := bisection.next_round(refuses if refuse_broken else None):
-        assert len(runs) <= slots
-        seen = []
-        for run in runs:
-            if run.commit in broken:
-                seen.append(Observation(run.commit, None, "untestable", "BuildFailure"))
-            elif rng.random() < flaky:
-                seen.append(Observation(run.commit, None, "transient", "NodeLost"))
-            else:
-                mean = 2.0 * (1 - drop if run.commit >= culprit else 1.0)
-                seen.append(Observation(run.commit, mean * (1 + rng.gauss(0, sd))))
-        bisection.record(seen)
-    return bisection
+def drive(size: int, culprit: int, *, search: str = "posterior", refuse_broken: bool = True,
+          **options: Any) -> Bisection:
+    """tests.test_bisect_search.drive, with the posterior search and broken commits refused before a run."""
+    return search_drive(size, culprit, search=search, refuse_broken=refuse_broken, **options)
 
 
 def test_the_posterior_sits_on_the_commit_where_the_level_changes() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from fleet.bisect import Bisection, rounds_lower_bound
 from fleet.bisect_model import Observation, SearchPolicy
+from fleet.bisect_posterior import start_bisection
 from fleet.compare import Comparison, Spread, compare
 
 Judge = Callable[[Sequence[float], Sequence[float], float, Spread | None], Comparison]
@@ -19,11 +20,18 @@ def judge(kind: str = "acceptance") -> Judge:
     return run
 
 
-def drive(size: int, culprit: int, slots: int, *, broken: Sequence[int] = (), flaky: float = 0.0,
-          sd: float = 0.0, drop: float = 0.1, seed: int = 0) -> Bisection:
+def drive(size: int, culprit: int, slots: int = 4, *, broken: Sequence[int] = (), flaky: float = 0.0,
+          sd: float = 0.0, drop: float = 0.1, seed: int = 0, search: str = "pinpoint",
+          refuse_broken: bool = False, noise: Spread | None = None) -> Bisection:
+    """A bisection of commits 0..size-1 whose metric drops by `drop` at `culprit`, run to its answer;
+    `refuse_broken`: the broken commits are known before any run (their image does not build)."""
     rng = random.Random(seed)
-    search = Bisection(size, judge(), SearchPolicy(slots=slots))
-    while runs := search.next_round():
+    bisection = start_bisection(size, judge(), SearchPolicy(slots=slots, search=search), noise)  # type: ignore[arg-type]
+
+    def refuses(commit: int) -> str | None:
+        return "BuildFailure" if commit in broken else None
+
+    while runs := bisection.next_round(refuses if refuse_broken else None):
         assert len(runs) <= slots
         seen = []
         for run in runs:
@@ -34,8 +42,8 @@ def drive(size: int, culprit: int, slots: int, *, broken: Sequence[int] = (), fl
             else:
                 mean = 2.0 * (1 - drop if run.commit >= culprit else 1.0)
                 seen.append(Observation(run.commit, mean * (1 + rng.gauss(0, sd))))
-        search.record(seen)
-    return search
+        bisection.record(seen)
+    return bisection
 
 
 def test_a_noise_free_culprit_is_found_exactly_and_verified() -> None:
