@@ -4,8 +4,9 @@ fleet.bisect's Pinpoint search places each probed commit on the good or the bad 
 comparison and narrows the bracket on every DIFFERENT. With one run per probe and a step only a few noise
 widths tall, that trusts too much and too little at once: one outlying run puts a commit on the wrong
 side and the bracket walks away until the verification fails rounds later (ngram acceptance length
--3..-7 %: 30 % of bisections over the 7-round bar, a third of them by such a walk), and an UNKNOWN holds
-the bracket where it is until more samples come (TPOT +5..+30 % on the GPU-bound cell: about 12 rounds).
+-3..-7 %: 22 % of bisections over the 7-round bar, nearly half of them by such a walk), and an UNKNOWN
+holds the bracket where it is until more samples come (TPOT +5..+30 % on the GPU-bound cell: 18 rounds
+on average; benchmarks/bisect_efficiency.py prints both searches).
 
 Probabilistic bisection (Horstein 1963; Waeber, Frazier and Henderson, "Bisection search with noisy
 responses", 2013) keeps instead the probability of every commit being the first changed one, updated
@@ -50,8 +51,8 @@ COUNTS_LIKELIHOOD_FLOOR = 0.005
 #: leading group under half the mass): earlier, every probe is worth more than an end's second run,
 #: since the posterior weighs the probes' samples as much as the ends'.
 END_PATIENCE = 3
-#: Degrees of freedom of the likelihood's Student's t: heavy enough a tail that one run 3 sd off moves the
-#: posterior by a factor of about 5, not the normal's 90.
+#: Degrees of freedom of the likelihood's Student's t: heavy enough a tail that one run 3 sd off weighs
+#: against its side by a factor of about 20, not the normal's 90.
 TAIL_FREEDOM = 4.0
 #: Posterior mass below which the bracket reported each round (bracket()) leaves commits out, each side.
 BRACKET_TAIL = 0.005
