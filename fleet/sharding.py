@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from fleet.cost import JobSpan
 from fleet.errors import ConfigError
@@ -19,6 +20,8 @@ from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.judge.verdicts import summarize
 from fleet.model import Cell, CellVerdict, ResultError, RunReport
 from fleet.retry import NO_RESULT
+
+T = TypeVar("T")
 
 __all__ = ["assign_shards", "expected_costs", "merge_reports", "recorded_seconds", "rerun_budget",
            "shard_cells"]
@@ -106,23 +109,24 @@ def merge_reports(reports: Sequence[RunReport], *, sources: Sequence[str] = (),
     cells = sorted([*shard_cells_seen, *missing], key=lambda c: (rank.get(c.cell_id, len(rank)), c.cell_id))
     first = reports[0]
 
-    def common(values: Iterable[str | None]) -> str | None:
-        distinct = set(values)
-        return distinct.pop() if len(distinct) == 1 else None
-
-    budgets = {rerun_budget(r) for r in reports}
     return summarize(
         cells,
         run_id="+".join(report.run_id for report in reports),
         tier=first.tier,
-        backend=common(r.backend for r in reports) or ",".join(sorted({r.backend for r in reports})),
+        backend=_common(r.backend for r in reports) or ",".join(sorted({r.backend for r in reports})),
         started_at=min(report.started_at for report in reports),
         finished_at=max(report.finished_at for report in reports),
-        rule=common(r.rule for r in reports),
-        error_control=common(r.error_control for r in reports),
-        alpha=first.alpha if len({r.alpha for r in reports}) == 1 else None,
-        max_runs=budgets.pop() if len(budgets) == 1 else None,
+        rule=_common(r.rule for r in reports),
+        error_control=_common(r.error_control for r in reports),
+        alpha=_common(r.alpha for r in reports),
+        max_runs=_common(rerun_budget(r) for r in reports),
     )
+
+
+def _common(values: Iterable[T]) -> T | None:
+    """The one value all shards share, or None where they differ."""
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else None
 
 
 def _missing(cell: Cell) -> CellVerdict:
