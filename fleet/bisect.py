@@ -195,14 +195,10 @@ class Bisection:
 
     def _plan(self) -> list[Run]:
         plan = _Plan(self.policy.slots)
+        if self._an_end_cannot_run():
+            return []
         for end in (self.good, self.bad):
-            record = self.records[end]
-            if record.untestable is not None:
-                which = "good" if end == self.good else "bad"
-                self._finish("unresolved", None, None,
-                             f"the {which} end cannot be measured: {record.untestable}")
-                return []
-            if not record.samples:
+            if not self.records[end].samples:
                 plan.add(end, "end")
         ends = self.ends_comparison()
         if ends is not None and ends.verdict is not Verdict.DIFFERENT:
@@ -276,6 +272,15 @@ class Bisection:
         for commit in lacking * 2:
             plan.add(commit, "verify")
         return plan.runs
+
+    def _an_end_cannot_run(self) -> bool:
+        """True, and the search finished as unresolved, when the good or the bad end is untestable."""
+        for end, which in ((self.good, "good"), (self.bad, "bad")):
+            if self.records[end].untestable is not None:
+                self._finish("unresolved", None, None,
+                             f"the {which} end cannot be measured: {self.records[end].untestable}")
+                return True
+        return False
 
     def _more_of_an_end(self, plan: _Plan, ends: Comparison) -> bool:
         """A run of the end with fewer samples, for ends that compare UNKNOWN; False, and the search

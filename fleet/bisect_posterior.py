@@ -133,12 +133,8 @@ class PosteriorBisection(Bisection):
 
     def _plan(self) -> list[Run]:
         plan = _Plan(self.policy.slots)
-        for end in (self.good, self.bad):
-            if self.records[end].untestable is not None:
-                which = "good" if end == self.good else "bad"
-                self._finish("unresolved", None, None,
-                             f"the {which} end cannot be measured: {self.records[end].untestable}")
-                return []
+        if self._an_end_cannot_run():
+            return []
         inside = [c for c in range(1, self.bad) if self.records[c].untestable is None]
         if not (self.records[self.good].samples and self.records[self.bad].samples):
             # The first round (or an end's runs all flaked): the ends, and the prior's quantiles.
