@@ -171,8 +171,6 @@ def detect(values: Sequence[float], settings: Settings | None = None) -> list[Ch
     series = np.asarray(values, dtype=float)
     if not np.all(np.isfinite(series)):
         raise ValueError("values must be finite numbers")
-    if len(series) < 2 * settings.min_segment:
-        return []
     # The search runs on the points that are not spikes (left out, not smoothed over: a spike replaced by
     # its neighbours' median would make the segments look steadier than they are); the change points are
     # reported at the runs they fell on.
