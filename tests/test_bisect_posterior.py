@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,12 +15,11 @@ from fleet.bisect_posterior import (
     culprit_posterior,
     likelihood_noise,
 )
-from fleet.compare import Comparison, Spread, compare
+from fleet.compare import Spread
 from tests.test_bisect_search import drive as search_drive
+from tests.test_bisect_search import judge as comparator
 
-
-def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: Spread | None) -> Comparison:
-    return compare(a, b, magnitude=magnitude, kind="acceptance", noise=noise)
+judge = comparator()  # acceptance length's three-valued comparison
 
 
 def drive(size: int, culprit: int, *, search: str = "posterior", refuse_broken: bool = True,
