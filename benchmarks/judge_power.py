@@ -117,8 +117,9 @@ class Profile:
     residuals: np.ndarray  # runs x len(COLUMNS), log residuals
     bandwidth: np.ndarray
     tpot_share: float
-    #: Silverman's variance-preserving shrink of a smoothed-bootstrap draw (1.0: the plain, inflated one).
-    shrink: bool = True
+    #: Draws shrunk to the recorded runs' variance (Silverman's variance-preserving smoothed bootstrap);
+    #: False: the plain one, the jitter's variance added.
+    variance_preserving: bool = True
 
 
 def load_results(roots: list[Path]) -> dict[str, list[RunResult]]:
@@ -192,7 +193,7 @@ def with_gpu_bound_latency(profiles: list[Profile]) -> list[Profile]:
 def shrink(profile: Profile, runs: int) -> float:
     """The factor that gives a smoothed-bootstrap draw from `runs` rows the rows' own variance: Silverman's
     bandwidth is 1.06 s n^-1/5, so the jitter adds (1.06 n^-1/5)^2 of the variance, whatever s is."""
-    return 1.0 / math.sqrt(1.0 + (1.06 * runs ** -0.2) ** 2) if profile.shrink else 1.0
+    return 1.0 / math.sqrt(1.0 + (1.06 * runs ** -0.2) ** 2) if profile.variance_preserving else 1.0
 
 
 def make_cell(index: int, hardware: str = "gpu") -> Cell:
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         workload = results[0].cell.workload
         scale = nightly["num_prompts"] * nightly["max_tokens"] / (workload.num_prompts * workload.max_tokens)
         profiles.append(fit_profile(name, results, scale, nightly["num_prompts"] / workload.num_prompts))
-    profiles = [replace(p, shrink=args.bootstrap == "shrunk") for p in profiles]
+    profiles = [replace(p, variance_preserving=args.bootstrap == "shrunk") for p in profiles]
     if args.latency_noise == "gpu-bound":
         profiles = with_gpu_bound_latency(profiles)
     else:
