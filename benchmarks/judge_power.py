@@ -333,19 +333,37 @@ def one_nightly(
     return {"targets": sorted(targets), "fleet": fleet, "rfc": rfc, "runs": [len(r) for r in candidates]}
 
 
-def detectable_change(sd: float, args: argparse.Namespace, family: int, dof: float,
+def core_of(profile: Profile, column: int) -> tuple[float, float]:
+    """(sd of the runs that are not slow starts, share of slow starts) of one noisy column of a profile,
+    set aside as the judge sets them aside (fleet.judge.best_run)."""
+    from fleet.judge.best_run import harm_values, slow_starts
+    from fleet.judge.noisy import FLOOR_LOG_SD
+    from fleet.suite.metrics import metric_info
+
+    info = metric_info(NOISY[column])
+    sign = 1.0 if info is None or info.better == "lower" else -1.0
+    logs = profile.residuals[:, column]
+    found = slow_starts(harm_values(logs, sign), FLOOR_LOG_SD)
+    aside = np.zeros(len(logs), dtype=bool) if found is None else found
+    return float(np.std(logs[~aside], ddof=1)), float(np.mean(aside))
+
+
+def detectable_change(sd: float, args: argparse.Namespace, family: int, dof: float, record: Any,
                       log_scale: bool = False) -> float:
-    """The relative change the noisy test detects with 95 % power, its spread known to `dof` degrees of
-    freedom: a bound set by the noise, not the judge (`log_scale`: the change in log units instead)."""
-    from scipy.stats import t
+    """The relative change the best-run test (fleet.judge.best_run) catches with 95 % power at the last
+    look, the core spread `sd` known to `dof` degrees of freedom and slow starts as `record` (a
+    fleet.judge.best_run.SlowRecord) has them: every candidate run must pass the edge where the p of a
+    FAIL reaches the Holm step's first threshold. A bound set by the noise, not the judge (`log_scale`:
+    the change in log units instead; inf: no change can)."""
+    from scipy.stats import norm
 
-    from fleet.judge.noisy import look_share, trimmed_variance_factor
+    from fleet.judge.best_run import CoreModel
+    from fleet.judge.noisy import look_share
 
-    z_alpha = float(t.isf(ALPHA * look_share(args.max_runs, args.max_runs) / family, dof))
-    sigma = max(sd, 1e-9) * math.sqrt(trimmed_variance_factor(args.max_runs) / args.max_runs
-                                      + 1.0 / args.baseline_runs)
-    shift = (z_alpha + float(t.isf(0.05, dof))) * sigma
-    return shift if log_scale else math.exp(shift) - 1.0
+    core = CoreModel(0.0, max(sd, 1e-9), args.baseline_runs, float(dof), record)
+    edge = core.bound(ALPHA * look_share(args.max_runs, args.max_runs) / family, args.max_runs)
+    shift = edge + max(sd, 1e-9) * float(norm.ppf(0.95 ** (1.0 / args.max_runs)))
+    return shift if log_scale else math.expm1(shift) if math.isfinite(shift) else math.inf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -415,17 +433,29 @@ def main(argv: list[str] | None = None) -> int:
         bounds.append((f"spreads moderated by {per_pool - 1} like cells, dof {pooled}", pooled))
     print(f"\nsmallest change a noisy metric can be caught at 95 % power, with {args.max_runs} candidate "
           f"runs against {args.baseline_runs} recorded and Holm over {family} tests (first step, at the last "
-          "look), the spread known to dof degrees of freedom:\n"
-          "  exp((t_alpha + t_0.95) x sd x sqrt(trimmed factor / n + 1 / N)) - 1")
+          "look), the core spread (slow starts set aside) known to dof degrees of freedom and slow starts at "
+          "the rate the judge's pool would estimate (fleet.judge.best_run):")
+    from fleet.judge.best_run import SlowRecord
+
+    def pool_rate(share: float, cells: int) -> SlowRecord:
+        return SlowRecord(round(share * cells * args.baseline_runs), cells * args.baseline_runs)
+
     for p in profiles:
-        sds = [float(p.residuals[:, i].std(ddof=1)) for i in range(len(NOISY))]
+        cores = [core_of(p, i) for i in range(len(NOISY))]
+        print(f"  {p.source}: core sd / slow starts " + ", ".join(
+            f"{m} {100 * sd:.1f}% / {100 * share:.0f}%" for m, (sd, share) in zip(NOISY, cores, strict=True)))
         for label, dof in bounds:
-            limits = ", ".join(f"{m} {100 * detectable_change(sd, args, family, dof):.0f}%"
-                               for m, sd in zip(NOISY, sds, strict=True))
-            print(f"  {p.source} ({label}): {limits}")
+            cells = 1 if dof == alone else per_pool
+            limits = ", ".join(
+                f"{m} {100 * detectable_change(sd, args, family, dof, pool_rate(share, cells)):.0f}%"
+                for m, (sd, share) in zip(NOISY, cores, strict=True))
+            print(f"    ({label}): {limits}")
+    tpot_share = max(core_of(p, 0)[1] for p in profiles)
     for label, dof in bounds:
-        needed = math.log(1.10) / (detectable_change(1.0, args, family, dof, log_scale=True))
-        print(f"  catching TPOT +10 % at that power needs a per-run sd <= {100 * needed:.1f}% ({label})")
+        rate = pool_rate(tpot_share, 1 if dof == alone else per_pool)
+        needed = math.log(1.10) / detectable_change(1.0, args, family, dof, rate, log_scale=True)
+        print(f"  catching TPOT +10 % at that power needs a core sd <= {100 * needed:.1f}% ({label}, "
+              f"slow starts {100 * rate.rate:.1f}%)")
     rng = np.random.default_rng(args.seed)
     out: dict[str, Any] = {
         "args": {k: str(v) for k, v in vars(args).items()},

@@ -92,7 +92,7 @@ def test_a_tpot_rise_a_cell_alone_cannot_prove_is_caught_among_cells_of_like_spr
     # 3 % per engine start, as the 8B-shaped cell's on the H200 (evidence/h200/mseries): with ten recorded
     # runs of its own a cell is judged by Student's t with 9 dof; twenty like cells know the spread better.
     pool = pool_of_cells([0.03] * 20)
-    candidates = slower(pool[0], 0.14, "c0")
+    candidates = slower(pool[0], 0.09, "c0")
     assert tpot_status(candidates, pool[0], pool[:1]) != "FAIL"
     assert tpot_status(candidates, pool[0], pool) == "FAIL"
 
@@ -118,7 +118,7 @@ def test_the_looks_of_a_rerun_loop_spend_the_whole_false_alarm_budget_and_no_mor
 
 def test_a_larger_rerun_budget_makes_the_fifth_run_an_early_look_and_stricter() -> None:
     pool = pool_of_cells([0.03] * 20)
-    candidates = slower(pool[0], 0.085, "c0")
+    candidates = slower(pool[0], 0.06, "c0")
     case = CellCase(candidates[-1], pool[0], None, None, 5, None, candidates=tuple(candidates))
 
     def status(max_runs: int) -> str:
@@ -134,8 +134,8 @@ def test_fleet_judge_treats_files_made_at_once_as_one_look(tmp_path: Path,
     cell = run(BASE_COUNTS, name="c0").cell
     save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
     files = []
-    # +13 % over three runs: proven at one look, not at the first of the three looks a budget of 5 allows.
-    for index, result in enumerate(slower(baseline, 0.13, "c0")[:3]):
+    # +8 % over three runs: proven at one look, not at the first of the three looks a budget of 5 allows.
+    for index, result in enumerate(slower(baseline, 0.08, "c0")[:3]):
         files.append(tmp_path / f"result-{index}.json")
         files[-1].write_text(result.model_dump_json())
 
@@ -153,7 +153,7 @@ def test_the_controllers_rerun_check_judges_by_the_loops_own_budget(tmp_path: Pa
     baseline = pool_of_cells([0.03])[0]
     cell = run(BASE_COUNTS, name="c0").cell
     save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
-    candidates = slower(baseline, 0.10, "c0")  # five runs, +10 %
+    candidates = slower(baseline, 0.08, "c0")  # five runs, +8 %
     again = [make_rerun_check([cell], tmp_path / "baselines", max_runs=budget)(cell, candidates)
              for budget in (5, 10)]
     # The fifth run is the last look of a budget of 5 (FAIL: no rerun) and an early look of one of 10.
@@ -180,12 +180,14 @@ def test_the_prior_recovers_the_spread_its_cells_were_sampled_with() -> None:
     assert prior is not None and prior.log_sd == pytest.approx(0.03, rel=0.03)
 
 
-def test_the_judge_centres_three_or_more_runs_on_their_trimmed_mean() -> None:
+def test_the_judge_shows_the_best_run_and_centres_three_or_more_on_their_trimmed_mean() -> None:
     pool = pool_of_cells([0.03] * 5)
     runs = [run(BASE_COUNTS, tpot=t, name="c0") for t in (5.0, 5.2, 9.0, 4.9, 5.3)]
     case = CellCase(runs[-1], pool[0], None, None, 5, None, candidates=tuple(runs))
     [tpot] = [m for m in judge_cells([case], pool=pool)[0].metrics if m.metric == "tpot_p50_ms"]
-    assert tpot.observed == pytest.approx(float(np.exp(np.mean(np.log([5.0, 5.2, 5.3])))))
+    assert tpot.observed == pytest.approx(4.9)  # the statistic a FAIL is decided on (fleet.judge.best_run)
+    centre = float(np.exp(np.mean(np.log([5.0, 5.2, 5.3])))) / pool[0].baselines["tpot_p50_ms"].expected
+    assert f"centre {100 * (centre - 1):+.1f}%" in tpot.detail
 
 
 def test_a_larger_rerun_budget_never_ends_a_suspicious_cells_reruns_sooner() -> None:
@@ -198,7 +200,7 @@ def test_a_larger_rerun_budget_never_ends_a_suspicious_cells_reruns_sooner() -> 
 
 
 def test_a_cell_is_moderated_only_by_at_least_three_other_cells() -> None:
-    candidates = slower(pool_of_cells([0.03])[0], 0.14, "c0")
+    candidates = slower(pool_of_cells([0.03])[0], 0.08, "c0")
     few, enough = pool_of_cells([0.03] * 3), pool_of_cells([0.03] * 4)
     assert tpot_status(candidates, few[0], few) != "FAIL"
     assert tpot_status(candidates, enough[0], enough) == "FAIL"

@@ -158,9 +158,13 @@ def test_one_slow_run_is_inconclusive_never_a_failure() -> None:
     assert statuses([run(BASE_COUNTS, tpot=9.0)], recorded())["tpot_p50_ms"] == "INCONCLUSIVE"
 
 
-def test_two_slow_runs_are_still_inconclusive_and_three_fail_tpot() -> None:
-    slow = [run(BASE_COUNTS, tpot=t) for t in (6.5, 6.6, 6.55)]
+def test_slow_runs_stay_inconclusive_until_that_many_slow_starts_in_a_row_are_unlikely() -> None:
+    # Five recorded runs and no slow start among them leave a slow start's chance at about 1 in 25 (the
+    # prior's 1 in 20 and the record): three slow runs in a row (3e-4 averaged over that chance) are likelier
+    # than this look's share of the budget, five (8e-6) are not (fleet.judge.best_run).
+    slow = [run(BASE_COUNTS, tpot=t) for t in (6.5, 6.6, 6.55, 6.52, 6.58)]
     assert statuses(slow[:2], recorded())["tpot_p50_ms"] == "INCONCLUSIVE"
+    assert statuses(slow[:3], recorded())["tpot_p50_ms"] == "INCONCLUSIVE"
     assert statuses(slow, recorded())["tpot_p50_ms"] == "FAIL"
 
 
@@ -177,10 +181,10 @@ def test_a_slow_run_followed_by_a_normal_one_passes() -> None:
 
 def test_slower_tpot_on_a_host_that_slowed_the_reference_too_is_not_a_regression() -> None:
     baseline = record_baseline([run(BASE_COUNTS, tpot=t, reference_tpot=t / 2.5) for t in TPOTS], command="t")
-    same_host = [run(BASE_COUNTS, tpot=t, reference_tpot=2.0) for t in (6.5, 6.6, 6.55)]
-    slower_host = [run(BASE_COUNTS, tpot=t, reference_tpot=2.6) for t in (6.5, 6.6, 6.55)]
+    same_host = [run(BASE_COUNTS, tpot=t, reference_tpot=2.0) for t in (6.5, 6.6, 6.55, 6.52, 6.58)]
+    slower_host = [run(BASE_COUNTS, tpot=t, reference_tpot=2.6) for t in (6.5, 6.6, 6.55, 6.52, 6.58)]
     assert statuses(same_host, baseline)["tpot_p50_ms"] == "FAIL"
-    verdict = judge_cell(slower_host[-1], baseline, baseline_path=None, result_path=None, attempts=3,
+    verdict = judge_cell(slower_host[-1], baseline, baseline_path=None, result_path=None, attempts=5,
                          error=None, candidates=slower_host)
     metrics = {m.metric: m for m in verdict.metrics}
     assert metrics["tpot_p50_ms"].status == "INCONCLUSIVE" and "slower host" in metrics["tpot_p50_ms"].detail
@@ -196,16 +200,17 @@ def test_the_runs_pooled_spread_widens_a_cell_whose_five_runs_happened_to_agree(
     noisy = record_baseline(
         [run(BASE_COUNTS, tpot=t, name="other") for t in (4.0, 6.0, 5.0, 4.5, 5.5)], command="t"
     )
-    slower = [run(BASE_COUNTS, tpot=t) for t in (5.6, 5.65, 5.62)]
-    alone = judge_cells([CellCase(slower[-1], quiet, None, None, 3, None, candidates=tuple(slower))])
+    slower = [run(BASE_COUNTS, tpot=t) for t in (5.6, 5.65, 5.62, 5.63, 5.61)]
+    alone = judge_cells([CellCase(slower[-1], quiet, None, None, 5, None, candidates=tuple(slower))])
     pooled = judge_cells(
         [
-            CellCase(slower[-1], quiet, None, None, 3, None, candidates=tuple(slower)),
+            CellCase(slower[-1], quiet, None, None, 5, None, candidates=tuple(slower)),
             CellCase(run(BASE_COUNTS, name="other"), noisy, None, None, 1, None),
         ]
     )
     tpot = [{m.metric: m.status for m in v[0].metrics}["tpot_p50_ms"] for v in (alone, pooled)]
-    assert tpot == ["FAIL", "PASS"]
+    assert tpot[0] == "FAIL"
+    assert tpot[1] in ("PASS", "INCONCLUSIVE")  # +12 % is within the pool's spread: rerun, never FAIL
 
 
 # --- rule choice ---------------------------------------------------------------------------------
@@ -288,6 +293,6 @@ def test_family_wise_false_alarms_stay_near_alpha_on_gaussian_a_a_nightlies() ->
 def test_every_combination_of_statuses_comes_from_the_documented_thresholds() -> None:
     baseline = recorded()
     seen = set()
-    for tpots in itertools.product((5.0, 5.6, 7.0), repeat=3):
+    for tpots in itertools.product((5.0, 5.6, 7.0), repeat=4):
         seen.add(statuses([run(BASE_COUNTS, tpot=t) for t in tpots], baseline)["tpot_p50_ms"])
     assert seen == {"PASS", "INCONCLUSIVE", "FAIL"}

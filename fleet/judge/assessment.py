@@ -8,10 +8,11 @@ once it knows the size of the family. Splitting the two keeps every test a pure 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
-from fleet.judge.stats import Direction, as_t_quantile
+from fleet.judge.stats import Direction, as_t_quantile, upper_tail
 
 #: "count": near-deterministic greedy metrics judged on their counts; "noisy": system metrics judged on
 #: the recorded spread across engine starts.
@@ -33,11 +34,12 @@ class Assessment:
     recorded_runs: int
     p_harm: float
     p_benefit: float
-    #: Standard deviation of (observed - expected) under "no change", on the test's scale.
+    #: Standard deviation of (the candidates' centre - expected) under "no change", on the test's scale
+    #: (for a noisy metric judged on its best run, observed is that run, not the centre).
     sigma: float
     #: True when the test works on log values (relative changes), False for absolute ones.
     log_scale: bool
-    #: Whether a FAIL is allowed by the evidence's shape (noisy metrics need two runs and the rank test).
+    #: Whether a FAIL is allowed by the evidence's shape (noisy metrics need three runs and the rank test).
     can_fail: bool
     test: str
     detail: str
@@ -46,17 +48,35 @@ class Assessment:
     #: The share of the false-alarm budget this look of the controller's rerun loop may spend
     #: (fleet.judge.noisy.look_share): it bounds FAIL only; PASS and INCONCLUSIVE read the raw p.
     look_share: float = 1.0
+    #: The p of harm a FAIL is decided on where it is not p_harm: a noisy metric's, which allows for slow
+    #: engine starts among the candidates (fleet.judge.best_run); None: p_harm.
+    p_harm_robust: float | None = None
+    #: For such a test, the band on the metric's scale for a raw p: (lo, hi), the values the tested
+    #: statistic must pass for its p to reach it on either side.
+    edges: Callable[[float], tuple[float, float]] | None = field(default=None, compare=False, repr=False)
+    #: The candidates' centre on the metric's scale where observed is another statistic (a noisy
+    #: metric's best run): how far the runs moved as a whole, which a slower host is measured by.
+    centre: float | None = None
+
+    @property
+    def level(self) -> float:
+        """Where the candidate runs sit as a whole: the centre, or observed."""
+        return self.observed if self.centre is None else self.centre
 
     @property
     def p_fail(self) -> float:
-        """The p of harm a FAIL is decided on: the raw p over this look's share of the budget."""
-        return min(1.0, self.p_harm / self.look_share)
+        """The p of harm a FAIL is decided on, over this look's share of the budget."""
+        p = self.p_harm if self.p_harm_robust is None else self.p_harm_robust
+        return min(1.0, p / self.look_share)
 
     def band(self, z: float) -> tuple[float, float]:
         """expected ± z sigma on the test's scale, as (lo, hi) on the metric's scale.
 
-        z is a normal quantile; a test on Student's t widens it to the t quantile of the same tail.
+        z is a normal quantile; a test on Student's t widens it to the t quantile of the same tail. A test
+        with its own edges draws the band there, for the tail probability z stands for.
         """
+        if self.edges is not None:
+            return self.edges(upper_tail(z))
         z = as_t_quantile(z, self.dof)
         if self.log_scale:
             return self.expected * math.exp(-z * self.sigma), self.expected * math.exp(z * self.sigma)

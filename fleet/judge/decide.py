@@ -8,7 +8,8 @@ Rules per metric (`rule="auto"`):
 `rule="rfc"` forces the RFC rule everywhere (on the mean of the candidate runs).
 
 Three values, per statistically judged metric:
-- FAIL: its one-sided p of harm (for a noisy metric over its look's share of the budget, noisy.py),
+- FAIL: its one-sided p of harm (for a noisy metric the p that allows for slow engine starts, best_run.py,
+  over its look's share of the budget, noisy.py),
   adjusted over every primary test of the run (Holm by default), is <= ALPHA, and the evidence may fail
   (noisy metrics need three runs and the rank test; see noisy.py);
 - PASS: the raw p of harm > SAME_ALPHA, i.e. not even nominally worse at the conventional 5 % level: clearly
@@ -34,13 +35,16 @@ import numpy as np
 
 from fleet.judge.acceptance import assess_count, candidate_trials, role_of
 from fleet.judge.assessment import Assessment
+from fleet.judge.best_run import SlowRecord, robust_scale
 from fleet.judge.multiple import Method, adjust, holm, step_threshold
 from fleet.judge.noisy import (
     DEFAULT_MAX_RUNS,
     SpreadPrior,
     assess_noisy,
+    core_log_values,
     fit_prior,
     pooled_log_sd,
+    recorded_log_values,
     sample_variance,
 )
 from fleet.judge.rfc_rule import judge_metric
@@ -88,6 +92,10 @@ class PoolSpread:
     priors: Mapping[CellKey, SpreadPrior | None] = field(default_factory=dict)
     #: Every cell's (variance, dof) as the prior's fit takes them.
     samples: tuple[tuple[float, float], ...] = ()
+    #: For a noisy metric, how many of the pool's recorded runs were set aside as slow starts, of how
+    #: many examined (fleet.judge.best_run.SlowRecord), and the pool's robust spread their test used.
+    slow_record: SlowRecord | None = None
+    slow_scale: float = 0.0
 
     def prior_for(self, cell: CellKey) -> SpreadPrior | None:
         """The cell's own prior; for a cell judged against a pool it is not part of, all the pool's cells'."""
@@ -108,10 +116,14 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
         if info is not None and info.kind in ("acceptance", "match"):
             spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries))
             continue
-        samples = [(cell, sample_variance(entry)) for cell, entry in members]
+        better = info.better if info is not None else None
+        scale = robust_scale([recorded_log_values(entry) for entry in entries])
+        samples = [(cell, sample_variance(entry, better, scale)) for cell, entry in members]
         fitted = [(cell, s) for cell, s in samples if s is not None]
         priors = {cell: fit_prior([s for other, s in fitted if other != cell]) for cell, _ in members}
-        spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries), priors, tuple(s for _, s in fitted))
+        record = sum((core_log_values(entry, better, scale)[1] for entry in entries), SlowRecord())
+        spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries, better, scale), priors,
+                                               tuple(s for _, s in fitted), record, scale)
     return spreads
 
 
@@ -158,7 +170,7 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
         if statistical:
             prior = pool.prior_for((baseline.variant, baseline.model))
             evidence.assessments[name] = assess_noisy(name, entry, present, better, pool.log_sd, prior,
-                                                      max_runs)
+                                                      max_runs, pool.slow_record, pool.slow_scale)
             continue
         verdict = judge_metric(name, float(np.mean(present)), entry)
         if len(present) > 1:
@@ -175,16 +187,18 @@ def _attribute_to_host(evidence: CellEvidence) -> None:
     within the job, still can). On the H200 the reference got 38 % slower between two leases of the same
     machine type while speedup stayed put (evidence/h200/README.md)."""
     reference = evidence.assessments.get(HOST_YARDSTICK)
-    if reference is None or reference.expected <= 0 or reference.observed <= 0:
+    if reference is None or reference.expected <= 0 or reference.level <= 0:
         return
-    host = math.log(reference.observed / reference.expected)  # > 0: the host ran the reference slower
+    # Levels, not best runs: how far the runs moved as a whole (a best run of a noisy reference says
+    # little of where its runs sit).
+    host = math.log(reference.level / reference.expected)  # > 0: the host ran the reference slower
     if host <= 0:
         return
     for name, a in list(evidence.assessments.items()):
         if a.role != "primary" or a.kind != "noisy" or not host_sensitive(name) or a.expected <= 0 \
-                or a.observed <= 0:
+                or a.level <= 0:
             continue
-        harm = math.log(a.observed / a.expected) * (1.0 if a.better == "lower" else -1.0)
+        harm = math.log(a.level / a.expected) * (1.0 if a.better == "lower" else -1.0)
         if harm > 0 and host >= HOST_SHARE * harm:
             why = (f"the same job's non-speculative reference is {100 * math.expm1(host):+.0f}% too "
                    f"({HOST_YARDSTICK}): a slower host, not speculative decoding, is the likely cause")
@@ -261,5 +275,7 @@ def _verdict(a: Assessment, status: Status, adjusted_p: float, z: float, alpha: 
         metric=a.metric, status=status, observed=a.observed, expected=a.expected, lo=lo, hi=hi,
         tolerance_pct=round(tolerance, 1) if tolerance is not None and tolerance > 0 else None,
         rule=f"{a.test}; {method} over the run, alpha {alpha:g}", detail=detail,
-        p_value=a.p_harm, adjusted_p=adjusted_p, runs=a.runs,
+        # The p a FAIL was decided on, of which adjusted_p is the adjustment (a noisy metric's core p, which
+        # decided PASS vs INCONCLUSIVE, is in its detail).
+        p_value=a.p_harm if a.p_harm_robust is None else a.p_harm_robust, adjusted_p=adjusted_p, runs=a.runs,
     )

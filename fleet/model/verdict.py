@@ -25,7 +25,8 @@ class MetricVerdict(Strict):
     rule: str = ""
     detail: str = ""
     p_value: float | None = None
-    # fleet's statistical judge: p_value is the raw one-sided p of harm; adjusted_p is it after error
+    # fleet's statistical judge: p_value is the raw one-sided p of harm (for a noisy metric, the one that
+    # allows for slow engine starts, fleet.judge.best_run); adjusted_p is it after error
     # control over the run (for a noisy metric, of p over its rerun look's share of the budget, so it can
     # exceed the family size times p); runs are the candidate runs (engine starts) the verdict rests on.
     adjusted_p: float | None = None

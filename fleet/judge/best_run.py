@@ -1,0 +1,215 @@
+"""A noisy metric's FAIL decided on the candidates' best run, so that slow engine starts cannot make one.
+
+On the H200 one engine start in twenty ran the GPU-bound cell 17 % slow as a whole, all of its requests
+(evidence/h200/mseries2 mb6), while the same job's non-speculative reference did not move. Nothing inside
+one run tells such a start from a regression, and a centre of the candidate runs (mean, median, trimmed
+mean) is moved by two of them among five, which happens to some cell of a 40-cell nightly every few
+nights. Starts are never slow in the helpful direction, so the candidates' best run is the statistic
+they cannot move: a regression slows every run, a slow start only some (Chen & Revels, "Robust
+benchmarking in noisy environments", 2016, take the minimum for the same reason).
+
+The test, on h = log value signed so that harm is up (latency as is, speedup and throughput negated):
+- the recorded runs' slow starts are set aside first (slow_starts: a run more than SLOW_START_THRESHOLD
+  robust sd on the harmful side of the cell's median, the sd no smaller than the pool's); the core left
+  gives the centre c and spread s, so one slow start among ten recorded runs no longer doubles the
+  spread a regression must exceed. A cell that would lose more than MAX_SET_ASIDE_SHARE of its runs so
+  is heavy-tailed, not unlucky, and keeps them all;
+- a candidate run is a core run, N(c, s^2), or, with probability r, a slow start that may land anywhere
+  above: the chance that all n runs reach the best one's value b is then (r + (1 - r) S(b))^n at most, S
+  the core's upper tail. r is not known, only the pool's record of it (SlowRecord: how many of the runs
+  examined were set aside, after a prior of one in twenty), so the p a FAIL is decided on averages that
+  over r's posterior too. It cannot fall below E[r^n], so with slow starts in the record a FAIL needs
+  several runs, each of them slow;
+- the raw p of "the best of n core runs reaches b", S(b)^n, decides PASS vs INCONCLUSIVE: a run that
+  looks slow, for whatever reason, is rerun rather than passed;
+- c and s are estimated (s from the cell's runs, moderated over its pool; fleet.judge.noisy), so S is
+  averaged over their uncertainty: c | s ~ N(c_hat, s^2 / N), s^2 ~ dof s_hat^2 / chi2(dof). For a
+  sample sd this predictive probability is the frequentist one, because (b - c_hat) / s_hat is pivotal;
+  with n = 1 it is Student's t prediction tail (tests check both). Floors and moderation only widen s.
+- The best run trusts the fastest run: an anomalously fast one (a truncated run) would hide a
+  regression, and starts that are slow together (one slow host for a whole rerun loop) are likelier
+  than r^n. fleet's runs are whole engine starts, and the controller spreads reruns over Jobs.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, special
+from scipy import stats as scipy_stats
+
+#: A recorded run further than this many robust sd (1.4826 x MAD, no smaller than the pool's) on the
+#: harmful side of its cell's median is a slow start: past where ten or twenty normal runs reach (4 sd:
+#: 3e-5 each), short of the H200's slow start (+17 %, 6 sd of the GPU-bound cell's 2.8 % spread). The
+#: same line as fleet.trends.SPIKE_THRESHOLD draws in a history.
+SLOW_START_THRESHOLD = 4.0
+#: Slow starts are rare: a cell with more of its runs that far out is heavy-tailed and keeps them (the
+#: CPU's draft_model cell recorded TPOT at 0.91-1.10 of its mean over five starts), as fleet.trends keeps
+#: a series with more than MAX_SPIKE_SHARE spikes.
+MAX_SET_ASIDE_SHARE = 0.1
+#: Fewer recorded runs say too little about their median and MAD to single one out.
+MIN_RUNS_TO_SET_ASIDE = 5
+#: What is known of slow starts before a pool's record says more: one in twenty, as the H200 measured
+#: (evidence/h200/mseries2: 1 of 20 engine starts of the GPU-bound cell; on the CPU one of 11 starts had a
+#: TTFT p99 twice the others'), worth twenty runs, so a pool of ten cells' baselines outweighs it five times.
+PRIOR_SLOW = 1.0
+PRIOR_RUNS = 20.0
+#: Quadrature over the centre's uncertainty (Gauss-Hermite) and the spread's (Gauss-Legendre panels over
+#: the chi-square's quantiles, finer towards the quantile 0 where the true sd is large and a small p's
+#: mass lies); above MAX_FREEDOM the spread is taken as known.
+_CENTRE_NODES, _CENTRE_WEIGHTS = np.polynomial.hermite_e.hermegauss(32)
+_CENTRE_WEIGHTS = _CENTRE_WEIGHTS / _CENTRE_WEIGHTS.sum()
+_PANEL_EDGES = (0.0, 1e-14, 1e-12, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0)
+_PANEL_NODES, _PANEL_WEIGHTS = np.polynomial.legendre.leggauss(16)
+MAX_FREEDOM = 1e4
+_WIDENINGS = 50
+
+
+def harm_values(logs: Sequence[float] | np.ndarray, harm_sign: float) -> np.ndarray:
+    """Log values turned so that harm is up (harm_sign +1: a rise is harmful, -1: a fall is)."""
+    return harm_sign * np.asarray(logs, dtype=float)
+
+
+def slow_starts(harm: Sequence[float] | np.ndarray, scale: float) -> np.ndarray | None:
+    """Which recorded runs are slow starts (module docstring), or None where the cell's runs cannot be
+    examined for them (fewer than MIN_RUNS_TO_SET_ASIDE, or a heavy tail). `scale`: the smallest robust
+    sd believed (the judge's floor, the pool's robust spread)."""
+    values = np.asarray(harm, dtype=float)
+    if len(values) < MIN_RUNS_TO_SET_ASIDE:
+        return None
+    median = float(np.median(values))
+    spread = max(1.4826 * float(np.median(np.abs(values - median))), scale)
+    found: np.ndarray = values - median > SLOW_START_THRESHOLD * spread
+    if np.count_nonzero(found) > MAX_SET_ASIDE_SHARE * len(values):
+        return None
+    return found
+
+
+def robust_scale(groups: Sequence[Sequence[float]]) -> float:
+    """1.4826 x the median absolute deviation of every value from its own group's median: the spread
+    of a pool's cells together, which neither slow starts nor a few cells move (0 without values)."""
+    deviations = [abs(v - float(np.median(group))) for group in groups if len(group) for v in group]
+    return 1.4826 * float(np.median(deviations)) if deviations else 0.0
+
+
+@dataclass(frozen=True)
+class SlowRecord:
+    """What a pool's baselines say of slow starts: `slow` of the `examined` recorded runs were set aside.
+    The chance r that a run is one has the posterior Beta(PRIOR_SLOW + slow, PRIOR_RUNS - PRIOR_SLOW +
+    examined - slow)."""
+
+    slow: float = 0.0
+    examined: float = 0.0
+
+    def __add__(self, other: SlowRecord) -> SlowRecord:
+        return SlowRecord(self.slow + other.slow, self.examined + other.examined)
+
+    @property
+    def rate(self) -> float:
+        """r's posterior mean."""
+        return (PRIOR_SLOW + self.slow) / (PRIOR_RUNS + self.examined)
+
+    def moments(self, n: int) -> np.ndarray:
+        """E[r^j] for j = 0..n under r's posterior."""
+        a, total = PRIOR_SLOW + self.slow, PRIOR_RUNS + self.examined
+        steps = (a + np.arange(n)) / (total + np.arange(n))
+        return np.concatenate([[1.0], np.cumprod(steps)])
+
+
+@functools.lru_cache(maxsize=256)
+def _spread_nodes(dof: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature nodes of the true sd over the estimated one, sqrt(dof / chi2(dof)), and their weights."""
+    if dof is None or dof > MAX_FREEDOM:
+        return np.ones(1), np.ones(1)
+    quantiles, weights = [], []
+    for lo, hi in itertools.pairwise(_PANEL_EDGES):
+        quantiles.append(lo + (hi - lo) * (_PANEL_NODES + 1.0) / 2.0)
+        weights.append(_PANEL_WEIGHTS * (hi - lo) / 2.0)
+    u = np.concatenate(quantiles)
+    return np.sqrt(dof / scipy_stats.chi2.ppf(u, dof)), np.concatenate(weights)
+
+
+@dataclass(frozen=True)
+class CoreModel:
+    """The core runs' distribution on the harm scale, with what is known of it: centre from `recorded`
+    runs, spread with `dof` degrees of freedom (None: known), and the pool's record of slow starts."""
+
+    centre: float
+    sd: float
+    recorded: int
+    dof: float | None
+    record: SlowRecord
+
+    def _tails(self, best: float) -> tuple[np.ndarray, np.ndarray]:
+        """S(best) at every quadrature node, and the nodes' weights."""
+        scales, scale_weights = _spread_nodes(self.dof)
+        sd = self.sd * scales[:, None]
+        centre = self.centre + sd * _CENTRE_NODES[None, :] / math.sqrt(max(self.recorded, 1))
+        tails = special.ndtr((centre - best) / sd)  # the normal's upper tail at best
+        return tails, scale_weights[:, None] * _CENTRE_WEIGHTS[None, :]
+
+    def p_core(self, best: float, runs: int) -> float:
+        """P(all `runs` core runs reach `best`): the raw p of harm, for PASS vs INCONCLUSIVE."""
+        return self.p_values(best, runs)[0]
+
+    def p_fail(self, best: float, runs: int) -> float:
+        """The same, each run a slow start with chance r: the p a FAIL is decided on.
+        E[(S + r (1 - S))^n] = sum_j C(n, j) S^(n-j) (1 - S)^j E[r^j]."""
+        return self.p_values(best, runs)[1]
+
+    def p_values(self, best: float, runs: int) -> tuple[float, float]:
+        """(p_core, p_fail) from one pass over the quadrature."""
+        tails, weights = self._tails(best)
+        core = float(np.sum(weights * tails**runs))
+        j = np.arange(runs + 1)
+        terms = (special.comb(runs, j) * self.record.moments(runs))[:, None, None] \
+            * tails[None] ** (runs - j)[:, None, None] * (1.0 - tails[None]) ** j[:, None, None]
+        fail = float(np.sum(weights * terms.sum(axis=0)))
+        return min(max(core, 0.0), 1.0), min(max(fail, 0.0), 1.0)
+
+    def floor(self, runs: int) -> float:
+        """The smallest p_fail can be after `runs` runs: all of them slow starts, E[r^runs]."""
+        return float(self.record.moments(runs)[-1])
+
+    def bound(self, p: float, runs: int) -> float:
+        """The best run's value (harm scale) at which p_fail reaches `p`; +inf where it never can
+        (so many slow starts in a row are likelier than p)."""
+        if p <= self.floor(runs):
+            return math.inf
+        return self._solve(lambda best: self.p_fail(best, runs), p)
+
+    def core_bound(self, p: float, runs: int) -> float:
+        """Where p_core reaches `p`: the harmful edge of a look that cannot FAIL (bound is inf)."""
+        return self._solve(lambda best: self.p_core(best, runs), p)
+
+    def benign_bound(self, p: float, runs: int) -> float:
+        """The best run's value (harm scale) below which the best of `runs` core runs falls with chance p:
+        the helpful edge of the band (p < 0.5 puts it below `bound(p)`)."""
+        return self._solve(lambda best: self.p_core(best, runs), 1.0 - p)
+
+    def _solve(self, p_of: Callable[[float], float], p: float) -> float:
+        """Where the decreasing p_of(best) crosses p, on a log scale (inf where it stays above)."""
+        if not 0.0 < p < 1.0:
+            return math.inf if p <= 0.0 else -math.inf
+        target = math.log(p)
+
+        def gap(best: float) -> float:
+            return math.log(max(p_of(best), 1e-300)) - target
+
+        lo, hi = self.centre - 10 * self.sd, self.centre + 10 * self.sd
+        for _ in range(_WIDENINGS):
+            if gap(hi) <= 0:
+                break
+            hi += 10 * self.sd
+        else:  # p barely above the floor: reached only far beyond any run seen
+            return math.inf
+        for _ in range(_WIDENINGS):
+            if gap(lo) >= 0:
+                break
+            lo -= 10 * self.sd
+        return float(optimize.brentq(gap, lo, hi, xtol=1e-6 * self.sd))
