@@ -8,9 +8,9 @@ placed by whichever end its single run is nearer; a failed run is skipped as `gi
 Noise, from real repeated runs (say which with every table): every RunResult under evidence/h200/runs/,
 series/, mseries/ and mseries2/ (vLLM 0.26.0, four leases of an H200, each run a fresh engine start), grouped
 by cell; a family's noise is a smoothed bootstrap of the relative residuals around each cell's mean (a
-drawn residual plus normal jitter of Silverman's bandwidth, both shrunk by 1 / sqrt(1 + h^2 / s^2) so
-that the draws spread as the recorded runs do: Silverman's variance-preserving form), so heavy tails
-(one slow engine start in several) are kept:
+drawn residual plus normal jitter of Silverman's robust bandwidth, both shrunk by 1 / sqrt(1 + h^2 / s^2)
+so that the draws spread as the recorded runs do: benchmarks/smoothing.py), so heavy tails (one slow
+engine start in several) are kept:
 - acceptance length, draft_model: its cell's runs;
 - acceptance length, ngram: its cell's runs;
 - TPOT p50: both tiny cells' runs pooled (host-bound: a 6 M-parameter target's decode step is the CPU's);
@@ -48,6 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import smoothing
 from h200_cells import GPU_BOUND_MODEL, earlier_procedure
 
 from fleet.backends.sim_scenario import Noise
@@ -97,10 +98,10 @@ def recorded_noise(metric: str, variant: str | None = None,
         raise SystemExit(f"no repeated H200 runs of {metric} under evidence/h200")
     residuals = [r for values in cells for r in _residuals(values)]
     sd = statistics.stdev(residuals)
-    bandwidth = 1.06 * sd * len(residuals) ** -0.2
-    # Silverman's variance-preserving smoothed bootstrap: the jitter alone would add bandwidth^2 to the
-    # recorded variance (37 % more at 15 runs), and the search would face noise wider than its baseline.
-    shrink = 1.0 / math.sqrt(1.0 + (bandwidth / sd) ** 2)
+    # Silverman's variance-preserving smoothed bootstrap (benchmarks/smoothing.py): the jitter alone would
+    # add bandwidth^2 to the recorded variance, and the search would face noise wider than its baseline.
+    bandwidth = smoothing.bandwidth(residuals)
+    shrink = smoothing.variance_kept(residuals, bandwidth)
     worst = max(abs(r) for r in residuals)
     what = "GPU-bound 8B-shaped" if gpu_bound else "tiny-stdlib"
     return (Noise(residuals=[r * shrink for r in residuals], jitter_sd=bandwidth * shrink),

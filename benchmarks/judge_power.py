@@ -13,10 +13,11 @@ Noise model (fitted, not invented):
   the metrics' correlation and heavy tails are kept). Acceptance counters get the between-run relative
   spread the runs show (0 on the bit-deterministic CPU reference engine, 0.4-1 % on the H200).
 - A simulated run draws a whole recorded run (its residual row and its match rate; smoothed bootstrap:
-  + N(0, h^2), Silverman's h) and multiplies the profile's centre by it. The jitter alone would add h^2 to
-  the measured variance (45 % more at 10 runs), so by default each draw is shrunk back by
-  1 / sqrt(1 + h^2 / s^2), Silverman's variance-preserving smoothed bootstrap (Density Estimation, 1986,
-  6.4.1): the simulated runs spread exactly as the recorded ones. --bootstrap plain keeps the inflation.
+  + N(0, h^2), h by Silverman's robust rule, benchmarks/smoothing.py) and multiplies the profile's centre
+  by it. The jitter alone would add h^2 to the measured variance, so by default each draw is shrunk back
+  by 1 / sqrt(1 + h^2 / s^2), Silverman's variance-preserving smoothed bootstrap (Density Estimation,
+  1986, 6.4.1): the simulated runs spread exactly as the recorded ones. --bootstrap plain keeps the
+  inflation.
   Simulated cells sit on a pool named after the profile's hardware, so the judge pools spreads only
   across like machines. Counts are scaled from the profile's workload to the nightly tier's
   (jobs/nightly.yaml: prompts x max_tokens), since a nightly cell counts that many more drafts and
@@ -54,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import smoothing
 import yaml
 from h200_cells import GPU_BOUND_MODEL, earlier_procedure
 
@@ -153,7 +155,7 @@ def fit_profile(name: str, results: list[RunResult], scale: float, prompt_scale:
     logs = np.log(np.asarray([[r.metrics[m] for m in COLUMNS] for r in results]))
     residuals = logs - logs.mean(axis=0)
     n = len(results)
-    bandwidth = 1.06 * residuals.std(axis=0, ddof=1) * n ** (-0.2)
+    bandwidth = np.asarray([smoothing.bandwidth(column) for column in residuals.T])
     ttft, e2e = first.metrics["ttft_p50_ms"], first.metrics.get("e2e_p50_ms", 0.0)
     return Profile(
         source=name,
@@ -190,10 +192,10 @@ def with_gpu_bound_latency(profiles: list[Profile]) -> list[Profile]:
     ]
 
 
-def shrink(profile: Profile, runs: int) -> float:
-    """The factor that gives a smoothed-bootstrap draw from `runs` rows the rows' own variance: Silverman's
-    bandwidth is 1.06 s n^-1/5, so the jitter adds (1.06 n^-1/5)^2 of the variance, whatever s is."""
-    return 1.0 / math.sqrt(1.0 + (1.06 * runs ** -0.2) ** 2) if profile.variance_preserving else 1.0
+def shrink(profile: Profile, values: np.ndarray, h: float) -> float:
+    """The factor that gives a smoothed-bootstrap draw from `values` with jitter `h` their own variance
+    (benchmarks/smoothing.py); 1 with --bootstrap plain."""
+    return smoothing.variance_kept(values, h) if profile.variance_preserving else 1.0
 
 
 def make_cell(index: int, hardware: str = "gpu") -> Cell:
@@ -230,14 +232,15 @@ def simulate_run(
     )
     pick = rng.integers(len(profile.residuals))
     rows = profile.residuals
-    row = (rows[pick] + rng.normal(0.0, profile.bandwidth)) * shrink(profile, len(rows))
+    factors = [shrink(profile, rows[:, i], h) for i, h in enumerate(profile.bandwidth)]
+    row = (rows[pick] + rng.normal(0.0, profile.bandwidth)) * np.asarray(factors)
     seen = profile.match_rates
-    jitter = 1.06 * float(np.std(seen, ddof=1)) * len(seen) ** -0.2
+    jitter = smoothing.bandwidth(seen)
     centre = float(np.mean(seen))
     # The same recorded run's match rate, unless the latency rows are another cell's (--latency-noise
     # gpu-bound): then an independent draw of this cell's own.
     match_pick = pick if len(seen) == len(rows) else rng.integers(len(seen))
-    drawn = centre + (seen[match_pick] - centre + rng.normal(0.0, jitter)) * shrink(profile, len(seen))
+    drawn = centre + (seen[match_pick] - centre + rng.normal(0.0, jitter)) * shrink(profile, seen, jitter)
     match_rate = float(np.clip(drawn, 0.0, 1.0))
     noisy = {m: profile.centres[m] * math.exp(row[i]) for i, m in enumerate(COLUMNS)}
     noisy["tpot_p50_ms"] *= tpot_factor
