@@ -62,10 +62,10 @@ PRIOR_RUNS = 20.0
 #: Quadrature over the centre's uncertainty (Gauss-Hermite) and the spread's (Gauss-Legendre panels over
 #: the chi-square's quantiles, finer towards the quantile 0 where the true sd is large and a small p's
 #: mass lies); above MAX_FREEDOM the spread is taken as known.
-_CENTRE_NODES, _CENTRE_WEIGHTS = np.polynomial.hermite_e.hermegauss(32)
+_CENTRE_NODES, _CENTRE_WEIGHTS = np.polynomial.hermite_e.hermegauss(24)
 _CENTRE_WEIGHTS = _CENTRE_WEIGHTS / _CENTRE_WEIGHTS.sum()
 _PANEL_EDGES = (0.0, 1e-14, 1e-12, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0)
-_PANEL_NODES, _PANEL_WEIGHTS = np.polynomial.legendre.leggauss(16)
+_PANEL_NODES, _PANEL_WEIGHTS = np.polynomial.legendre.leggauss(8)
 MAX_FREEDOM = 1e4
 _WIDENINGS = 50
 
