@@ -14,6 +14,8 @@ from typing import Literal
 
 from fleet.judge.stats import Direction, as_t_quantile, upper_tail
 
+#: The widest a log-scale band is drawn (a factor of e^50 either way).
+MAX_LOG_WIDTH = 50.0
 #: "count": near-deterministic greedy metrics judged on their counts; "noisy": system metrics judged on
 #: the recorded spread across engine starts.
 TestKind = Literal["count", "noisy"]
@@ -53,7 +55,8 @@ class Assessment:
     p_harm_robust: float | None = None
     #: For such a test, the band on the metric's scale for a raw p: (lo, hi), the values the tested
     #: statistic must pass for its p to reach it on either side.
-    edges: Callable[[float], tuple[float, float]] | None = field(default=None, compare=False, repr=False)
+    edges: Callable[[float], tuple[float, float] | None] | None = field(default=None, compare=False,
+                                                                         repr=False)
     #: The candidates' centre on the metric's scale where observed is another statistic (a noisy
     #: metric's best run): how far the runs moved as a whole, which a slower host is measured by.
     centre: float | None = None
@@ -75,9 +78,13 @@ class Assessment:
         z is a normal quantile; a test on Student's t widens it to the t quantile of the same tail. A test
         with its own edges draws the band there, for the tail probability z stands for.
         """
-        if self.edges is not None:
-            return self.edges(upper_tail(z))
+        drawn = self.edges(upper_tail(z)) if self.edges is not None else None
+        if drawn is not None:
+            return drawn
         z = as_t_quantile(z, self.dof)
         if self.log_scale:
-            return self.expected * math.exp(-z * self.sigma), self.expected * math.exp(z * self.sigma)
+            # A spread of one or two degrees of freedom puts the t quantile of a small p near infinity:
+            # a band wider than a factor of e^MAX_LOG_WIDTH says the same and stays a number.
+            width = min(z * self.sigma, MAX_LOG_WIDTH)
+            return self.expected * math.exp(-width), self.expected * math.exp(width)
         return self.expected - z * self.sigma, self.expected + z * self.sigma

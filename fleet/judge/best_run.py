@@ -12,8 +12,8 @@ The test, on h = log value signed so that harm is up (latency as is, speedup and
 - the recorded runs' slow starts are set aside first (slow_starts: a run more than SLOW_START_THRESHOLD
   robust sd on the harmful side of the cell's median, the sd no smaller than the pool's); the core left
   gives the centre c and spread s, so one slow start among ten recorded runs no longer doubles the
-  spread a regression must exceed. A cell that would lose more than MAX_SET_ASIDE_SHARE of its runs so
-  is heavy-tailed, not unlucky, and keeps them all;
+  spread a regression must exceed. A cell that would lose more than MAX_SET_ASIDE_SHARE of its runs (and
+  more than one) so is heavy-tailed, not unlucky, and keeps them all in its core; they still count;
 - a candidate run is a core run, N(c, s^2), or, with probability r, a slow start that may land anywhere
   above: the chance that all n runs reach the best one's value b is then (r + (1 - r) S(b))^n at most, S
   the core's upper tail. r is not known, only the pool's record of it (SlowRecord: how many of the runs
@@ -49,6 +49,10 @@ from scipy import stats as scipy_stats
 #: 3e-5 each), short of the H200's slow start (+17 %, 6 sd of the GPU-bound cell's 2.8 % spread). The
 #: same line as fleet.trends.SPIKE_THRESHOLD draws in a history.
 SLOW_START_THRESHOLD = 4.0
+#: The pool's record counts from a lower line: five or ten runs' MAD reads high and misses slow starts
+#: (at 4 sd the record of cells that are 1 in 20 slow read 2.6 % from five runs, 3.3 % from ten; at 3 sd
+#: 3.5 % and 4.3 %, normal runs counted 0.1 % of the time), and a record that reads high is the safe side.
+COUNT_THRESHOLD = 3.0
 #: Slow starts are rare: a cell with more of its runs that far out is heavy-tailed and keeps them (the
 #: CPU's draft_model cell recorded TPOT at 0.91-1.10 of its mean over five starts), as fleet.trends keeps
 #: a series with more than MAX_SPIKE_SHARE spikes.
@@ -76,18 +80,26 @@ def harm_values(logs: Sequence[float] | np.ndarray, harm_sign: float) -> np.ndar
     return harm_sign * np.asarray(logs, dtype=float)
 
 
-def slow_starts(harm: Sequence[float] | np.ndarray, scale: float) -> np.ndarray | None:
-    """Which recorded runs are slow starts (module docstring), or None where the cell's runs cannot be
-    examined for them (fewer than MIN_RUNS_TO_SET_ASIDE, or a heavy tail). `scale`: the smallest robust
-    sd believed (the judge's floor, the pool's robust spread)."""
+def slow_starts(harm: Sequence[float] | np.ndarray, scale: float,
+                threshold: float = SLOW_START_THRESHOLD) -> np.ndarray | None:
+    """Which recorded runs are slow starts (module docstring): more than SLOW_START_THRESHOLD robust sd on
+    the harmful side of the median; None where the cell's runs are too few to examine
+    (MIN_RUNS_TO_SET_ASIDE). `scale`: the smallest robust sd believed (the judge's floor, the pool's
+    robust spread). All of them count in the pool's record; set_aside says which leave the core."""
     values = np.asarray(harm, dtype=float)
     if len(values) < MIN_RUNS_TO_SET_ASIDE:
         return None
     median = float(np.median(values))
     spread = max(1.4826 * float(np.median(np.abs(values - median))), scale)
-    found: np.ndarray = values - median > SLOW_START_THRESHOLD * spread
-    if np.count_nonzero(found) > MAX_SET_ASIDE_SHARE * len(values):
-        return None
+    found: np.ndarray = values - median > threshold * spread
+    return found
+
+
+def set_aside(found: np.ndarray) -> np.ndarray:
+    """The slow starts that leave a cell's core: all of them, unless there are more than
+    MAX_SET_ASIDE_SHARE of its runs (and more than one): then none, the cell being heavy-tailed."""
+    if np.count_nonzero(found) > max(1, math.floor(MAX_SET_ASIDE_SHARE * len(found))):
+        return np.zeros(len(found), dtype=bool)
     return found
 
 
@@ -145,6 +157,9 @@ class CoreModel:
     recorded: int
     dof: float | None
     record: SlowRecord
+    #: The judged cell's own record, where the pool's is `record`: slow starts may belong to some
+    #: configurations more than others, so a FAIL must hold under the larger of the two p.
+    own: SlowRecord | None = None
 
     def _tails(self, best: float) -> tuple[np.ndarray, np.ndarray]:
         """S(best) at every quadrature node, and the nodes' weights."""
@@ -168,14 +183,19 @@ class CoreModel:
         tails, weights = self._tails(best)
         core = float(np.sum(weights * tails**runs))
         j = np.arange(runs + 1)
-        terms = (special.comb(runs, j) * self.record.moments(runs))[:, None, None] \
-            * tails[None] ** (runs - j)[:, None, None] * (1.0 - tails[None]) ** j[:, None, None]
-        fail = float(np.sum(weights * terms.sum(axis=0)))
+        spread = special.comb(runs, j)[:, None, None] * tails[None] ** (runs - j)[:, None, None] \
+            * (1.0 - tails[None]) ** j[:, None, None]
+        fail = max(float(np.sum(weights * np.tensordot(record.moments(runs), spread, axes=1)))
+                   for record in self.records())
         return min(max(core, 0.0), 1.0), min(max(fail, 0.0), 1.0)
+
+    def records(self) -> tuple[SlowRecord, ...]:
+        """The records a FAIL must hold under: the pool's, and the cell's own where given."""
+        return (self.record,) if self.own is None else (self.record, self.own)
 
     def floor(self, runs: int) -> float:
         """The smallest p_fail can be after `runs` runs: all of them slow starts, E[r^runs]."""
-        return float(self.record.moments(runs)[-1])
+        return max(float(record.moments(runs)[-1]) for record in self.records())
 
     def bound(self, p: float, runs: int) -> float:
         """The best run's value (harm scale) at which p_fail reaches `p`; +inf where it never can
@@ -202,15 +222,18 @@ class CoreModel:
         def gap(best: float) -> float:
             return math.log(max(p_of(best), 1e-300)) - target
 
-        lo, hi = self.centre - 10 * self.sd, self.centre + 10 * self.sd
-        for _ in range(_WIDENINGS):
+        lo, hi, step = self.centre - 10 * self.sd, self.centre + 10 * self.sd, 10 * self.sd
+        for _ in range(_WIDENINGS):  # widening geometrically: a spread of few dof has long tails
             if gap(hi) <= 0:
                 break
-            hi += 10 * self.sd
+            hi, step = hi + step, step * 2
         else:  # p barely above the floor: reached only far beyond any run seen
             return math.inf
+        step = 10 * self.sd
         for _ in range(_WIDENINGS):
             if gap(lo) >= 0:
                 break
-            lo -= 10 * self.sd
+            lo, step = lo - step, step * 2
+        else:
+            return -math.inf
         return float(optimize.brentq(gap, lo, hi, xtol=1e-6 * self.sd))

@@ -71,7 +71,7 @@ from scipy import stats as scipy_stats
 
 from fleet.judge.acceptance import role_of
 from fleet.judge.assessment import Assessment
-from fleet.judge.best_run import CoreModel, SlowRecord, harm_values, slow_starts
+from fleet.judge.best_run import COUNT_THRESHOLD, CoreModel, SlowRecord, harm_values, set_aside, slow_starts
 from fleet.judge.stats import Direction, harm_sign, rank_test_p, robust_sd, tails
 from fleet.model import MetricBaseline
 
@@ -104,6 +104,9 @@ def trimmed_variance_factor(n: int) -> float:
     return TRIMMED_VARIANCE_FACTOR[min(n, max(TRIMMED_VARIANCE_FACTOR))]
 
 
+#: A band edge further than this from 1 on the log scale (a factor of e^20) is no value a run takes: such
+#: a band (a spread of one or two degrees of freedom) falls back to the centre's.
+MAX_LOG_EDGE = 20.0
 #: Other cells of one metric on one pool from which a cell's spread is moderated (empirical Bayes):
 #: fewer say too little about how much the cells' spreads differ.
 MIN_PRIOR_CELLS = 3
@@ -221,11 +224,12 @@ def core_log_values(entry: MetricBaseline, better: Direction | None,
     logs = recorded_log_values(entry)
     if better is None:
         return logs, SlowRecord()
-    aside = slow_starts(harm_values(logs, harm_sign(better)), max(scale, FLOOR_LOG_SD))
-    if aside is None:
+    harm, floor = harm_values(logs, harm_sign(better)), max(scale, FLOOR_LOG_SD)
+    found, counted = slow_starts(harm, floor), slow_starts(harm, floor, COUNT_THRESHOLD)
+    if found is None or counted is None:
         return logs, SlowRecord()
-    core = [v for v, slow in zip(logs, aside, strict=True) if not slow]
-    return core, SlowRecord(float(len(logs) - len(core)), float(len(logs)))
+    core = [v for v, slow in zip(logs, set_aside(found), strict=True) if not slow]
+    return core, SlowRecord(float(np.count_nonzero(counted)), float(len(logs)))
 
 
 def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
@@ -240,7 +244,7 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
     """
     logs, own_record = core_log_values(entry, better, slow_scale)
     record = slow_record if slow_record is not None else own_record
-    set_aside = int(own_record.slow)
+    aside = len(recorded_log_values(entry)) - len(logs)
     positive = [v for v in observed if v > 0]
     dof: float | None = None
     if logs and len(positive) == len(observed) and entry.expected > 0:
@@ -261,7 +265,7 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
         centre_recorded = math.log(abs(entry.expected)) if entry.expected else 0.0
         n_recorded = entry.n or 1
         recorded_values = list(entry.values or [])
-        set_aside = 0
+        aside = 0
     candidate_logs = [math.log(v) for v in positive]
     # The candidates' centre, shown and used for "improved": from MIN_RUNS_TO_FAIL runs on the trimmed
     # mean, which one slow engine start cannot move.
@@ -279,35 +283,39 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
     can_fail = len(observed) >= MIN_RUNS_TO_FAIL and corroborated
     rank_text = f"Mann–Whitney p {rank_p:.3g}" if rank_p is not None else "no rank test (" + (
         "one run)" if len(observed) < 2 else "no recorded runs to rank against: cannot FAIL)")
-    aside_text = f" ({set_aside} slow start(s) set aside)" if set_aside else ""
+    aside_text = f" ({aside} slow start(s) set aside)" if aside else ""
     centre_text = (f"centre {100.0 * (math.exp(change) - 1.0):+.1f}% over {len(observed)} run(s) vs "
                    f"{n_recorded} recorded{aside_text}; z {z:+.2f} (sd {100 * sd:.1f}% per run); {rank_text}")
     observed_value = math.exp(centre) if math.isfinite(centre) else 0.0
     # The band is drawn around the recorded centre the test used.
     expected = math.exp(centre_recorded) if logs else entry.expected
     p_robust: float | None = None
-    edges: Callable[[float], tuple[float, float]] | None = None
+    edges: Callable[[float], tuple[float, float] | None] | None = None
     test = "log-scale t on recorded spread" if dof else "log-scale z on recorded spread"
     detail = centre_text
     if better is not None and candidate_logs:
         sign = harm_sign(better)
-        core = CoreModel(centre=sign * centre_recorded, sd=sd, recorded=n_recorded, dof=dof, record=record)
+        core = CoreModel(centre=sign * centre_recorded, sd=sd, recorded=n_recorded, dof=dof, record=record,
+                         own=own_record if slow_record is not None else None)
         best = float(np.min(harm_values(candidate_logs, sign)))
         runs = len(candidate_logs)
         p_harm, p_robust = core.p_values(best, runs)
         observed_value = math.exp(sign * best)
 
-        def edges(p: float) -> tuple[float, float]:
+        def edges(p: float) -> tuple[float, float] | None:
             harmful = core.bound(p, runs)
             if not math.isfinite(harmful):  # no best run can FAIL at this look: the core's own edge
                 harmful = core.core_bound(p, runs)
-            pair = sorted(math.exp(sign * v) for v in (harmful, core.benign_bound(p, runs)))
+            benign = core.benign_bound(p, runs)
+            if not all(math.isfinite(v) and abs(v) < MAX_LOG_EDGE for v in (harmful, benign)):
+                return None  # beyond any value a run can take (a spread of one or two dof): the centre's band
+            pair = sorted(math.exp(sign * v) for v in (harmful, benign))
             return pair[0], pair[1]
 
         test = "best of the runs on recorded spread, slow starts allowed"
         detail = (f"best of {runs} run(s) {100.0 * (observed_value / expected - 1.0):+.1f}% from the "
                   f"recorded geometric mean (p {p_harm:.3g} among core runs, {p_robust:.3g} with slow "
-                  f"starts at {100 * record.rate:.1f}% of runs), {centre_text}")
+                  f"starts at {100 * max(r.rate for r in core.records()):.1f}% of runs), {centre_text}")
     return Assessment(metric=name, kind="noisy", role=role_of(name), better=better, expected=expected,
                       observed=observed_value, runs=len(observed), recorded_runs=n_recorded, p_harm=p_harm,
                       p_benefit=p_benefit, sigma=sigma, log_scale=True, can_fail=can_fail,
