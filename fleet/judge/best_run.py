@@ -17,8 +17,9 @@ The test, on h = log value signed so that harm is up (latency as is, speedup and
 - a candidate run is a core run, N(c, s^2), or, with probability r, a slow start that may land anywhere
   above: the chance that all n runs reach the best one's value b is then (r + (1 - r) S(b))^n at most, S
   the core's upper tail. r is not known, only the pool's record of it (SlowRecord: how many of the runs
-  examined were set aside, after a prior of one in twenty), so the p a FAIL is decided on averages that
-  over r's posterior too. It cannot fall below E[r^n], so with slow starts in the record a FAIL needs
+  examined lie past COUNT_THRESHOLD robust sd, after a prior of one in twenty), so the p a FAIL is
+  decided on averages that over r's posterior too, and must hold under the judged cell's own record as
+  well (slow starts may belong to one configuration more than to its pool). It cannot fall below E[r^n], so with slow starts in the record a FAIL needs
   several runs, each of them slow (an early look that cannot reach its share of the budget keeps it
   unspent: fleet.judge.noisy splits the budget before the record is known);
 - the raw p of "the best of n core runs reaches b", S(b)^n, decides PASS vs INCONCLUSIVE: a run that
