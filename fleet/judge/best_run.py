@@ -84,10 +84,10 @@ def harm_values(logs: Sequence[float] | np.ndarray, harm_sign: float) -> np.ndar
 
 def slow_starts(harm: Sequence[float] | np.ndarray, scale: float,
                 threshold: float = SLOW_START_THRESHOLD) -> np.ndarray | None:
-    """Which recorded runs are slow starts (module docstring): more than SLOW_START_THRESHOLD robust sd on
-    the harmful side of the median; None where the cell's runs are too few to examine
+    """Which recorded runs are slow starts (module docstring): more than `threshold` robust sd on the
+    harmful side of the median; None where the cell's runs are too few to examine
     (MIN_RUNS_TO_SET_ASIDE). `scale`: the smallest robust sd believed (the judge's floor, the pool's
-    robust spread). All of them count in the pool's record; set_aside says which leave the core."""
+    robust spread). The record counts them at COUNT_THRESHOLD; set_aside says which leave the core."""
     values = np.asarray(harm, dtype=float)
     if len(values) < MIN_RUNS_TO_SET_ASIDE:
         return None
@@ -114,7 +114,8 @@ def robust_scale(groups: Sequence[Sequence[float]]) -> float:
 
 @dataclass(frozen=True)
 class SlowRecord:
-    """What a pool's baselines say of slow starts: `slow` of the `examined` recorded runs were set aside.
+    """What a pool's baselines say of slow starts: `slow` of the `examined` recorded runs lie past
+    COUNT_THRESHOLD robust sd.
     The chance r that a run is one has the posterior Beta(PRIOR_SLOW + slow, PRIOR_RUNS - PRIOR_SLOW +
     examined - slow)."""
 
@@ -173,23 +174,29 @@ class CoreModel:
 
     def p_core(self, best: float, runs: int) -> float:
         """P(all `runs` core runs reach `best`): the raw p of harm, for PASS vs INCONCLUSIVE."""
-        return self.p_values(best, runs)[0]
+        return self._p_core(*self._tails(best), runs)
 
     def p_fail(self, best: float, runs: int) -> float:
         """The same, each run a slow start with chance r: the p a FAIL is decided on.
         E[(S + r (1 - S))^n] = sum_j C(n, j) S^(n-j) (1 - S)^j E[r^j]."""
-        return self.p_values(best, runs)[1]
+        return self._p_fail(*self._tails(best), runs)
 
     def p_values(self, best: float, runs: int) -> tuple[float, float]:
         """(p_core, p_fail) from one pass over the quadrature."""
         tails, weights = self._tails(best)
-        core = float(np.sum(weights * tails**runs))
+        return self._p_core(tails, weights, runs), self._p_fail(tails, weights, runs)
+
+    @staticmethod
+    def _p_core(tails: np.ndarray, weights: np.ndarray, runs: int) -> float:
+        return min(max(float(np.sum(weights * tails**runs)), 0.0), 1.0)
+
+    def _p_fail(self, tails: np.ndarray, weights: np.ndarray, runs: int) -> float:
         j = np.arange(runs + 1)
         spread = special.comb(runs, j)[:, None, None] * tails[None] ** (runs - j)[:, None, None] \
             * (1.0 - tails[None]) ** j[:, None, None]
         fail = max(float(np.sum(weights * np.tensordot(record.moments(runs), spread, axes=1)))
                    for record in self.records())
-        return min(max(core, 0.0), 1.0), min(max(fail, 0.0), 1.0)
+        return min(max(fail, 0.0), 1.0)
 
     def records(self) -> tuple[SlowRecord, ...]:
         """The records a FAIL must hold under: the pool's, and the cell's own where given."""
