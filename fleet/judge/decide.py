@@ -114,15 +114,16 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
         entries = [entry for _, entry in members]
         info = metric_info(name)
         if info is not None and info.kind in ("acceptance", "match"):
-            spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries))
+            spreads[(hardware, name)] = PoolSpread(pooled_log_sd([recorded_log_values(e) for e in entries]))
             continue
         better = info.better if info is not None else None
         scale = robust_scale([recorded_log_values(entry) for entry in entries])
-        samples = [(cell, sample_variance(entry, better, scale)) for cell, entry in members]
+        cores = [core_log_values(entry, better, scale) for entry in entries]  # once: all below read them
+        samples = [(cell, sample_variance(logs)) for (cell, _), (logs, _) in zip(members, cores, strict=True)]
         fitted = [(cell, s) for cell, s in samples if s is not None]
         priors = {cell: fit_prior([s for other, s in fitted if other != cell]) for cell, _ in members}
-        record = sum((core_log_values(entry, better, scale)[1] for entry in entries), SlowRecord())
-        spreads[(hardware, name)] = PoolSpread(pooled_log_sd(entries, better, scale), priors,
+        record = sum((own for _, own in cores), SlowRecord())
+        spreads[(hardware, name)] = PoolSpread(pooled_log_sd([logs for logs, _ in cores]), priors,
                                                tuple(s for _, s in fitted), record, scale)
     return spreads
 

@@ -132,25 +132,22 @@ def recorded_log_values(entry: MetricBaseline) -> list[float]:
     return [math.log(v) for v in entry.values or [] if v > 0]
 
 
-def pooled_log_sd(entries: Sequence[MetricBaseline], better: Direction | None = None,
-                  scale: float = 0.0) -> float:
-    """The run's pooled per-run log sd of one metric: sqrt(sum (N_i - 1) s_i^2 / sum (N_i - 1)).
+def pooled_log_sd(cells: Sequence[Sequence[float]]) -> float:
+    """The run's pooled per-run log sd of one metric, from each cell's log values:
+    sqrt(sum (N_i - 1) s_i^2 / sum (N_i - 1)).
 
     Five runs per cell estimate a cell's spread with 4 degrees of freedom, which is often half the truth;
     pooling the same metric over every cell of the run on one hardware pool gives hundreds.
     """
     weighted, dof = 0.0, 0.0
-    for variance, freedom in filter(None, (log_variance(entry, better, scale) for entry in entries)):
+    for variance, freedom in filter(None, map(log_variance, cells)):
         weighted += freedom * variance
         dof += freedom
     return math.sqrt(weighted / dof) if dof else 0.0
 
 
-def log_variance(entry: MetricBaseline, better: Direction | None = None,
-                 scale: float = 0.0) -> tuple[float, float] | None:
-    """(sample variance, dof) of a cell's recorded log values, slow starts set aside (core_log_values);
-    None with fewer than two runs."""
-    logs, _ = core_log_values(entry, better, scale)
+def log_variance(logs: Sequence[float]) -> tuple[float, float] | None:
+    """(sample variance, dof) of a cell's log values; None with fewer than two."""
     if len(logs) < 2:
         return None
     return float(np.var(logs, ddof=1)), len(logs) - 1.0
@@ -166,11 +163,10 @@ def look_share(runs: int, max_runs: int) -> float:
     return (1.0 - FINAL_LOOK_SHARE) / (max_runs - MIN_RUNS_TO_FAIL)
 
 
-def sample_variance(entry: MetricBaseline, better: Direction | None = None,
-                    scale: float = 0.0) -> tuple[float, float] | None:
-    """(log variance, dof) of a cell's recorded runs as the prior's fit takes them: slow starts set aside,
-    floored at the judge's floor; None with fewer than two runs."""
-    sample = log_variance(entry, better, scale)
+def sample_variance(logs: Sequence[float]) -> tuple[float, float] | None:
+    """(log variance, dof) of a cell's log values (its core: core_log_values) as the prior's fit takes
+    them: floored at the judge's floor; None with fewer than two."""
+    sample = log_variance(logs)
     if sample is None:
         return None
     variance, freedom = sample
@@ -178,8 +174,9 @@ def sample_variance(entry: MetricBaseline, better: Direction | None = None,
 
 
 def spread_prior(entries: Sequence[MetricBaseline], better: Direction | None = None) -> SpreadPrior | None:
-    """The prior of the cells' log variances (see fit_prior)."""
-    return fit_prior([s for s in (sample_variance(entry, better) for entry in entries) if s is not None])
+    """The prior of the cells' log variances, slow starts set aside (see fit_prior)."""
+    samples = (sample_variance(core_log_values(entry, better)[0]) for entry in entries)
+    return fit_prior([s for s in samples if s is not None])
 
 
 def fit_prior(samples: Sequence[tuple[float, float]]) -> SpreadPrior | None:
