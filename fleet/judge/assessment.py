@@ -67,10 +67,14 @@ class Assessment:
         return self.observed if self.centre is None else self.centre
 
     @property
+    def p_harm_deciding(self) -> float:
+        """The raw p of harm a FAIL is decided on: p_harm_robust where the test has one."""
+        return self.p_harm if self.p_harm_robust is None else self.p_harm_robust
+
+    @property
     def p_fail(self) -> float:
         """The p of harm a FAIL is decided on, over this look's share of the budget."""
-        p = self.p_harm if self.p_harm_robust is None else self.p_harm_robust
-        return min(1.0, p / self.look_share)
+        return min(1.0, self.p_harm_deciding / self.look_share)
 
     def band(self, z: float) -> tuple[float, float]:
         """expected ± z sigma on the test's scale, as (lo, hi) on the metric's scale.

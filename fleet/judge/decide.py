@@ -278,5 +278,5 @@ def _verdict(a: Assessment, status: Status, adjusted_p: float, z: float, alpha: 
         rule=f"{a.test}; {method} over the run, alpha {alpha:g}", detail=detail,
         # The p a FAIL was decided on, of which adjusted_p is the adjustment (a noisy metric's core p, which
         # decided PASS vs INCONCLUSIVE, is in its detail).
-        p_value=a.p_harm if a.p_harm_robust is None else a.p_harm_robust, adjusted_p=adjusted_p, runs=a.runs,
+        p_value=a.p_harm_deciding, adjusted_p=adjusted_p, runs=a.runs,
     )
