@@ -46,6 +46,7 @@ Usage:  python benchmarks/judge_power.py [--hardware cpu|h200] [--latency-noise 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -123,6 +124,26 @@ class Profile:
     #: False: the plain one, the jitter's variance added.
     variance_preserving: bool = True
 
+    # Derived once per profile, not per simulated run (benchmarks/smoothing.py).
+    @functools.cached_property
+    def row_kept(self) -> np.ndarray:
+        """Each residual column's factor that gives its smoothed draws the rows' own variance."""
+        if not self.variance_preserving:
+            return np.ones(len(self.bandwidth))
+        return np.asarray([smoothing.variance_kept(column, h)
+                           for column, h in zip(self.residuals.T, self.bandwidth, strict=True)])
+
+    @functools.cached_property
+    def match_jitter(self) -> float:
+        return smoothing.bandwidth(self.match_rates)
+
+    @functools.cached_property
+    def match_kept(self) -> float:
+        """The match rates' factor, as row_kept's."""
+        if not self.variance_preserving:
+            return 1.0
+        return smoothing.variance_kept(self.match_rates, self.match_jitter)
+
 
 def load_results(roots: list[Path]) -> dict[str, list[RunResult]]:
     grouped: dict[str, list[RunResult]] = defaultdict(list)
@@ -192,12 +213,6 @@ def with_gpu_bound_latency(profiles: list[Profile]) -> list[Profile]:
     ]
 
 
-def shrink(profile: Profile, values: np.ndarray, h: float) -> float:
-    """The factor that gives a smoothed-bootstrap draw from `values` with jitter `h` their own variance
-    (benchmarks/smoothing.py); 1 with --bootstrap plain."""
-    return smoothing.variance_kept(values, h) if profile.variance_preserving else 1.0
-
-
 def make_cell(index: int, hardware: str = "gpu") -> Cell:
     return Cell(
         tier="sim-nightly",
@@ -232,15 +247,13 @@ def simulate_run(
     )
     pick = rng.integers(len(profile.residuals))
     rows = profile.residuals
-    factors = [shrink(profile, rows[:, i], h) for i, h in enumerate(profile.bandwidth)]
-    row = (rows[pick] + rng.normal(0.0, profile.bandwidth)) * np.asarray(factors)
+    row = (rows[pick] + rng.normal(0.0, profile.bandwidth)) * profile.row_kept
     seen = profile.match_rates
-    jitter = smoothing.bandwidth(seen)
     centre = float(np.mean(seen))
     # The same recorded run's match rate, unless the latency rows are another cell's (--latency-noise
     # gpu-bound): then an independent draw of this cell's own.
     match_pick = pick if len(seen) == len(rows) else rng.integers(len(seen))
-    drawn = centre + (seen[match_pick] - centre + rng.normal(0.0, jitter)) * shrink(profile, seen, jitter)
+    drawn = centre + (seen[match_pick] - centre + rng.normal(0.0, profile.match_jitter)) * profile.match_kept
     match_rate = float(np.clip(drawn, 0.0, 1.0))
     noisy = {m: profile.centres[m] * math.exp(row[i]) for i, m in enumerate(COLUMNS)}
     noisy["tpot_p50_ms"] *= tpot_factor
