@@ -352,15 +352,16 @@ def one_nightly(
 def core_of(profile: Profile, column: int) -> tuple[float, float]:
     """(sd of the runs that are not slow starts, share of slow starts) of one noisy column of a profile,
     set aside as the judge sets them aside (fleet.judge.best_run)."""
-    from fleet.judge.best_run import harm_values, slow_starts
+    from fleet.judge.best_run import harm_values, set_aside, slow_starts
     from fleet.judge.noisy import FLOOR_LOG_SD
+    from fleet.judge.stats import harm_sign
     from fleet.suite.metrics import metric_info
 
     info = metric_info(NOISY[column])
-    sign = 1.0 if info is None or info.better == "lower" else -1.0
     logs = profile.residuals[:, column]
-    found = slow_starts(harm_values(logs, sign), FLOOR_LOG_SD)
-    aside = np.zeros(len(logs), dtype=bool) if found is None else found
+    harm = harm_values(logs, harm_sign(info.better if info is not None else "lower"))
+    found = slow_starts(harm, FLOOR_LOG_SD)
+    aside = np.zeros(len(logs), dtype=bool) if found is None else set_aside(found)
     return float(np.std(logs[~aside], ddof=1)), float(np.mean(aside))
 
 
