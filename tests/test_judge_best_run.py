@@ -15,11 +15,9 @@ from fleet.judge.verdicts import CellCase
 from fleet.model import Baseline, MetricBaseline, MetricVerdict, RunResult
 from fleet.recording import record_baseline
 from fleet.report.text import metric_lines_pass
+from tests.test_judge_moderation import PATTERN  # ten standardised values a cell's runs are spread by
 from tests.test_judge_stats import BASE_COUNTS, run
 
-#: Ten standardised values (mean 0, sd 1), as tests/test_judge_moderation.py spreads its cells' runs.
-PATTERN = np.array([0.3, -1.2, 0.8, 1.9, -0.4, -0.9, 0.1, 1.1, -1.6, -0.1])
-PATTERN = (PATTERN - PATTERN.mean()) / PATTERN.std(ddof=1)
 #: The H200's GPU-bound cell: about 3 % per engine start, one start in twenty 17 % slow (mseries2 mb6).
 SPREAD, SLOW = 0.03, 0.17
 
