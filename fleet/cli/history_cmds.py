@@ -30,7 +30,7 @@ from fleet.matrix import expand
 from fleet.model import RunReport
 from fleet.report import render
 from fleet.select import parse_changed_files, select
-from fleet.trends import SeriesPoint, Settings, Trend, trends
+from fleet.trends import PLACE_CREDIBILITY, SeriesPoint, Settings, Trend, trends
 
 DEFAULT_DB = "runs/history.sqlite"
 
@@ -214,7 +214,9 @@ def trends_cmd(db: str, cell_id: str | None, metric: str | None, hardware: str |
         click.echo(f"{t.kind:11} {t.cell_id}  {t.metric}  {c.relative_change:+.2%} "
                    f"({c.mean_before:.4g} -> {c.mean_after:.4g}), confidence {c.confidence:.5f}, "
                    f"between {_commit(t.before)} and {_commit(t.after)} "
-                   f"({c.points_before} runs before, {c.points_after} after)")
+                   f"({c.points_before} runs before, {c.points_after} after); "
+                   f"{PLACE_CREDIBILITY:.0%} sure it lies after {_commit(t.surely_before)} and by "
+                   f"{_commit(t.surely_after)}: bisect between those")
     series_count = len({(p.cell_id, p.metric) for p in points})
     click.echo(f"{len(found)} change points in {series_count} series ({len(points)} measurements)")
 
@@ -224,7 +226,9 @@ def trend_document(t: Trend) -> dict[str, Any]:
     return {"cell_id": t.cell_id, "metric": t.metric, "hardware": t.hardware, "kind": t.kind,
             "relative_change": c.relative_change, "mean_before": c.mean_before, "mean_after": c.mean_after,
             "p_value": c.p_value, "confidence": c.confidence, "points_before": c.points_before,
-            "points_after": c.points_after, "before": t.before.__dict__, "after": t.after.__dict__}
+            "points_after": c.points_after, "before": t.before.__dict__, "after": t.after.__dict__,
+            "credibility": PLACE_CREDIBILITY, "surely_before": t.surely_before.__dict__,
+            "surely_after": t.surely_after.__dict__}
 
 
 @click.command()

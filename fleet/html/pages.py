@@ -16,7 +16,7 @@ from typing import Any
 from fleet.cost import CostLine, CostSummary
 from fleet.html.svg import Band, Marker, position_bars, series_chart
 from fleet.model import Baseline, CellVerdict, RunReport, RunResult
-from fleet.trends import SeriesPoint, Trend
+from fleet.trends import PLACE_CREDIBILITY, SeriesPoint, Trend
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _POSITION = "acceptance_rate_pos_"
@@ -107,11 +107,12 @@ def trend_table(found: Sequence[Trend]) -> str:
             f'<td class="{escape(t.kind)}">{escape(t.kind)}</td><td class=n>{c.relative_change:+.2%}</td>'
             f"<td class=n>{c.mean_before:.4g} → {c.mean_after:.4g}</td><td class=n>{c.confidence:.5f}</td>"
             f"<td>{escape(_commit(t.before.commit))} → {escape(_commit(t.after.commit))}</td>"
+            f"<td>{escape(_commit(t.surely_before.commit))} .. {escape(_commit(t.surely_after.commit))}</td>"
             f"<td>{escape(t.before.at)} → {escape(t.after.at)}</td>"
             f"<td>{escape(t.before.run_id)} → {escape(t.after.run_id)}</td>"
             f"<td class=n>{c.points_before} | {c.points_after}</td></tr>")
-    return _table(["cell", "metric", "kind", "size", "mean", "confidence", "vLLM commits", "when", "runs",
-                   "points"], rows)
+    return _table(["cell", "metric", "kind", "size", "mean", "confidence", "vLLM commits",
+                   f"to bisect ({PLACE_CREDIBILITY:.0%} sure)", "when", "runs", "points"], rows)
 
 
 def bisection_table(bisections: Sequence[Mapping[str, Any]]) -> str:
