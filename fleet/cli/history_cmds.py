@@ -26,6 +26,7 @@ from fleet.errors import ConfigError, FleetError
 from fleet.github_issue import GitHubTarget, open_or_update, target_from
 from fleet.history import HistoryStore, load_run_dir, save_jobs
 from fleet.html import Band, baseline_band, render_index, render_run_page, render_trends_page
+from fleet.judge.verdicts import bisect_command
 from fleet.matrix import expand
 from fleet.model import RunReport
 from fleet.report import render
@@ -217,6 +218,9 @@ def trends_cmd(db: str, cell_id: str | None, metric: str | None, hardware: str |
                    f"({c.points_before} runs before, {c.points_after} after); "
                    f"{PLACE_CREDIBILITY:.0%} sure it lies after {_commit(t.surely_before)} and by "
                    f"{_commit(t.surely_after)}: bisect between those")
+        if t.kind == "regression" and t.surely_before.commit and t.surely_after.commit:
+            command = bisect_command(t.surely_before.commit, t.surely_after.commit, t.cell_id)
+            click.echo(f"  to find the commit: {command} --metric {t.metric}")
     series_count = len({(p.cell_id, p.metric) for p in points})
     click.echo(f"{len(found)} change points in {series_count} series ({len(points)} measurements)")
 
