@@ -196,8 +196,9 @@ def detect(values: Sequence[float], settings: Settings | None = None) -> list[Ch
     for position, point in enumerate(found, start=1):
         lo, hi = bounds[position - 1], bounds[position + 1]
         earliest, latest = _place_range(series[lo:hi], point.index - lo, settings.min_segment)
-        # Spikes left out of the search sit between kept runs: the range's ends are the kept runs'.
-        placed.append(replace(point, index=int(kept[point.index]), earliest=int(kept[lo + earliest]),
+        # The search saw only the runs that are not spikes: a spike just before the range may be the
+        # change's first run as well, so the range starts right after the last run seen before it.
+        placed.append(replace(point, index=int(kept[point.index]), earliest=int(kept[lo + earliest - 1]) + 1,
                               latest=int(kept[lo + latest])))
     return placed
 

@@ -61,6 +61,16 @@ def test_a_changes_range_is_reported_on_the_runs_of_the_series_spikes_and_all() 
                                                               without.latest + 1)
 
 
+def test_a_spike_on_the_changes_first_run_stays_inside_its_range() -> None:
+    # Left out of the search, the spike may have been the first slow run or a stray one before the step:
+    # the range to bisect keeps it, from the last run seen before the change.
+    values = np.concatenate([np.random.default_rng(1).normal(100, 1.0, 40),
+                             np.random.default_rng(2).normal(120, 1.0, 40)])
+    values[40] = 200.0
+    [change] = detect(values)
+    assert (change.earliest, change.index, change.latest) == (40, 41, 41)
+
+
 def test_single_spike_is_not_a_change_point_when_shorter_than_the_minimum_segment() -> None:
     values = noisy(2.0, 60, 0.01, seed=3)
     values[30] *= 1.5
