@@ -257,6 +257,14 @@ class Bisection:
                 return []
             # Not DIFFERENT directly although both were placed apart by the ends: the ends may be the
             # ones off, so they are candidates for more samples as well.
+            # Compared on their own samples, the parent and the culprit are what the verdict needs more
+            # of; the ends only when they are at the cap.
+            pair = [parent, culprit] if self.policy.verify_on_samples else []
+            more = self._fewest(pair) if pair else None
+            if more is not None:
+                while plan.free > 0 and (more := self._fewest_planned(pair, plan)) is not None:
+                    plan.add(more, "verify")
+                return plan.runs
             more = self._fewest([parent, culprit, self.good, self.bad])
             if more is None:
                 self._finish(status, parent + 1, culprit,
@@ -292,6 +300,11 @@ class Bisection:
             return False
         plan.add(more, "end")
         return True
+
+    def _fewest_planned(self, commits: Sequence[int], plan: _Plan) -> int | None:
+        """As _fewest, counting the runs already planned this round."""
+        open_ = [c for c in commits if len(self.records[c].samples) + plan.count(c) < self.policy.max_samples]
+        return min(open_, key=lambda c: len(self.records[c].samples) + plan.count(c)) if open_ else None
 
     def _fewest(self, commits: Sequence[int]) -> int | None:
         """The commit with fewest samples below the cap (the first of equals), None if all are at it."""

@@ -105,6 +105,24 @@ def test_a_recorded_spread_lets_a_latency_bisection_judge_from_its_first_runs() 
     assert seeded.runs < unseeded.runs
 
 
+def test_a_verification_on_samples_spends_its_runs_on_the_culprit_and_its_parent() -> None:
+    # The rank tests compare those two alone and reach p <= 0.01 only from five runs each: runs of the
+    # ends would not bring the verdict closer.
+    rng = random.Random(4)
+    policy = SearchPolicy(slots=4, max_samples=40, resample="double", verify_on_samples=True)
+    search = start_bisection(1000, judge("latency"), policy, Spread(0.0265, 9))
+    verify_rounds = []
+    while runs := search.next_round():
+        if all(r.purpose == "verify" for r in runs):
+            verify_rounds.append(sorted(r.commit for r in runs))
+        tpot = [2.67 * (1.25 if r.commit >= 300 else 1.0) * (1 + rng.gauss(0, 0.0265)) for r in runs]
+        search.record([Observation(r.commit, value) for r, value in zip(runs, tpot, strict=True)])
+    assert search.finding is not None and (search.finding.first, search.finding.last) == (300, 300)
+    assert search.finding.verified and search.finding.verification is not None
+    assert verify_rounds and all(set(commits) <= {299, 300} for commits in verify_rounds)
+    assert max(search.finding.verification.n) <= 6
+
+
 def test_ends_that_do_not_differ_report_no_regression() -> None:
     search = drive(100, 1000, slots=4)
     assert search.finding is not None and search.finding.status == "no-regression"
