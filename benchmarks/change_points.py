@@ -1,7 +1,8 @@
 """Does fleet.trends find real steps and leave noise alone? Simulated histories built from real noise.
 
 Bars (issue 5): >= 95 % of planted 5 % steps found within 3 points of where they were planted, and
-<= 1 % false change points per 100-point series.
+<= 1 % false change points per 100-point series. Beside them, how often the range fleet.trends reports
+to bisect (ChangePoint.earliest .. latest, PLACE_CREDIBILITY sure) holds the planted step, and its width.
 
 Noise comes from measurements, not from a textbook distribution:
 - its shape: the standardised per-run residuals of every metric that varied across the runs recorded
@@ -35,7 +36,7 @@ from scipy import special
 
 from fleet.model.catalog import model_slug
 from fleet.suite.metrics import metric_info
-from fleet.trends import Settings, detect
+from fleet.trends import PLACE_CREDIBILITY, Settings, detect
 
 ROOT = Path(__file__).resolve().parent.parent
 LENGTH = 100
@@ -153,6 +154,8 @@ def simulate(cv: float, step: float, count: int, rng: np.random.Generator, shape
     false_points = 0
     null_series_with_false = 0
     null_false_points = 0
+    held = 0
+    widths: list[int] = []
     for _ in range(count):
         position = int(rng.integers(10, LENGTH - 10 + 1))
         sign = 1.0 if rng.random() < 0.5 else -1.0
@@ -163,12 +166,18 @@ def simulate(cv: float, step: float, count: int, rng: np.random.Generator, shape
         oracle += abs(oracle_place(series, sign * step, log_density) - position) <= WITHIN
         hits = [p for p in points if abs(p.index - position) <= WITHIN]
         found += bool(hits)
+        if points:  # the range to bisect of the point nearest the step: does it hold it, how wide is it
+            nearest = min(points, key=lambda p: max(p.earliest - position, position - p.latest, 0))
+            held += nearest.earliest <= position <= nearest.latest
+            widths.append(nearest.latest - nearest.earliest + 1)
         false_points += len(points) - min(len(hits), 1)
         null = detect((1.0 + cv * draw_noise(rng, shape, LENGTH)).tolist(), settings)
         null_series_with_false += bool(null)
         null_false_points += len(null)
     return {
         "found": found / count,
+        "range_holds": held / count,
+        "range_width": float(np.mean(widths)) if widths else 0.0,
         "oracle_found": oracle / count,
         "false_per_step_series": false_points / count,
         "null_series_with_false": null_series_with_false / count,
@@ -199,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"noise": name, "cv": cv, "step": step, **figures})
             print(f"{name:36} cv={cv:6.2%} step={step:4.0%} step/noise={step / cv:5.1f}  "
                   f"found within {WITHIN}: {figures['found']:6.1%} (ceiling {figures['oracle_found']:6.1%})  "
+                  f"in its {PLACE_CREDIBILITY:.0%} range: {figures['range_holds']:6.1%} "
+                  f"(width {figures['range_width']:4.1f})  "
                   f"false CPs per step series: {figures['false_per_step_series']:.3f}  "
                   f"null series with a false CP: {figures['null_series_with_false']:5.1%}")
     print()
