@@ -167,7 +167,8 @@ def test_a_latency_rehearsal_judges_by_the_spread_its_baseline_recorded(workdir:
     assert "min(KS, MWU)" in report["evidence"]["culprit_vs_parent"]
     assert "noise: 2.65% per run, recorded over 10 runs" in render_text(report)
     close = {**report, "recorded_noise": {**noise, "ends_apart_in_sd": 2.5}}
-    assert "expect a long search" in render_text(close) and "expect a long search" not in render_text(report)
+    far = {**report, "recorded_noise": {**noise, "ends_apart_in_sd": 5.7}}
+    assert "expect a long search" in render_text(close) and "expect a long search" not in render_text(far)
 
 
 def test_a_bisection_without_a_baseline_says_it_starts_from_the_floors(workdir: Path, fleet: Fleet) -> None:
