@@ -66,6 +66,9 @@ def test_trends_lists_the_planted_regression_with_its_size_confidence_and_commit
     assert summary == "1 change points in 5 series (80 measurements)"
     as_json = json.loads(CliRunner().invoke(trends_cmd, ["--db", str(db), "--json"]).stdout)
     assert as_json[0]["confidence"] > 0.9999 and as_json[0]["points_after"] == 6
+    assert (as_json[0]["surely_before"]["commit"], as_json[0]["surely_after"]["commit"]) == \
+        (as_json[0]["before"]["commit"], as_json[0]["after"]["commit"])
+    assert as_json[0]["credibility"] == 0.9
 
 
 def test_no_change_is_reported_until_enough_runs_follow_it(tmp_path: Path) -> None:
