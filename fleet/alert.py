@@ -14,7 +14,7 @@ import urllib.request
 from typing import Any
 
 from fleet.errors import InfrastructureError
-from fleet.model import RunReport
+from fleet.model import MetricVerdict, RunReport
 
 TIMEOUT_S = 10.0
 #: Slack's section text limit is 3000 characters; the list of failing cells is cut well before that.
@@ -26,14 +26,22 @@ def should_alert(report: RunReport) -> bool:
     return report.status == "FAIL" or any(cell.status == "FAIL" for cell in report.cells)
 
 
+def _failed_metric(m: MetricVerdict) -> str:
+    """`tpot_p50_ms 2.89 (+8.2 %, best of 5 runs; expected 2.67)`: a noisy metric FAILs on its best run
+    (fleet.judge.best_run), which understates the change; the line says so rather than pass it off as
+    the runs' value."""
+    if m.observed is None or m.expected is None:
+        return m.metric
+    change = f"{100 * (m.observed / m.expected - 1):+.1f} %, " if m.expected else ""
+    best = f"best of {m.runs} runs; " if (m.runs or 1) > 1 and "best of the runs" in m.rule else ""
+    return f"{m.metric} {m.observed:.4g} ({change}{best}expected {m.expected:.4g})"
+
+
 def slack_payload(report: RunReport, link: str | None = None) -> dict[str, Any]:
     failing = [cell for cell in report.cells if cell.status == "FAIL"]
     lines = []
     for cell in failing[:_MAX_LISTED]:
-        metrics = ", ".join(
-            f"{m.metric} {m.observed:.4g} (expected {m.expected:.4g})"
-            if m.observed is not None and m.expected is not None else m.metric
-            for m in cell.metrics if m.status == "FAIL")
+        metrics = ", ".join(_failed_metric(m) for m in cell.metrics if m.status == "FAIL")
         lines.append(f"• `{cell.cell_id}` on {cell.hardware}: {metrics or cell.message}")
     if len(failing) > _MAX_LISTED:
         lines.append(f"• … and {len(failing) - _MAX_LISTED} more")

@@ -61,7 +61,17 @@ def test_failing_run_posts_the_regressed_metric_and_the_report_link(webhook: Any
     assert content_type == "application/json"
     assert payload["text"].startswith("fleet: 1 of 1 cells regressed in run nightly-1")
     assert "https://ci.example/runs/nightly-1/index.html" in payload["text"]
-    assert "acceptance_length 1.8 (expected 2.1)" in json.dumps(payload["blocks"])
+    assert "acceptance_length 1.8 (-14.3 %, expected 2.1)" in json.dumps(payload["blocks"])
+
+
+def test_a_metric_failed_on_its_best_run_is_alerted_as_the_best_run() -> None:
+    tpot = MetricVerdict(metric="tpot_p50_ms", status="FAIL", observed=2.89, expected=2.67, runs=5,
+                         rule="best of the runs on recorded spread, slow starts allowed + Mann–Whitney")
+    cells = [verdict(CELL, "FAIL", [tpot])]
+    failing = RunReport(run_id="nightly-1", tier="nightly", backend="kube", started_at="t", finished_at="t",
+                        status="FAIL", exit_code=1, cells=cells)
+    text = json.dumps(slack_payload(failing)["blocks"], ensure_ascii=False)
+    assert "tpot_p50_ms 2.89 (+8.2 %, best of 5 runs; expected 2.67)" in text
 
 
 def test_passing_or_erroring_run_does_not_alert() -> None:
