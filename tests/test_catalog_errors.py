@@ -117,6 +117,10 @@ BROKEN_FILES = [
         ["jobs/nightly.yaml: cells[1].hardwares: Extra inputs are not permitted"],
         id="unknown-field-in-entry"),
     pytest.param(
+        "nightly.yaml", "timeout_s: 900", "timeout_s: 900\nmax_runs: 50",
+        ["jobs/nightly.yaml: max_runs: Input should be less than or equal to 20"],
+        id="rerun-budget-out-of-range"),
+    pytest.param(
         "nightly.yaml", "description:", "name: nightly-2\ndescription:",
         ["jobs/nightly.yaml: name: name 'nightly-2' differs from 'nightly'"],
         id="tier-name-differs-from-file"),

@@ -62,6 +62,7 @@ def test_a_degraded_draft_model_fails_acceptance_and_exits_1(tmp_path: Path) -> 
     for entry in tier["cells"]:
         if entry["variant"] == "draft_model-k4":
             entry["draft_model"] = str(degraded)
+    tier["max_runs"] = 3  # the tier's rerun budget, which the judge splits its false-alarm budget over
     tier_path.write_text(yaml.safe_dump(tier))
 
     done = fleet("submit", "--tier", "local", "--variant", "draft_model-k4", "--json",
@@ -73,5 +74,6 @@ def test_a_degraded_draft_model_fails_acceptance_and_exits_1(tmp_path: Path) -> 
     assert cell["status"] == "FAIL"
     failed = {m["metric"] for m in cell["metrics"] if m["status"] == "FAIL"}
     assert {"acceptance_length", "acceptance_rate"} <= failed
+    assert report["max_runs"] == 3
     observed = {m["metric"]: m for m in cell["metrics"]}["acceptance_length"]
     assert observed["observed"] < observed["lo"]

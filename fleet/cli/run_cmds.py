@@ -154,8 +154,9 @@ def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[
               help="Each run writes runs/<run-id>/: cells, results, logs, reports.")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cells run at once by the local backend (1 keeps latencies honest).")
-@click.option("--max-runs", type=click.IntRange(min=1, max=20), default=DEFAULT_MAX_RUNS, show_default=True,
-              help="Runs of a cell the judge finds INCONCLUSIVE may take (1: never rerun).")
+@click.option("--max-runs", type=click.IntRange(min=1, max=20), default=None,
+              help="Runs of a cell the judge finds INCONCLUSIVE may take (1: never rerun). "
+                   f"[default: the tier's max_runs, else {DEFAULT_MAX_RUNS}]")
 @hardware_option
 @variant_option
 @rule_option
@@ -174,14 +175,16 @@ def emit_report(report: RunReport, outcomes: list[CellOutcome], baselines: dict[
                    "run directories with `fleet merge`.")
 @kube_options
 def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_dir: Path, parallel: int,
-           max_runs: int, hardware: str | None, variant: str | None, rule: Rule, error_control: Method,
-           as_json: bool, fmt: Format | None, report_dir: Path | None, history_db: str,
+           max_runs: int | None, hardware: str | None, variant: str | None, rule: Rule,
+           error_control: Method, as_json: bool, fmt: Format | None, report_dir: Path | None, history_db: str,
            price_items: tuple[str, ...], alert_webhook: str | None, report_url: str | None,
            github_issue_repo: str | None,
            shard_id: int | None, num_shards: int | None,
            dry_run: bool, kubeconfig: str | None, kube_context_name: str | None, **kube: Any) -> None:
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
     cells = plan_cells(jobs_dir, tier, hardware, variant)
+    if max_runs is None:
+        max_runs = load_tier(jobs_dir, tier).max_runs or DEFAULT_MAX_RUNS
     whole_run = cells
     github = github_target(github_issue_repo)  # a missing token is a config error before any work
     if (shard_id is None) != (num_shards is None):

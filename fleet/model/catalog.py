@@ -93,6 +93,10 @@ class Tier(Strict):
     timeout_s: int = Field(default=3600, ge=1)
     priority_class: str | None = None
     queue: str | None = None
+    #: Runs a cell the judge finds INCONCLUSIVE may take in this tier (`fleet submit --max-runs` wins;
+    #: neither: fleet.judge.noisy.DEFAULT_MAX_RUNS). More buys detection of noisy metrics for the time of
+    #: more engine starts, which a tier with a longer budget can spend.
+    max_runs: int | None = Field(default=None, ge=1, le=20)
     workload: Workload = Field(default_factory=Workload)
     engine_options: dict[str, Any] = Field(default_factory=dict)
     cells: list[TierEntry] = Field(min_length=1)
