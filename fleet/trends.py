@@ -195,7 +195,7 @@ def detect(values: Sequence[float], settings: Settings | None = None) -> list[Ch
     placed = []
     for position, point in enumerate(found, start=1):
         lo, hi = bounds[position - 1], bounds[position + 1]
-        earliest, latest = _place_range(series[lo:hi], point.index - lo, settings.min_segment)
+        earliest, latest = _place_range(series[lo:hi], point.index - lo)
         # The search saw only the runs that are not spikes: a spike just before the range may be the
         # change's first run as well, so the range starts right after the last run seen before it.
         placed.append(replace(point, index=int(kept[point.index]), earliest=int(kept[lo + earliest - 1]) + 1,
@@ -316,7 +316,7 @@ def _relocated(series: np.ndarray, indices: list[int], min_segment: int) -> list
 PLACE_CREDIBILITY = 0.9
 
 
-def _place_range(segment: np.ndarray, index: int, min_segment: int) -> tuple[int, int]:
+def _place_range(segment: np.ndarray, index: int) -> tuple[int, int]:
     """The fewest places in one run, `index` among them, that hold PLACE_CREDIBILITY of where one mean
     shift in `segment` lies (its first run after the change).
 
@@ -325,11 +325,12 @@ def _place_range(segment: np.ndarray, index: int, min_segment: int) -> tuple[int
     Bayesian approach to inference about a change-point in a sequence of random variables", Biometrika
     1975). A 5 % step in the GPU-bound cell's TPOT is about two run-to-run sd: its place is known to a few
     runs, not one, and a bisection started from the two runs around the point alone would often miss it.
+    Every place is a candidate, not only those min_segment from the segment's ends where the search may
+    put a point: a change a few runs before the newest is found at the latest place allowed, and its
+    range must reach the runs where it really lies.
     """
     n = len(segment)
-    taus = np.arange(min_segment, n - min_segment + 1)
-    if index not in taus:
-        return index, index
+    taus = np.arange(1, n)
     prefix = np.concatenate([[0.0], np.cumsum(segment)])
     squares = np.concatenate([[0.0], np.cumsum(segment * segment)])
     left = squares[taus] - prefix[taus] ** 2 / taus

@@ -127,6 +127,21 @@ def test_a_verification_on_samples_spends_its_runs_on_the_culprit_and_its_parent
     assert max(verification.n) <= 6
 
 
+def test_a_culprit_whose_runs_rank_against_the_ends_is_not_verified_one_sided() -> None:
+    # The ends rose 10 %; the culprit's mean rose too, but only through one slow start: six of its seven
+    # runs are 5 % faster than its parent's. The rank tests saw a fall, so their p may not be halved as
+    # if for a rise (a review found this verified a wrong culprit at p 0.0076).
+    from fleet.bisect import _Plan
+
+    search = Bisection(4, judge("latency"), SearchPolicy(slots=4, verify_on_samples=True), Spread(0.0265, 30))
+    search.records[0].samples = [100.0 + 0.2 * i for i in range(12)]
+    search.records[1].samples = [100.1 + 0.2 * i for i in range(5)]
+    search.records[2].samples = [95.0 + 0.2 * i for i in range(6)] + [140.0]
+    search.records[3].samples = [110.0 + 0.2 * i for i in range(12)]
+    more = search._verify(1, 2, _Plan(4))
+    assert search.finding is None and {run.commit for run in more} == {1, 2}
+
+
 def test_ends_that_do_not_differ_report_no_regression() -> None:
     search = drive(100, 1000, slots=4)
     assert search.finding is not None and search.finding.status == "no-regression"

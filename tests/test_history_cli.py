@@ -71,6 +71,21 @@ def test_trends_lists_the_planted_regression_with_its_size_confidence_and_commit
     assert as_json[0]["credibility"] == 0.9
 
 
+def test_a_change_between_runs_of_one_commit_prints_no_bisect_command(tmp_path: Path) -> None:
+    # Every run measured the same vLLM commit: the change is the machines', not the code's.
+    db = tmp_path / "h.sqlite"
+    with HistoryStore.open(db) as store:
+        for record in stepped_history():
+            for results in record.results.values():
+                results[:] = [r.model_copy(update={"provenance": r.provenance.model_copy(
+                    update={"vllm_commit": "ab" * 20})}) for r in results]
+            store.record_run(record)
+    result = CliRunner().invoke(trends_cmd, ["--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("regression")
+    assert "fleet bisect" not in result.stdout
+
+
 def test_no_change_is_reported_until_enough_runs_follow_it(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite"
     with HistoryStore.open(db) as store:

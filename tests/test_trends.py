@@ -61,6 +61,21 @@ def test_a_changes_range_is_reported_on_the_runs_of_the_series_spikes_and_all() 
                                                               without.latest + 1)
 
 
+def test_a_change_a_few_runs_before_the_newest_has_a_range_that_reaches_it() -> None:
+    # The search puts it min_segment runs from the end at the latest; it happened 4 runs from the end,
+    # and the range to bisect must hold that run (a review found it never did).
+    rng = np.random.default_rng(3)
+    held = found = 0
+    for _ in range(200):
+        values = 100 + rng.normal(0, 1, 40)
+        values[36:] += 3.0
+        changes = detect(values)
+        if len(changes) == 1:
+            found += 1
+            held += changes[0].earliest <= 36 <= changes[0].latest
+    assert found > 50 and held >= 0.9 * found
+
+
 def test_a_spike_on_the_changes_first_run_stays_inside_its_range() -> None:
     # Left out of the search, the spike may have been the first slow run or a stray one before the step:
     # the range to bisect keeps it, from the last run seen before the change.

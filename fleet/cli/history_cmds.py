@@ -218,7 +218,9 @@ def trends_cmd(db: str, cell_id: str | None, metric: str | None, hardware: str |
                    f"({c.points_before} runs before, {c.points_after} after); "
                    f"{PLACE_CREDIBILITY:.0%} sure it lies after {_commit(t.surely_before)} and by "
                    f"{_commit(t.surely_after)}: bisect between those")
-        if t.kind == "regression" and t.surely_before.commit and t.surely_after.commit:
+        # Runs of one commit on both sides: the change is not the code's, there is nothing to bisect.
+        if t.kind == "regression" and t.surely_before.commit and t.surely_after.commit and \
+                t.surely_before.commit != t.surely_after.commit:
             command = bisect_command(t.surely_before.commit, t.surely_after.commit, t.cell_id)
             click.echo(f"  to find the commit: {command} --metric {t.metric}")
     series_count = len({(p.cell_id, p.metric) for p in points})
