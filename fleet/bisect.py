@@ -259,16 +259,15 @@ class Bisection:
             if check.verdict is Verdict.DIFFERENT and same_way:
                 self._finish(status, parent + 1, culprit, f"verified against its parent{hidden}", True, check)
                 return []
-            # Not DIFFERENT directly although both were placed apart by the ends: the ends may be the
-            # ones off, so they are candidates for more samples as well.
             # Compared on their own samples, the parent and the culprit are what the verdict needs more
             # of; the ends only when they are at the cap.
-            pair = [parent, culprit] if self.policy.verify_on_samples else []
-            more = self._fewest(pair) if pair else None
-            if more is not None:
-                while plan.free > 0 and (more := self._fewest_planned(pair, plan)) is not None:
+            pair = [parent, culprit]
+            if self.policy.verify_on_samples and self._fewest(pair) is not None:
+                while plan.free > 0 and (more := self._fewest(pair, plan)) is not None:
                     plan.add(more, "verify")
                 return plan.runs
+            # Not DIFFERENT directly although both were placed apart by the ends: the ends may be the
+            # ones off, so they are candidates for more samples as well.
             more = self._fewest([parent, culprit, self.good, self.bad])
             if more is None:
                 self._finish(status, parent + 1, culprit,
@@ -305,15 +304,14 @@ class Bisection:
         plan.add(more, "end")
         return True
 
-    def _fewest_planned(self, commits: Sequence[int], plan: _Plan) -> int | None:
-        """As _fewest, counting the runs already planned this round."""
-        open_ = [c for c in commits if len(self.records[c].samples) + plan.count(c) < self.policy.max_samples]
-        return min(open_, key=lambda c: len(self.records[c].samples) + plan.count(c)) if open_ else None
+    def _fewest(self, commits: Sequence[int], plan: _Plan | None = None) -> int | None:
+        """The commit with fewest samples below the cap (the first of equals), None if all are at it;
+        with `plan`, the runs it already holds count as samples."""
+        def held(commit: int) -> int:
+            return len(self.records[commit].samples) + (plan.count(commit) if plan is not None else 0)
 
-    def _fewest(self, commits: Sequence[int]) -> int | None:
-        """The commit with fewest samples below the cap (the first of equals), None if all are at it."""
-        open_ = [c for c in commits if len(self.records[c].samples) < self.policy.max_samples]
-        return min(open_, key=lambda c: len(self.records[c].samples)) if open_ else None
+        open_ = [c for c in commits if held(c) < self.policy.max_samples]
+        return min(open_, key=held) if open_ else None
 
 
 def _one_sided(check: Comparison) -> Comparison:
