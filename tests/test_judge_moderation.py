@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,41 @@ def test_fleet_judge_treats_files_made_at_once_as_one_look(tmp_path: Path,
         return str({m["metric"]: m["status"] for m in verdict["metrics"]}["tpot_p50_ms"])
 
     assert (tpot("--max-runs", "1"), tpot()) == ("FAIL", "INCONCLUSIVE")
+
+
+def test_fleet_judge_takes_the_rerun_budget_from_the_results_tier(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = pool_of_cells([0.03])[0]
+    cell = run(BASE_COUNTS, name="c0").cell
+    save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
+    files = []
+    for index, result in enumerate(slower(baseline, 0.08, "c0")[:3]):
+        files.append(tmp_path / f"result-{index}.json")
+        files[-1].write_text(result.model_dump_json())
+    jobs = tmp_path / "jobs"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "jobs", jobs)
+    tier_file = jobs / f"{cell.tier}.yaml"
+    tier_file.write_text(tier_file.read_text() + "max_runs: 3\n")  # these three runs were its last look
+
+    def judged(*options: str) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as stop:
+            main(["judge", *map(str, files), "--baselines", str(tmp_path / "baselines"), "--json", *options])
+        captured = capsys.readouterr()
+        if stop.value.code == 2:
+            return 2, captured.err
+        [verdict] = json.loads(captured.out)["cells"]
+        status = {m["metric"]: m["status"] for m in verdict["metrics"]}["tpot_p50_ms"]
+        return int(stop.value.code or 0), str(status)
+
+    assert judged("--jobs", str(jobs)) == (1, "FAIL")
+    assert judged("--jobs", str(jobs), "--max-runs", "5")[1] == "INCONCLUSIVE"
+    # Files of two tiers whose budgets differ: which looks they were made under is not known.
+    other = slower(baseline, 0.08, "c0")[3]
+    files.append(tmp_path / "other-tier.json")
+    files[-1].write_text(other.model_copy(update={"cell": other.cell.model_copy(update={"tier": "smoke"})})
+                         .model_dump_json())
+    code, error = judged("--jobs", str(jobs))
+    assert code == 2 and "different rerun budgets" in error and "--max-runs" in error
 
 
 def test_the_controllers_rerun_check_judges_by_the_loops_own_budget(tmp_path: Path) -> None:

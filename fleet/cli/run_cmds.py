@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import click
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.backends.local import LocalBackend
 from fleet.baselines import baseline_json_schema, result_json_schema
-from fleet.catalog import load_catalog, load_tier
+from fleet.catalog import list_tiers, load_catalog, load_tier
 from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
 from fleet.cli.history_cmds import (
     catalog_prices,
@@ -184,7 +185,7 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
     cells = plan_cells(jobs_dir, tier, hardware, variant)
     if max_runs is None:
-        max_runs = load_tier(jobs_dir, tier).max_runs or DEFAULT_MAX_RUNS
+        max_runs = tier_rerun_budget(jobs_dir, tier)
     whole_run = cells
     github = github_target(github_issue_repo)  # a missing token is a config error before any work
     if (shard_id is None) != (num_shards is None):
@@ -259,6 +260,25 @@ def history_seconds(history_db: str, tier: str, last_runs: int = 20) -> dict[str
         return recorded_seconds(span for run in runs for span in store.jobs(run.run_id))
 
 
+def tier_rerun_budget(jobs_dir: Path, tier: str) -> int:
+    """The runs a cell of this tier may take: the tier file's max_runs, else DEFAULT_MAX_RUNS."""
+    return load_tier(jobs_dir, tier).max_runs or DEFAULT_MAX_RUNS
+
+
+def files_rerun_budget(jobs_dir: Path, tiers: Sequence[str]) -> int:
+    """The rerun budget result files of these tiers were made under, as far as the tier files say: the
+    tiers' own (DEFAULT_MAX_RUNS for a tier with no file here, made elsewhere). Tiers with different
+    budgets cannot be judged as one run without being told which."""
+    known = set(list_tiers(jobs_dir)) if jobs_dir.is_dir() else set()
+    budgets = {tier: tier_rerun_budget(jobs_dir, tier) if tier in known else DEFAULT_MAX_RUNS
+               for tier in tiers}
+    if len(set(budgets.values())) > 1:
+        listed = ", ".join(f"{tier} {budget}" for tier, budget in sorted(budgets.items()))
+        raise ConfigError(f"the results come from tiers with different rerun budgets ({listed})",
+                          where="--max-runs", fix="pass --max-runs N, or judge each tier's results apart")
+    return next(iter(budgets.values()), DEFAULT_MAX_RUNS)
+
+
 def read_result(path: Path) -> RunResult:
     return read_document(RunResult, path, what="result", schema="result")
 
@@ -271,11 +291,13 @@ def read_result(path: Path) -> RunResult:
 @json_option
 @format_option
 @report_dir_option
-@click.option("--max-runs", type=click.IntRange(min=1, max=20), default=DEFAULT_MAX_RUNS, show_default=True,
+@jobs_option
+@click.option("--max-runs", type=click.IntRange(min=1, max=20), default=None,
               help="The rerun budget the files were made under: a loop that could stop at any of runs "
-                   "3..N splits its false-alarm budget over those looks; 1 for runs made all at once.")
+                   "3..N splits its false-alarm budget over those looks; 1 for runs made all at once. "
+                   f"[default: the results' tier's max_runs in --jobs, else {DEFAULT_MAX_RUNS}]")
 def judge(results: tuple[Path, ...], baselines_dir: Path, rule: Rule, error_control: Method, as_json: bool,
-          fmt: Format | None, report_dir: Path | None, max_runs: int) -> None:
+          fmt: Format | None, report_dir: Path | None, jobs_dir: Path, max_runs: int | None) -> None:
     """Judge RunResult files produced anywhere against the baselines.
 
     Several files of one cell are judged together as its candidate runs (reruns).
@@ -283,6 +305,8 @@ def judge(results: tuple[Path, ...], baselines_dir: Path, rule: Rule, error_cont
     documents = [(path, read_result(path)) for path in results]
     outcomes = outcomes_from_files(documents)
     tiers = sorted({doc.cell.tier for _, doc in documents})
+    if max_runs is None:
+        max_runs = files_rerun_budget(jobs_dir, tiers)
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id="judge",
                                   tier=",".join(tiers), backend="files", started_at=now, finished_at=now,
