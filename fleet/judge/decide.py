@@ -118,11 +118,12 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
             continue
         better = info.better if info is not None else None
         scale = robust_scale([recorded_log_values(entry) for entry in entries])
-        cores = [core_log_values(entry, better, scale) for entry in entries]  # once: all below read them
+        # The pool's record of slow starts first: how many a cell may set aside depends on its rate.
+        record = sum((core_log_values(entry, better, scale)[1] for entry in entries), SlowRecord())
+        cores = [core_log_values(entry, better, scale, record) for entry in entries]  # all below read these
         samples = [(cell, sample_variance(logs)) for (cell, _), (logs, _) in zip(members, cores, strict=True)]
         fitted = [(cell, s) for cell, s in samples if s is not None]
         priors = {cell: fit_prior([s for other, s in fitted if other != cell]) for cell, _ in members}
-        record = sum((own for _, own in cores), SlowRecord())
         spreads[(hardware, name)] = PoolSpread(pooled_log_sd([logs for logs, _ in cores]), priors,
                                                tuple(s for _, s in fitted), record, scale)
     return spreads

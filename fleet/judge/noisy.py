@@ -71,7 +71,7 @@ from scipy import stats as scipy_stats
 
 from fleet.judge.acceptance import role_of
 from fleet.judge.assessment import Assessment
-from fleet.judge.best_run import COUNT_THRESHOLD, CoreModel, SlowRecord, harm_values, set_aside, slow_starts
+from fleet.judge.best_run import CoreModel, SlowRecord, harm_values, set_aside, slow_starts
 from fleet.judge.stats import Direction, harm_sign, rank_test_p, robust_sd, tails
 from fleet.model import MetricBaseline
 
@@ -213,20 +213,21 @@ def moderated_log_sd(logs: Sequence[float], prior: SpreadPrior) -> tuple[float, 
     return math.sqrt(variance), prior.freedom + d
 
 
-def core_log_values(entry: MetricBaseline, better: Direction | None,
-                    scale: float = 0.0) -> tuple[list[float], SlowRecord]:
+def core_log_values(entry: MetricBaseline, better: Direction | None, scale: float = 0.0,
+                    pool: SlowRecord | None = None) -> tuple[list[float], SlowRecord]:
     """The recorded log values without the slow starts (fleet.judge.best_run.slow_starts, their robust sd
-    no smaller than `scale` or the floor), and what the cell's record says of slow starts: all of them,
+    no smaller than `scale` or the floor; set aside unless more than the `pool`'s rate of them makes
+    likely: fleet.judge.best_run.set_aside), and what the cell's record says of slow starts: all of them,
     and nothing examined, for a metric with no harmful direction or runs that cannot be examined."""
     logs = recorded_log_values(entry)
     if better is None:
         return logs, SlowRecord()
-    harm, floor = harm_values(logs, harm_sign(better)), max(scale, FLOOR_LOG_SD)
-    found, counted = slow_starts(harm, floor), slow_starts(harm, floor, COUNT_THRESHOLD)
-    if found is None or counted is None:
+    found = slow_starts(harm_values(logs, harm_sign(better)), max(scale, FLOOR_LOG_SD))
+    if found is None:
         return logs, SlowRecord()
-    core = [v for v, slow in zip(logs, set_aside(found), strict=True) if not slow]
-    return core, SlowRecord(float(np.count_nonzero(counted)), float(len(logs)))
+    aside = set_aside(found, (pool or SlowRecord()).rate)
+    core = [v for v, slow in zip(logs, aside, strict=True) if not slow]
+    return core, SlowRecord(float(np.count_nonzero(found)), float(len(logs)))
 
 
 def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
@@ -239,7 +240,7 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
     own. `slow_scale`: the pool's robust spread, below which no cell's robust sd is believed when its
     slow starts are set aside.
     """
-    logs, own_record = core_log_values(entry, better, slow_scale)
+    logs, own_record = core_log_values(entry, better, slow_scale, slow_record)
     record = slow_record if slow_record is not None else own_record
     aside = len(recorded_log_values(entry)) - len(logs)
     positive = [v for v in observed if v > 0]
