@@ -104,7 +104,7 @@ def github_workflow(tier: Tier, cells: Sequence[Cell], options: CiOptions) -> di
         return [
             {"uses": "actions/checkout@v4"},
             {"uses": "actions/setup-python@v5", "with": {"python-version": options.python_version}},
-            {"run": "pip install -e ."},
+            {"run": "pip install -e '.[kube]'"},  # the kubernetes client: the shards run on the cluster
         ]
 
     shards = list(range(options.num_shards))

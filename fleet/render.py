@@ -51,13 +51,17 @@ class RenderContext(Strict):
     run_id: str = Field(min_length=1, max_length=63)
     namespace: str = "fleet"
     vllm_version: str = "latest"
-    #: Image per vendor; `{vllm_version}` is filled in. These are fleet's images (images/), built
-    #: FROM vLLM's official CUDA and ROCm images with the suite installed.
+    #: Image per vendor where a pool names none (jobs/hardware.yaml `image`); `{vllm_version}` is filled
+    #: in. These are fleet's images (images/), built FROM vLLM's official CUDA and ROCm images with the
+    #: suite installed.
     images: dict[str, str] = Field(default_factory=lambda: {
         "nvidia": image_tag("cuda", "{vllm_version}"),
         "amd": image_tag("rocm", "{vllm_version}"),
         "cpu": image_tag("cuda", "{vllm_version}"),
     })
+    #: Images given for this run per vendor (`--image VENDOR=IMAGE`, a bisection's commit image): before a
+    #: pool's own image and the vendor's default.
+    image_overrides: dict[str, str] = Field(default_factory=dict)
     image_pull_policy: str = "IfNotPresent"
     service_account: str = "fleet-runner"
     model_cache_pvc: str | None = None
@@ -98,8 +102,10 @@ def run_selector(run_id: str) -> str:
 
 
 def image_for(cell: Cell, context: RenderContext) -> str:
+    """The image the cell's Job runs: the run's override for the vendor, else the pool's own, else the
+    vendor's default; `{vllm_version}` filled in."""
     vendor = cell.hardware.vendor
-    template = context.images.get(vendor)
+    template = context.image_overrides.get(vendor) or cell.hardware.image or context.images.get(vendor)
     if template is None:
         raise ConfigError(f"no image configured for vendor {vendor!r}", where="images",
                           fix=f"set an image for {vendor} (e.g. --image {vendor}=REPO:TAG)")

@@ -68,6 +68,19 @@ def test_dry_run_prints_one_job_per_weekly_cell() -> None:
     assert "kueue.x-k8s.io/queue-name: weekly" in text and "image: me/rocm:1" in text
 
 
+def test_a_job_runs_the_runs_image_else_its_pools_own_else_fleets_for_the_vendor() -> None:
+    tier = load_tier(ROOT / "jobs", "smoke")
+    [cell, *_] = expand(tier, load_catalog(ROOT / "jobs"), tier_path="smoke.yaml")
+    mirrored = cell.model_copy(update={"hardware": cell.hardware.model_copy(
+        update={"image": "mirror.example/fleet-cuda:{vllm_version}"})})
+    context = kube_context(tier, "smoke-x", vllm_version="v0.26.0")
+    assert f"image: ghcr.io/fleet-ci/fleet-{'rocm' if cell.hardware.vendor == 'amd' else 'cuda'}:v0.26.0" \
+        in dry_run_yaml([cell], context)
+    assert "image: mirror.example/fleet-cuda:v0.26.0" in dry_run_yaml([mirrored], context)
+    given = kube_context(tier, "smoke-x", images=[f"{cell.hardware.vendor}=me/fleet:1"])
+    assert "image: me/fleet:1" in dry_run_yaml([mirrored], given)
+
+
 def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner

@@ -35,14 +35,14 @@ def kube_context(tier: Tier, run_id: str, *, namespace: str = "fleet", vllm_vers
                                  "priority_class": tier.priority_class, "model_cache_pvc": model_cache_pvc,
                                  "compile_cache_pvc": compile_cache_pvc}
     if images:
-        chosen = dict(RenderContext(run_id=run_id).images)
+        chosen: dict[str, str] = {}
         for item in images:
             vendor, sep, image = item.partition("=")
             if not sep or vendor not in ("nvidia", "amd", "cpu"):
                 raise ConfigError(f"--image {item!r} is not VENDOR=IMAGE", where="--image",
                                   fix="e.g. --image nvidia=ghcr.io/acme/fleet-cuda:{vllm_version}")
             chosen[vendor] = image
-        fields["images"] = chosen
+        fields["image_overrides"] = chosen
     return RenderContext.model_validate(fields)
 
 
@@ -70,7 +70,12 @@ def run_kube(state: RunState, *, run_dir: Path, host: str | None = None, kubecon
     `backend_options` go to fleet.backends.kube.make_backend (timings, sleep and clock in tests). A cell
     whose Job of attempt n is adopted keeps the results its attempts before n left in the run directory.
     """
-    from fleet.backends.kube import make_backend  # the kubernetes client loads only for cluster runs
+    try:  # the kubernetes client loads only for cluster runs
+        from fleet.backends.kube import make_backend
+    except ImportError as err:
+        raise ConfigError(f"the kube backend is not available: {err}", where="--backend kube",
+                          fix="pip install -e '.[kube]' (the kubernetes client), or use --backend local"
+                          ) from err
 
     if state.kube is None:
         raise ConfigError(f"run {state.run_id} was not a kube run", where="run.json",
@@ -164,9 +169,10 @@ def kube_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dry-run", is_flag=True, help="kube: print the Jobs' YAML and submit nothing."),
         click.option("--namespace", default="fleet", show_default=True, help="kube: the namespace of k8s/."),
         click.option("--vllm-version", default="latest", show_default=True,
-                     help="kube: fills {vllm_version} in the hardware's image (a tag or nightly-<sha>)."),
+                     help="kube: fills {vllm_version} in the Jobs' image (a vLLM release or commit sha)."),
         click.option("--image", "images", multiple=True, metavar="VENDOR=IMAGE",
-                     help="kube: the image for nvidia, amd or cpu pools instead of jobs/hardware.yaml's."),
+                     help="kube: the image nvidia, amd or cpu pools run, before a pool's own `image` and "
+                          "fleet's default."),
         click.option("--kueue", is_flag=True, help="kube: label Jobs for Kueue (the tier's queue)."),
         click.option("--model-cache-pvc", default=None, help="kube: PVC holding the models."),
         click.option("--compile-cache-pvc", default=None,
