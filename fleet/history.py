@@ -117,12 +117,14 @@ class HistoryStore:
         self._migrate(migrate_to)
 
     @classmethod
-    def open(cls, target: str | Path, *, migrate_to: int = SCHEMA_VERSION) -> HistoryStore:
+    def open(cls, target: str | Path, *, migrate_to: int = SCHEMA_VERSION,
+             create: bool = True) -> HistoryStore:
+        """`create=False` for a query: a SQLite file that does not exist is an error, not a new history."""
         text = str(target)
         if "://" in text and not text.startswith("sqlite:///"):
             return cls(SqlAlchemyDb(text), migrate_to=migrate_to)
         path = Path(text.removeprefix("sqlite:///")) if text.startswith("sqlite:///") else Path(text)
-        return cls(SqliteDb(path), migrate_to=migrate_to)
+        return cls(SqliteDb(path, create=create), migrate_to=migrate_to)
 
     def close(self) -> None:
         self._db.close()

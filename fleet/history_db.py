@@ -36,7 +36,11 @@ TABLE_EXISTS = {
 class SqliteDb:
     dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        if not create and not path.is_file():
+            raise ConfigError("no history database there", where=str(path),
+                              cause="no run was recorded there (fleet submit records into --history-db)",
+                              fix="pass the history's path with --db or FLEET_HISTORY_DB")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -44,9 +48,15 @@ class SqliteDb:
             raise ConfigError(f"cannot open the history database: {err}", where=str(path),
                               fix="pass a writable path with --db or FLEET_HISTORY_DB") from err
         self._path = path
-        self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-        self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as err:  # not an OperationalError: the file is something else
+            self._conn.close()
+            raise ConfigError(f"not a fleet history database ({err})", where=str(path),
+                              fix="pass the history's path (or a new file) with --db or FLEET_HISTORY_DB"
+                              ) from err
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         try:
@@ -97,7 +107,13 @@ class SqlAlchemyDb:
             raise ConfigError("a database URL needs SQLAlchemy", where=url,
                               fix="pip install sqlalchemy (and the driver, e.g. psycopg)") from err
         self._sa = sqlalchemy
-        self._engine = sqlalchemy.create_engine(url)
+        self._url = url
+        try:
+            self._engine = sqlalchemy.create_engine(url)
+        except (ImportError, sqlalchemy.exc.ArgumentError) as err:  # an unknown dialect or a missing driver
+            raise ConfigError(f"cannot use the database URL: {err}", where=url,
+                              fix="use sqlite:///PATH, or postgresql+psycopg://... with its driver installed "
+                                  "(pip install 'psycopg[binary]')") from err
         name = self._engine.dialect.name
         self.dialect = name if name in ("sqlite", "postgresql") else "other"
         self._tx: Any = None
@@ -105,12 +121,22 @@ class SqlAlchemyDb:
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         if self._tx is not None:
             return self._run(self._tx, sql, params)
-        with self._engine.begin() as conn:
+        with self._connection() as conn:
             return self._run(conn, sql, params)
 
     @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except self._sa.exc.SQLAlchemyError as err:  # the server unreachable, the login refused
+            raise InfrastructureError(f"history database: {err.__class__.__name__}: {err}".splitlines()[0],
+                                      where=self._url, cause="the database server cannot be reached",
+                                      fix="check the URL, the server and the credentials") from err
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._engine.begin() as conn:
+        with self._connection() as conn:
             self._tx = conn
             try:
                 yield
@@ -121,5 +147,9 @@ class SqlAlchemyDb:
         self._engine.dispose()
 
     def _run(self, conn: Any, sql: str, params: Mapping[str, Any] | None) -> list[tuple[Any, ...]]:
-        result = conn.execute(self._sa.text(sql), dict(params or {}))
+        try:
+            result = conn.execute(self._sa.text(sql), dict(params or {}))
+        except self._sa.exc.SQLAlchemyError as err:
+            raise InfrastructureError(f"history database: {err.__class__.__name__}: {err}".splitlines()[0],
+                                      where=self._url) from err
         return [tuple(row) for row in result] if result.returns_rows else []

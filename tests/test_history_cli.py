@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fleet.backends.base import Attempt, AttemptOutcome
@@ -117,3 +118,39 @@ def test_bisections_are_listed_with_their_answer_and_gpu_cost(tmp_path: Path) ->
     assert result.stdout.splitlines() == [
         "bisect-1  cell-a  acceptance_length  culprit verified  cccccccccccc  1.000 GPU-h $3.00",
         "1 bisections"]
+
+
+def test_a_history_that_cannot_be_opened_is_one_config_error_and_no_file_is_made(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli import main
+
+    not_a_db = tmp_path / "notes.sqlite"
+    not_a_db.write_text("not a database")
+    missing = tmp_path / "sub" / "none.sqlite"
+    for db, said in [(str(not_a_db), "not a fleet history database"), (str(missing), "no history database"),
+                     ("bogus://x", "cannot use the database URL")]:
+        for verb in (["history", "--metric", "acceptance_length"], ["trends"]):
+            with pytest.raises(SystemExit) as stop:
+                main([*verb, "--db", db])
+            error = capsys.readouterr().err.strip()
+            assert stop.value.code == 2 and len(error.splitlines()) == 1 and said in error, error
+    assert not missing.parent.exists()
+
+
+def test_a_date_alone_bounds_whole_days_and_a_date_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    with HistoryStore.open(db) as store:
+        for record in stepped_history(runs=4):  # one run a day, 2026-11-01 .. 2026-11-04 at 02:00 UTC
+            store.record_run(record)
+
+    def runs_listed(*bounds: str) -> list[str]:
+        query = ["--db", str(db), "--metric", "acceptance_length", "--json", *bounds]
+        result = CliRunner().invoke(history, query)
+        assert result.exit_code == 0, result.output
+        return sorted({point["run_id"] for point in json.loads(result.stdout)})
+
+    assert runs_listed("--since", "2026-11-02", "--until", "2026-11-03") == ["nightly-01", "nightly-02"]
+    assert runs_listed("--until", "2026-11-02T01:00") == ["nightly-00"]
+    assert runs_listed("--since", "2026-11-04T03:00+01:00") == ["nightly-03"]  # 02:00 UTC
+    result = CliRunner().invoke(history, ["--db", str(db), "--since", "last tuesday"])
+    assert result.exit_code == 2 and "not an ISO 8601 date" in result.output

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import click
 from rich.console import Console
 
 from fleet.errors import ConfigError
 
-stderr = Console(stderr=True, highlight=False)
+# soft_wrap: a line is never broken at 80 columns when stderr is not a terminal (CI logs, pipes).
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 cell`, `2 cells`: a count with its noun."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def fleet_version() -> str:
@@ -37,3 +46,34 @@ def existing_dir(path: Path, *, option: str, what: str) -> Path:
         raise ConfigError(f"{what} directory {path} does not exist", where=option,
                           fix=f"run from the repository root or pass {option} DIR")
     return path
+
+
+if TYPE_CHECKING:  # click's ParamType is generic only from click 8.2 on; fleet runs with 8.1 too
+    _ParamType = click.ParamType[str, Any]
+else:
+    _ParamType = click.ParamType
+
+
+class Moment(_ParamType):
+    """A date or a time (ISO 8601) as the history stores times: UTC, ISO text that compares in order. A
+    date alone means its first second for --since and its last for --until, so `--until 2026-11-29` keeps
+    that day's runs; a time without a zone is UTC."""
+
+    name = "date"
+
+    def __init__(self, *, end: bool = False) -> None:
+        self.end = end
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        try:
+            if len(text) == 10:  # YYYY-MM-DD
+                day = dt.date.fromisoformat(text)
+                moment = dt.datetime.combine(day, dt.time.max if self.end else dt.time.min, dt.UTC)
+            else:
+                moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+                moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        except ValueError:
+            self.fail(f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-01 or 2026-11-01T06:00)",
+                      param, ctx)
+        return moment.astimezone(dt.UTC).isoformat()

@@ -20,7 +20,7 @@ from fleet.alert import send, should_alert, slack_payload
 from fleet.backends.base import AttemptOutcome
 from fleet.baselines import find_baseline
 from fleet.catalog import list_tiers, load_catalog, load_tier
-from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
+from fleet.cli._common import Moment, counted, ensure_writable_dir, existing_dir, stderr
 from fleet.cost import JobSpan, account, cost_document, parse_price_overrides, prices_for
 from fleet.errors import ConfigError, FleetError
 from fleet.github_issue import GitHubTarget, open_or_update, target_from
@@ -51,8 +51,10 @@ def series_filters(function: Any) -> Any:
         click.option("--metric", default=None, help="Only this metric (e.g. acceptance_length)."),
         click.option("--hardware", default=None, help="Only cells on this hardware pool."),
         click.option("--tier", default=None, help="Only runs of this tier."),
-        click.option("--since", default=None, help="From this date or time (ISO 8601, e.g. 2026-11-01)."),
-        click.option("--until", default=None, help="Up to this date or time (ISO 8601)."),
+        click.option("--since", type=Moment(), default=None,
+                     help="From this date or time (ISO 8601, e.g. 2026-11-01; UTC unless it says)."),
+        click.option("--until", type=Moment(end=True), default=None,
+                     help="Up to this date (that day included) or time (ISO 8601)."),
         click.option("--commit", default=None, help="Only measurements of this vLLM commit (a prefix)."),
     ]):
         function = option(function)
@@ -145,7 +147,7 @@ def history(db: str, imports: tuple[Path, ...], cell_id: str | None, metric: str
             commit: str | None, list_runs: bool, list_bisections: bool, jobs_dir: Path,
             price_items: tuple[str, ...], as_json: bool) -> None:
     """Record runs, and query measurements by cell, metric, pool, date or vLLM commit."""
-    with HistoryStore.open(db) as store:
+    with HistoryStore.open(db, create=bool(imports)) as store:
         prices = catalog_prices(jobs_dir, price_items) if imports else {}
         for run_dir in imports:
             existing_dir(run_dir, option="--import", what="run")
@@ -172,7 +174,7 @@ def history(db: str, imports: tuple[Path, ...], cell_id: str | None, metric: str
             for row in rows:
                 cost = f"{row.gpu_hours or 0:.3f} GPU-h ${row.cost_usd or 0:,.2f}"
                 click.echo(f"{row.run_id}  {row.tier}  {row.status}  {row.started_at}  {cost}")
-            click.echo(f"{len(rows)} runs")
+            click.echo(counted(len(rows), "run"))
             return
         points = store.series(cell_id=cell_id, metric=metric, hardware=hardware, tier=tier, since=since,
                               until=until, commit=commit)
@@ -203,7 +205,7 @@ def trends_cmd(db: str, cell_id: str | None, metric: str | None, hardware: str |
     non-speculative reference did too (a slower node or lease, not speculative decoding).
     """
     settings = Settings(min_segment, max_pvalue, min_change_pct / 100)
-    with HistoryStore.open(db) as store:
+    with HistoryStore.open(db, create=False) as store:
         points = store.series(cell_id=cell_id, metric=metric, hardware=hardware, tier=tier, since=since,
                               until=until, commit=commit)
     found = trends(points, settings)
@@ -243,7 +245,7 @@ def trend_document(t: Trend) -> dict[str, Any]:
 @click.argument("run_dirs", nargs=-1, type=click.Path(path_type=Path))
 @db_option
 @click.option("--run", "run_ids", multiple=True, help="Only these runs' pages (default: the last 50).")
-@click.option("--since", default=None, help="Trends from this date (ISO 8601).")
+@click.option("--since", type=Moment(), default=None, help="Trends from this date or time (ISO 8601).")
 @click.option("--baselines", "baselines_dir", type=click.Path(path_type=Path), default=Path("baselines"),
               show_default=True, help="Baseline files, for the bands drawn on the charts.")
 @jobs_option
@@ -252,7 +254,7 @@ def report(html_dir: Path, run_dirs: tuple[Path, ...], db: str, run_ids: tuple[s
            since: str | None, baselines_dir: Path, jobs_dir: Path, price_items: tuple[str, ...]) -> None:
     """Static HTML pages with charts: each run, the trends, and an index. Open offline."""
     ensure_writable_dir(html_dir, option="--html")
-    with HistoryStore.open(db) as store:
+    with HistoryStore.open(db, create=bool(run_dirs)) as store:
         prices = catalog_prices(jobs_dir, price_items) if run_dirs else {}
         for run_dir in run_dirs:
             existing_dir(run_dir, option="RUN_DIR", what="run")
