@@ -96,6 +96,34 @@ def test_unwritable_output_directory(workdir: Path, fleet: Fleet) -> None:
     assert_one_config_line(code, err, "--runs-dir")
 
 
+def test_an_unusable_report_folder_stops_the_run_before_any_cell_runs(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "a-file").write_text("not a directory")
+    code, _, err = fleet("submit", "--tier", "local", "--report-dir", str(workdir / "a-file"))
+    assert_one_config_line(code, err, "--report-dir")
+    assert_nothing_written(workdir)
+
+
+def test_a_baselines_folder_that_does_not_exist_stops_the_run_before_any_cell_runs(
+        workdir: Path, fleet: Fleet) -> None:
+    code, _, err = fleet("submit", "--tier", "local", "--baselines", str(workdir / "baselines-typo"))
+    assert_one_config_line(code, err, "baselines-typo", "no baselines folder")
+    assert_nothing_written(workdir)
+
+
+def test_a_missing_model_is_blamed_on_the_tier_file_in_the_jobs_folder_given(workdir: Path,
+                                                                             fleet: Fleet) -> None:
+    shutil.move(workdir / "jobs", workdir / "my-jobs")
+
+    def point_draft_nowhere(data: dict[str, object]) -> None:
+        for entry in data["cells"]:  # type: ignore[attr-defined]
+            if entry.get("draft_model"):
+                entry["draft_model"] = str(workdir / "no-such-draft")
+
+    edit_yaml(workdir / "my-jobs" / "local.yaml", point_draft_nowhere)
+    code, _, err = fleet("submit", "--tier", "local", "--jobs", "my-jobs")
+    assert_one_config_line(code, err, "my-jobs/local.yaml", "draft_model")
+
+
 def test_unknown_tier_lists_the_known_ones(workdir: Path, fleet: Fleet) -> None:
     code, _, err = fleet("plan", "--tier", "fortnightly")
     assert_one_config_line(code, err, "fortnightly", "local")
@@ -136,3 +164,21 @@ def test_recording_refuses_to_overwrite_without_update(workdir: Path, fleet: Fle
     code, _, err = fleet("baseline", "record", "--tier", "local", "--runs", "2")
     assert_one_config_line(code, err, "--update")
     assert_nothing_written(workdir)
+
+
+def test_sigterm_as_a_ci_cancels_a_job_aborts_like_ctrl_c(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import signal
+
+    import fleet.cli.run_cmds as run_cmds
+    from fleet.cli import main
+
+    def cancelled(*_: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(run_cmds, "plan_cells", cancelled)
+    with pytest.raises(SystemExit) as stop:
+        main(["plan", "--tier", "local"])
+    assert stop.value.code == 3 and "aborted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handed back as it was

@@ -6,7 +6,9 @@ Exit codes: 0 every cell passed, 1 a regression was found, 2 a usage or configur
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -49,7 +51,23 @@ cli.add_command(ci_cmds.ci)
 cli.add_command(docs_cmd.docs)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the Ctrl-C path: children stopped, "aborted", exit 3
+
+
 def main(argv: list[str] | None = None) -> Any:
+    # CI systems cancel a job with SIGTERM: it must stop the cells' processes and say so as Ctrl-C does,
+    # not die with 143 and engines left holding the GPU.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _main(argv: list[str] | None) -> Any:
     try:
         return cli.main(args=argv, prog_name="fleet", standalone_mode=False)
     except FleetError as err:

@@ -122,7 +122,8 @@ def from_results(results: tuple[Path, ...], update: bool, note: str, baselines_d
     for path in results:
         document = read_result(path)
         if document.status != "ok":
-            raise ConfigError(f"a {document.status} result cannot be a baseline replicate", where=str(path),
+            raise ConfigError(f"a result of status {document.status!r} cannot be a baseline replicate",
+                              where=str(path),
                               fix="record from successful runs only")
         cells.setdefault(document.cell.id, document.cell)
         if document.cell != cells[document.cell.id]:

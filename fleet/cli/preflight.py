@@ -20,13 +20,13 @@ def _local_model_ref(ref: str) -> bool:
     return ref.startswith(("bundled:", "/", "./", "../", "~"))
 
 
-def check_models(cells: Sequence[Cell]) -> None:
+def check_models(cells: Sequence[Cell], jobs_dir: Path = Path("jobs")) -> None:
     """Bundled names and local paths must exist here; Hugging Face ids are the engine's business."""
     for cell in cells:
         for field, ref in (("model", cell.model), ("draft_model", cell.draft_model)):
             if ref is None:
                 continue
-            where = f"jobs/{cell.tier}.yaml: cell {cell.id}: {field}"
+            where = f"{(jobs_dir / cell.tier).as_posix()}.yaml: cell {cell.id}: {field}"
             try:
                 resolved = resolve_model(ref)
             except ConfigError as err:
@@ -37,6 +37,11 @@ def check_models(cells: Sequence[Cell]) -> None:
 
 
 def check_baselines(cells: Sequence[Cell], baselines_root: Path) -> None:
-    """Read every baseline the run will need; an invalid file stops the run before it starts."""
+    """Read every baseline the run will need; an invalid file, or no baselines folder at all (a typo in
+    --baselines, which would leave every cell NO_BASELINE), stops the run before it starts."""
+    if cells and not baselines_root.is_dir():
+        raise ConfigError("no baselines folder there", where=baselines_root.as_posix(),
+                          fix="pass --baselines DIR (the repository's baselines/), or record them first: "
+                              "fleet baseline record --tier T --baselines DIR")
     for cell in cells:
         find_baseline(baselines_root, cell)

@@ -15,7 +15,7 @@ from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.backends.local import LocalBackend
 from fleet.baselines import baseline_json_schema, result_json_schema
 from fleet.catalog import list_tiers, load_catalog, load_tier
-from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
+from fleet.cli._common import counted, ensure_writable_dir, existing_dir, stderr
 from fleet.cli.history_cmds import (
     catalog_prices,
     github_target,
@@ -75,7 +75,9 @@ def plan_cells(jobs_dir: Path, tier: str, hardware: str | None, variant: str | N
     cells = expand(tier_model, catalog, tier_path=str(jobs_dir / f"{tier}.yaml"))
     selected = filter_cells(cells, hardware=hardware, variant=variant)
     if not selected:
-        raise ConfigError(f"no cell of tier {tier!r} matches --hardware {hardware} --variant {variant}",
+        asked = " ".join(f"--{name} {value}" for name, value in (("hardware", hardware), ("variant", variant))
+                         if value is not None)
+        raise ConfigError(f"no cell of tier {tier!r} matches {asked}",
                           fix=f"run `fleet plan --tier {tier}` to see its cells")
     return selected
 
@@ -98,7 +100,7 @@ def plan(tier: str, jobs_dir: Path, hardware: str | None, variant: str | None, a
         click.echo(f"{cell.id}  [{cell.engine}] {spec.method} k={spec.num_speculative_tokens} "
                    f"model={cell.model}{draft} on {cell.hardware.name} "
                    f"({cell.workload.num_prompts} prompts x {cell.workload.max_tokens} tokens)")
-    click.echo(f"{len(cells)} cells in tier {tier}")
+    click.echo(f"{counted(len(cells), 'cell')} in tier {tier}")
 
 
 class Progress:
@@ -205,12 +207,16 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
         click.echo(dry_run_yaml(cells, context), nl=False)
         return
     if backend == "local":
-        check_models(cells)  # a kube cell's models live in the cluster's image or cache, not here
+        check_models(cells, jobs_dir)  # a kube cell's models live in the cluster's image or cache, not here
     check_baselines(cells, baselines_dir)
+    prices = catalog_prices(jobs_dir, price_items)
+    if report_dir is not None:  # before the cells run: a bad folder must not cost their GPU time
+        ensure_writable_dir(report_dir, option="--report-dir")
     run_dir = runs_dir / run_id
     ensure_writable_dir(run_dir, option="--runs-dir")
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    stderr.print(f"run {run_id}: {len(cells)} cells of tier {tier} on the {backend} backend -> {run_dir}")
+    stderr.print(f"run {run_id}: {counted(len(cells), 'cell')} of tier {tier} on the {backend} backend "
+                 f"-> {run_dir}")
     progress = Progress(len(cells))
     spans: list[JobSpan] = []
 
@@ -240,7 +246,6 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
                                   backend=backend, started_at=started, finished_at=finished, rule=rule,
                                   method=error_control, family=whole_run if num_shards else None,
                                   max_runs=max_runs)
-    prices = catalog_prices(jobs_dir, price_items)
     cost = account(spans, prices)
     report = report.model_copy(update={"cost": cost_document(cost)})
     emit_report(report, outcomes, baselines, "json" if as_json else fmt or "text",
