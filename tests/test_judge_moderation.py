@@ -248,3 +248,20 @@ def test_a_near_constant_cell_does_not_switch_moderation_off_for_its_pool() -> N
     quiet = MetricBaseline(expected=5.0, values=[5.0, 5.0 + 5e-12] * 5, tolerance_pct=15)
     prior = spread_prior([*entries([0.03] * 6), quiet])
     assert prior is not None and prior.freedom > 10
+
+
+def test_a_replaying_engine_is_rerun_once_not_to_the_budget_and_told_what_can_decide(tmp_path: Path) -> None:
+    # The CPU reference engine is bit-deterministic: its recorded runs agree exactly, and so do its reruns.
+    counts = [120, 80, 50, 30]
+    baseline = record_baseline([run(counts, drafts=200, name="c0") for _ in range(5)], command="t")
+    cell = run(counts, name="c0").cell
+    save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
+    dropped = run([int(0.85 * c) for c in counts], drafts=200, name="c0")  # inconclusive on 200 drafts
+    again = make_rerun_check([cell], tmp_path / "baselines", max_runs=5)
+    assert again(cell, [dropped]) is True  # one run cannot say whether the engine replays
+    assert again(cell, [dropped, dropped]) is False
+    case = CellCase(dropped, baseline, None, None, 2, None, candidates=(dropped, dropped))
+    verdict = judge_cells([case], family_size=252)[0]
+    assert verdict.status == "INCONCLUSIVE" and "more runs cannot decide" in verdict.message
+    varied = run([int(0.84 * c) for c in counts], drafts=200, name="c0")
+    assert again(cell, [dropped, varied]) is True  # runs that differ may still settle it

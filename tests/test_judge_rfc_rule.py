@@ -192,6 +192,13 @@ def test_cell_has_no_baseline_with_record_command_when_baseline_missing() -> Non
     assert "`fleet baseline record --tier smoke --hardware l4`" in verdict.message
 
 
+def test_the_record_command_for_a_missing_baseline_records_where_it_was_looked_for() -> None:
+    verdict = judge(make_result(metrics={"speedup": 2.0}), None,
+                    baseline_path="/tmp/team-baselines/l4/eagle3__llama-3.1-8b-instruct.json")
+    command = "`fleet baseline record --tier smoke --hardware l4 --baselines /tmp/team-baselines`"
+    assert command in verdict.message
+
+
 # --- run precedence -------------------------------------------------------------------------------
 
 

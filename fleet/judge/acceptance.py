@@ -40,7 +40,7 @@ import numpy as np
 from fleet.judge.assessment import Assessment, Role
 from fleet.judge.stats import Direction, robust_sd, tails
 from fleet.model import MetricBaseline, RunResult
-from fleet.suite.metrics import REFERENCE_PREFIX
+from fleet.suite.metrics import REFERENCE_PREFIX, metric_info
 
 _POSITION = re.compile(r"acceptance_rate_pos_(\d+)")
 
@@ -52,6 +52,26 @@ def role_of(name: str) -> Role:
         return "reference"
     return "secondary" if _POSITION.fullmatch(name) else "primary"
 
+
+
+def replayed(entry: MetricBaseline, observed: Sequence[float]) -> bool:
+    """True when more runs cannot move a count test: the recorded runs agree exactly (a bit-deterministic
+    engine, such as the CPU reference) and so do two or more candidate runs. Such a cell's INCONCLUSIVE is
+    settled by a larger workload (more drafts and prompts), not by a rerun."""
+    recorded = entry.values or []
+    return len(recorded) >= 2 and len(set(recorded)) == 1 and len(observed) >= 2 and len(set(observed)) == 1
+
+
+def replayed_metrics(names: Sequence[str], entries: Mapping[str, MetricBaseline],
+                     candidates: Sequence[RunResult]) -> list[str]:
+    """Those of `names` (count metrics among them) that `replayed` says no rerun can move."""
+    def counted(name: str) -> bool:
+        info = metric_info(name)
+        return info is not None and info.kind in ("acceptance", "match")
+
+    return [name for name in names if name in entries and counted(name)
+            and all(name in r.metrics for r in candidates)
+            and replayed(entries[name], [r.metrics[name] for r in candidates])]
 
 
 def candidate_trials(name: str, result: RunResult) -> tuple[float, float] | None:

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from fleet.errors import ExitCode
+from fleet.judge.acceptance import replayed_metrics
 from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads
 from fleet.judge.multiple import Method
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
@@ -41,9 +43,11 @@ _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
 )
 
 
-def baseline_record_command(tier: str, hardware: str) -> str:
-    """The command that records the missing or outdated baselines of a tier on one hardware pool."""
-    return f"fleet baseline record --tier {tier} --hardware {hardware}"
+def baseline_record_command(tier: str, hardware: str, baselines_root: str | None = None) -> str:
+    """The command that records the missing or outdated baselines of a tier on one hardware pool (into
+    `baselines_root` where it is not the default baselines/)."""
+    into = f" --baselines {baselines_root}" if baselines_root and baselines_root != "baselines" else ""
+    return f"fleet baseline record --tier {tier} --hardware {hardware}{into}"
 
 
 def bisect_command(good: str | None, bad: str | None, cell_id: str) -> str:
@@ -172,7 +176,9 @@ def _unjudgeable(case: CellCase) -> CellVerdict | None:
         return _make(case, "SKIPPED", result.skip_reason or "skipped")
     if case.baseline is None:
         where = case.baseline_path or "the baselines folder"
-        command = baseline_record_command(subject.tier, subject.hardware.name)
+        # baseline_path is ROOT/<hardware>/<variant>__<model>.json: the record goes where it was looked for.
+        root = PurePath(case.baseline_path).parent.parent.as_posix() if case.baseline_path else None
+        command = baseline_record_command(subject.tier, subject.hardware.name, root)
         return _make(case, "NO_BASELINE", f"no baseline at {where}; record it with `{command}`")
     return None
 
@@ -184,8 +190,12 @@ def _cell_verdict(case: CellCase, metrics: list[MetricVerdict], runs: int) -> Ce
         message = f"{len(failed)} of {len(metrics)} metrics outside tolerance: {', '.join(failed)}"
         return _make(case, "FAIL", message, runs, metrics=metrics)
     if unsure:
+        entries = case.baseline.baselines if case.baseline else {}
+        settled = replayed_metrics(unsure, entries, _candidates(case))
+        advice = ("the engine replays its runs exactly, so more runs cannot decide; a workload with more "
+                  "prompts or tokens can" if settled == unsure else "rerun the cell to decide")
         message = (f"{len(unsure)} of {len(metrics)} metrics inconclusive after {runs} run(s): "
-                   f"{', '.join(unsure)}; rerun the cell to decide")
+                   f"{', '.join(unsure)}; {advice}")
         return _make(case, "INCONCLUSIVE", message, runs, metrics=metrics)
     return _make(case, "PASS", f"all {len(metrics)} metrics within tolerance", runs, metrics=metrics)
 
