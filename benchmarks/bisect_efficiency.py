@@ -53,7 +53,7 @@ from h200_cells import GPU_BOUND_MODEL, earlier_procedure
 
 from fleet.backends.sim_scenario import Noise
 from fleet.bisect import _spread, rounds_lower_bound
-from fleet.bisect_model import Observation, SearchPolicy
+from fleet.bisect_model import Observation, SearchPolicy, smallest_change
 from fleet.bisect_posterior import likelihood_noise, start_bisection
 from fleet.compare import Spread, compare
 from fleet.suite.metrics import MetricClass
@@ -183,7 +183,7 @@ def run_fleet(trial: Trial, family: Family, slots: int, search_kind: str = "post
     policy = SearchPolicy(slots=slots, max_samples=family.max_samples,
                           resample="double" if family.kind == "latency" else "one",
                           verify_on_samples=family.kind == "latency", search=search_kind,  # type: ignore[arg-type]
-                          noise_floor=floor, noise_guess=guess)
+                          noise_floor=floor, noise_guess=guess, min_change=smallest_change(family.kind))
 
     def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: Spread | None):  # type: ignore[no-untyped-def]
         return compare(a, b, magnitude=magnitude, kind=family.kind, noise=noise)

@@ -126,7 +126,8 @@ class Bisection:
         good, bad = self.records[self.good].samples, self.records[self.bad].samples
         if not good or not bad:
             return None
-        return self.compare(good, bad, self.magnitude(), self._pooled_noise())
+        # SAME asks whether a change worth finding could hide between them, not the one they happen to show.
+        return self.compare(good, bad, max(self.magnitude(), self.policy.min_change), self._pooled_noise())
 
     def classify(self, commit: int) -> Classification:
         record = self.records[commit]

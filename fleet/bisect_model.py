@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Literal
 
 from fleet.compare import Comparison, Spread
+from fleet.suite.metrics import MetricClass
 
 FailureKind = Literal["transient", "untestable"]
 Status = Literal["culprit", "range", "no-regression", "unresolved"]
@@ -72,14 +73,28 @@ class SearchPolicy:
     alpha: float = 0.01
     noise_floor: float = 0.005
     noise_guess: float = 0.01
+    #: The smallest relative change worth finding (smallest_change): the ends compare SAME, and the search
+    #: ends with no regression, once they surely differ by less. 0: the ends' own difference is the change
+    #: hunted, and ends that do not differ keep the search running to its sample cap.
+    min_change: float = 0.0
 
     def __post_init__(self) -> None:
         if self.slots < 1:
             raise ValueError("slots must be at least 1")
         if self.max_samples < 1 or self.max_failures < 1 or self.verify_fresh < 0:
             raise ValueError("max_samples and max_failures must be >= 1, verify_fresh >= 0")
-        if not 0 < self.alpha < 0.5 or self.noise_floor <= 0 or self.noise_guess <= 0:
-            raise ValueError("alpha must be in (0, 0.5), noise_floor and noise_guess above 0")
+        if not 0 < self.alpha < 0.5 or self.noise_floor <= 0 or self.noise_guess <= 0 or self.min_change < 0:
+            raise ValueError("alpha must be in (0, 0.5), noise_floor and noise_guess > 0, min_change >= 0")
+
+
+#: The smallest change a bisection hunts by default, by the metric's kind: the smallest the bisection
+#: benchmark plants (acceptance length -3 %, TPOT +5 %; benchmarks/bisect_efficiency.py) and the issue
+#: this tool answers names. Ends that surely differ by less compare SAME: nothing to find.
+SMALLEST_CHANGE: dict[MetricClass, float] = {"acceptance": 0.03, "match": 0.03, "latency": 0.05}
+
+
+def smallest_change(kind: MetricClass) -> float:
+    return SMALLEST_CHANGE[kind]
 
 
 @dataclass

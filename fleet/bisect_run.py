@@ -291,8 +291,9 @@ def render_text(document: dict[str, object]) -> str:
     evidence = document["evidence"]
     assert isinstance(evidence, dict)
     noise = document.get("recorded_noise")
+    verification = evidence["culprit_vs_parent"]
     lines += [f"  {document['reason']}", f"  good vs bad: {evidence['good_vs_bad']}",
-              f"  culprit vs parent: {evidence['culprit_vs_parent']}",
+              *([f"  culprit vs parent: {verification}"] if verification is not None else []),
               _noise_line(noise) if isinstance(noise, dict) else
               "noise: no recorded spread; the comparison's floors until the bisection measured its own",
               f"cost: {document['rounds']} rounds, {document['runs']} runs "

@@ -118,6 +118,20 @@ def test_a_sim_rehearsal_finds_the_scenarios_culprit_and_costs_it(workdir: Path,
     assert (workdir / "runs").is_dir()
 
 
+def test_ends_with_no_change_worth_finding_between_them_end_the_search_early(workdir: Path,
+                                                                             fleet: Fleet) -> None:
+    # c0055..c0070 lie before the scenario's -6 % step: nothing changed there.
+    args = ["bisect", "--good", "c0055", "--bad", "c0070", "--cell", CELL, "--backend", "sim", "--scenario",
+            str(SCENARIO), "--json"]
+    code, out, _ = fleet(*args)
+    report = json.loads(out)
+    assert code == 1 and report["status"] == "no-regression" and "SAME" in report["reason"]
+    assert report["runs"] <= 40  # at the sample cap (12 runs of every commit) it took 128
+    # Asked to find changes of 0.5 %, the same ends cannot be called alike so soon.
+    code, out, _ = fleet(*args, "--min-change", "0.5")
+    assert json.loads(out)["runs"] > report["runs"]
+
+
 def test_a_rehearsal_learns_of_commits_without_an_image_before_any_run(workdir: Path, fleet: Fleet) -> None:
     scenario = SCENARIO.read_text().replace("{first: 60, last: 64, reason: no-image}",
                                             "{first: 134, last: 136, reason: no-image}")

@@ -35,7 +35,7 @@ from fleet.bisect_commits import (
     with_image,
     worktree,
 )
-from fleet.bisect_model import SearchPolicy
+from fleet.bisect_model import SearchPolicy, smallest_change
 from fleet.bisect_posterior import likelihood_noise
 from fleet.bisect_run import (
     BisectOutcome,
@@ -142,6 +142,9 @@ def _commits(good: str, bad: str, repo: Path | None, commits_file: Path | None,
               help="posterior: probe where the culprit's probability splits evenly, every run updating it; "
                    "pinpoint: place each commit good or bad by three-valued comparisons (Chromium's).")
 @click.option("--max-rounds", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--min-change", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="The smallest change worth finding, in percent: ends that surely differ by less end the "
+                   "search as no regression [default: 3 for acceptance and match, 5 for latency].")
 @click.option("--local-parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="local backend: commits run at once (1 keeps latencies honest).")
 @click.option("--seed", type=int, default=0, show_default=True, help="sim backend: random seed.")
@@ -158,8 +161,13 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
            commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
            jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
            seed: int, baselines_dir: Path, as_json: bool, history_db: str, build_images: str | None,
-           wheel_index: str, search: Literal["posterior", "pinpoint"]) -> None:
-    """Find the commit between --good and --bad that changed --metric of --cell."""
+           wheel_index: str, search: Literal["posterior", "pinpoint"], min_change: float | None) -> None:
+    """Find the commit between --good and --bad that changed --metric of --cell.
+
+    Exit codes: 0 a culprit (or a range hidden by untestable commits) found and verified against its parent;
+    1 no verified answer (no regression between the ends, or the search gave up); 2 bad input; 3 the
+    machines failed.
+    """
     info = metric_info(metric)
     if info is None:
         raise ConfigError(f"unknown metric {metric!r}", where="--metric",
@@ -191,7 +199,8 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     floor, guess = likelihood_noise(info.kind)
     policy = SearchPolicy(slots=slots, max_samples=max_samples, max_rounds=max_rounds,
                           resample="double" if latency else "one", verify_on_samples=latency, search=search,
-                          noise_floor=floor, noise_guess=guess)
+                          noise_floor=floor, noise_guess=guess, min_change=smallest_change(info.kind)
+                          if min_change is None else min_change / 100)
     started = time.time()
     try:
         outcome = run_bisection(
@@ -362,7 +371,7 @@ def kube_commit_wiring(cell: Cell, template: str, run_dir: Path, make_backend: C
                 prepare(sha)
             image = template.format(sha=sha)
             context = RenderContext(run_id=f"{run_dir.name[:40]}-{sha[:12]}", vllm_version=sha,
-                                    images={"nvidia": image, "amd": image, "cpu": image})
+                                    image_overrides={"nvidia": image, "amd": image, "cpu": image})
             kubes[sha] = make_backend(context, run_dir=run_dir / "commits" / sha[:12])
         return kubes[sha]
 
