@@ -47,3 +47,10 @@ def test_check_exits_2_when_a_baseline_changed_after_the_page_was_written(
         main(["docs", "baselines", "--check"])
     assert exit_info.value.code == 2
     assert "out of date" in capsys.readouterr().err
+
+
+def test_check_against_stdout_is_refused_rather_than_passed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["docs", "baselines", "--check", "--out", "-"])
+    captured = capsys.readouterr()
+    assert stop.value.code == 2 and captured.out == "" and "--check" in captured.err

@@ -34,6 +34,9 @@ def baselines_cmd(baselines_dir: Path, out: Path, check: bool) -> None:
     """docs/baselines.md: expected values and ranges per variant and hardware pool."""
     page = baselines_page(baselines_dir)
     if str(out) == "-":
+        if check:
+            raise ConfigError("--check compares the page with a file; stdout is not one", where="--out -",
+                              fix="pass --check with --out FILE (default docs/baselines.md), or drop --check")
         click.echo(page, nl=False)
         return
     if check:
