@@ -85,8 +85,9 @@ def _find(shas: Sequence[str], prefix: str, option: str, where: str) -> int:
     hits = [i for i, sha in enumerate(shas) if sha.startswith(prefix)] if prefix else []
     if len(hits) != 1:
         what = "unknown commit" if not hits else f"ambiguous prefix ({len(hits)} commits start with it)"
+        span = f" (they run {shas[0][:12]} .. {shas[-1][:12]})" if shas else ""
         raise ConfigError(f"{what} {prefix!r}", where=f"{option} in {where}",
-                          fix="pass a SHA (or a longer prefix) listed in that file")
+                          fix=f"pass a SHA (or a longer prefix) of the commits listed there{span}")
     return hits[0]
 
 

@@ -187,7 +187,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.MarkedYAMLError as err:
-        raise _yaml_error(err, shown) from None
+        raise yaml_error(err, shown) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML: {err}", where=shown) from None
     if data is None:
@@ -201,7 +201,8 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def _yaml_error(err: yaml.MarkedYAMLError, shown: str) -> ConfigError:
+def yaml_error(err: yaml.MarkedYAMLError, shown: str) -> ConfigError:
+    """One line for a YAML syntax error: file:line:column, the problem, what to check."""
     mark = err.problem_mark or err.context_mark
     where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark is not None else shown
     problem = err.problem or err.context or "malformed YAML"

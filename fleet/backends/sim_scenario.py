@@ -16,6 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from fleet.catalog import yaml_error
 from fleet.errors import ConfigError
 from fleet.model._base import Strict
 
@@ -116,9 +117,12 @@ def load_scenario(path: Path) -> Scenario:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
-        raise ConfigError(f"cannot read the scenario: {err.strerror}", where=str(path)) from err
+        raise ConfigError(f"cannot read the scenario: {err.strerror}", where=str(path),
+                          fix="pass --scenario FILE (examples in tests/fixtures/bisect/)") from err
+    except yaml.MarkedYAMLError as err:
+        raise yaml_error(err, str(path)) from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"invalid YAML: {err}", where=str(path)) from err
+        raise ConfigError(f"invalid YAML: {err}".replace("\n", " "), where=str(path)) from err
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
