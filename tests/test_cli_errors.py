@@ -182,3 +182,10 @@ def test_sigterm_as_a_ci_cancels_a_job_aborts_like_ctrl_c(workdir: Path, monkeyp
         main(["plan", "--tier", "local"])
     assert stop.value.code == 3 and "aborted" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handed back as it was
+
+
+def test_two_formats_asked_for_on_stdout_is_a_usage_error_before_any_cell_runs(workdir: Path,
+                                                                               fleet: Fleet) -> None:
+    code, _, err = fleet("submit", "--tier", "local", "--json", "--format", "markdown")
+    assert_one_config_line(code, err, "--json", "--format markdown")
+    assert_nothing_written(workdir)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytest
+
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.cli.kube_cmds import earlier_results
 from fleet.controller import execute, new_run_id
@@ -167,3 +169,22 @@ def test_resume_reads_the_earlier_attempts_results_from_the_run_directory(tmp_pa
     (folder / "result.attempt-3.json").write_text(ok_result(cell).model_dump_json())
     assert len(earlier_results(tmp_path, cell, 3)) == 1
     assert len(earlier_results(tmp_path, cell, 4)) == 2
+
+
+def test_progress_calls_a_rerun_of_an_inconclusive_cell_a_rerun_and_a_retry_after_a_failure_a_retry(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli.run_cmds import Progress
+
+    cell = make_cell("ngram-k4")
+    progress = Progress(1)
+    lost = ResultError(category="infrastructure", reason="NodeLost", message="the node went away")
+    for number, result, failure in [(1, ok_result(cell), None), (2, None, lost), (3, ok_result(cell), None)]:
+        attempt = Attempt(cell, number, "r1")
+        progress.started(attempt)
+        progress.ended(AttemptOutcome(attempt, result, failure, None, None, 0.0, 1.0), will_retry=True)
+    progress.started(Attempt(cell, 4, "r1"))
+    lines = [line.strip() for line in capsys.readouterr().err.splitlines()
+             if line.strip().startswith(("[", "rerunning", "retrying"))]
+    assert lines[1].startswith("rerunning") and "run 2" in lines[1]
+    assert lines[2].startswith("retrying") and "attempt 3" in lines[2]
+    assert lines[3].startswith("rerunning") and "run 3" in lines[3]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fleet.baselines import baseline_path, save_baseline
@@ -87,3 +88,17 @@ def test_text_from_documents_is_escaped() -> None:
 def test_chart_of_a_flat_series_still_has_a_vertical_range() -> None:
     svg = series_chart([1.0, 1.0, 1.0], ["a", "b", "c"], title="flat", band=Band(1.0, 0.9, 1.1))
     assert "nan" not in svg and svg.count("<circle") == 3
+
+
+def test_a_run_not_in_the_history_is_a_config_error_before_any_page_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli import main
+
+    db = tmp_path / "h.sqlite"
+    with HistoryStore.open(db) as store:
+        store.record_run(stepped_history(runs=2)[0])
+    out = tmp_path / "site"
+    with pytest.raises(SystemExit) as stop:
+        main(["report", "--html", str(out), "--db", str(db), "--run", "nightly-99", "--jobs", str(tmp_path)])
+    assert stop.value.code == 2 and "nightly-99" in capsys.readouterr().err
+    assert not list(out.iterdir())

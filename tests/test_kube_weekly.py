@@ -112,3 +112,17 @@ def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
     assert all(f"Test: {cell.variant.name} Regression" in result.output for cell in cells), result.output
     # Judged under the rerun budget `fleet submit --max-runs` gave the run, not the default.
     assert json.loads((run_dir / "report.json").read_text())["max_runs"] == 7
+
+
+def test_resuming_a_run_of_the_local_backend_is_refused_before_it_says_it_resumes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli import main
+    from fleet.runstate import RunState, write_run_state
+    from tests.builders import make_cell
+
+    write_run_state(tmp_path / "local-r1", RunState(run_id="local-r1", tier="local", backend="local",
+                                                    cells=[make_cell("v0")], max_runs=5))
+    with pytest.raises(SystemExit) as stop:
+        main(["resume", "local-r1", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "not a kube run" in err and "resuming" not in err

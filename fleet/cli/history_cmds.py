@@ -265,6 +265,10 @@ def report(html_dir: Path, run_dirs: tuple[Path, ...], db: str, run_ids: tuple[s
                               fix="pass run directories (fleet report --html DIR runs/<run-id>) or run "
                                   "`fleet history --import runs/<run-id>`")
         chosen = [r for r in runs if r.run_id in run_ids] if run_ids else runs[-50:]
+        unknown = sorted(set(run_ids) - {r.run_id for r in runs})
+        if unknown:  # before anything is written
+            raise ConfigError(f"no run {', '.join(unknown)} in the history", where=f"--run / {db}",
+                              fix="list the recorded runs with `fleet history --runs`")
         written: set[str] = set()
         all_bisections = store.bisections()
         for row in chosen:

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from fleet.backends.base import AttemptOutcome
-from fleet.cli._common import stderr
+from fleet.cli._common import counted, stderr
 from fleet.controller import CellOutcome, RerunCheck, execute, judge_run, make_rerun_check
 from fleet.errors import ConfigError
 from fleet.images import DEFAULT_REPOSITORY, WHEEL_INDEX_TEMPLATE, build_plan, run_build
@@ -121,7 +121,10 @@ def resume(run_id: str, runs_dir: Path, baselines_dir: Path, kubeconfig: str | N
 
     run_dir = runs_dir / run_id
     state = read_run_state(run_dir)
-    stderr.print(f"resuming run {run_id}: {len(state.cells)} cells of tier {state.tier}")
+    if state.kube is None:
+        raise ConfigError(f"run {state.run_id} was not a kube run", where="run.json",
+                          fix="resume only runs submitted with --backend kube")
+    stderr.print(f"resuming run {run_id}: {counted(len(state.cells), 'cell')} of tier {state.tier}")
     max_runs = state.max_runs or DEFAULT_MAX_RUNS  # a run started before run.json kept its budget
     rerun = make_rerun_check(state.cells, baselines_dir, max_runs=max_runs) if max_runs > 1 else None
     outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig, kube_context_name=kube_context_name,

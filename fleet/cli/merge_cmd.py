@@ -24,6 +24,7 @@ from fleet.cli.run_cmds import (
     format_option,
     jobs_option,
     json_option,
+    output_format,
     plan_cells,
     report_dir_option,
 )
@@ -136,7 +137,7 @@ def merge(run_dirs: tuple[Path, ...], expect_all_cells: bool, verdicts_only: boo
     cost = account(spans, catalog_prices(jobs_dir, price_items)) if spans else None
     if cost is not None:
         report = report.model_copy(update={"cost": cost_document(cost)})
-    emit_report(report, [], {}, "json" if as_json else fmt or "text", [report_dir] if report_dir else [],
+    emit_report(report, [], {}, output_format(as_json, fmt), [report_dir] if report_dir else [],
                 cost)
     link = report_url.format(run_id=report.run_id) if report_url else None
     notify(report, webhook=alert_webhook, link=link, github=github)

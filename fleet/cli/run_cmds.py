@@ -109,13 +109,19 @@ class Progress:
     def __init__(self, total: int) -> None:
         self.total = total
         self.started_cells = 0
+        self.measured: dict[str, int] = {}  # runs each cell measured
+        self.last_measured: set[str] = set()  # cells whose last attempt measured: a next one is a rerun
 
     def started(self, attempt: Attempt) -> None:
+        cell = attempt.cell.id
         if attempt.number == 1:
             self.started_cells += 1
-            stderr.print(f"[{self.started_cells}/{self.total}] running {attempt.cell.id} ...")
+            stderr.print(f"[{self.started_cells}/{self.total}] running {cell} ...")
+        elif cell in self.last_measured:
+            stderr.print(f"      rerunning {cell} (run {self.measured[cell] + 1}: the judge found it "
+                         "inconclusive) ...")
         else:
-            stderr.print(f"      retrying {attempt.cell.id} (attempt {attempt.number}) ...")
+            stderr.print(f"      retrying {cell} (attempt {attempt.number}) ...")
 
     def ended(self, outcome: AttemptOutcome, will_retry: bool) -> None:
         took = outcome.finished_at - outcome.started_at
@@ -127,6 +133,11 @@ class Progress:
             verdict = f"skipped: {outcome.result.skip_reason}"
         else:
             verdict = "measured"
+        if error is None and outcome.result is not None and outcome.result.status == "ok":
+            self.measured[outcome.cell_id] = self.measured.get(outcome.cell_id, 0) + 1
+            self.last_measured.add(outcome.cell_id)
+        else:
+            self.last_measured.discard(outcome.cell_id)
         stderr.print(f"    {outcome.cell_id}: {verdict} ({took:.1f} s)")
 
 
@@ -185,6 +196,7 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
            shard_id: int | None, num_shards: int | None,
            dry_run: bool, kubeconfig: str | None, kube_context_name: str | None, **kube: Any) -> None:
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
+    output_format(as_json, fmt)  # a contradiction in the flags costs no cell
     cells = plan_cells(jobs_dir, tier, hardware, variant)
     if max_runs is None:
         max_runs = tier_rerun_budget(jobs_dir, tier)
@@ -248,7 +260,7 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
                                   max_runs=max_runs)
     cost = account(spans, prices)
     report = report.model_copy(update={"cost": cost_document(cost)})
-    emit_report(report, outcomes, baselines, "json" if as_json else fmt or "text",
+    emit_report(report, outcomes, baselines, output_format(as_json, fmt),
                 [run_dir, *([report_dir] if report_dir else [])], cost)
     link = report_url.format(run_id=run_id) if report_url else None
     record_and_alert(run_dir, report, spans, prices=prices, db=history_db or None, webhook=alert_webhook,
@@ -263,6 +275,14 @@ def history_seconds(history_db: str, tier: str, last_runs: int = 20) -> dict[str
     with HistoryStore.open(history_db) as store:
         runs = store.runs(tier=tier)[-last_runs:]
         return recorded_seconds(span for run in runs for span in store.jobs(run.run_id))
+
+
+def output_format(as_json: bool, fmt: Format | None) -> Format:
+    """The report format on stdout: --json is --format json; asking for two different ones is an error."""
+    if as_json and fmt not in (None, "json"):
+        raise ConfigError(f"--json and --format {fmt} ask for two formats on stdout", where="--json/--format",
+                          fix="keep one (--report-dir writes all four formats to files)")
+    return "json" if as_json else fmt or "text"
 
 
 def tier_rerun_budget(jobs_dir: Path, tier: str) -> int:
@@ -316,7 +336,7 @@ def judge(results: tuple[Path, ...], baselines_dir: Path, rule: Rule, error_cont
     report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id="judge",
                                   tier=",".join(tiers), backend="files", started_at=now, finished_at=now,
                                   rule=rule, method=error_control, max_runs=max_runs)
-    emit_report(report, outcomes, baselines, "json" if as_json else fmt or "text",
+    emit_report(report, outcomes, baselines, output_format(as_json, fmt),
                 [report_dir] if report_dir else [])
     sys.exit(report.exit_code)
 
