@@ -265,3 +265,22 @@ def test_a_replaying_engine_is_rerun_once_not_to_the_budget_and_told_what_can_de
     assert verdict.status == "INCONCLUSIVE" and "more runs cannot decide" in verdict.message
     varied = run([int(0.84 * c) for c in counts], drafts=200, name="c0")
     assert again(cell, [dropped, varied]) is True  # runs that differ may still settle it
+
+
+def test_a_replaying_cell_is_still_rerun_where_its_pools_spread_makes_more_runs_count(tmp_path: Path) -> None:
+    # The count test floors a cell's between-run spread by its pool's, and that term shrinks with runs: a
+    # review found a cell stopped at two identical runs that a third would have failed.
+    counts = [1200, 800, 500, 300]
+    rng = np.random.default_rng(1)
+    cells = []
+    for name in ["c0", "c1", "c2", "c3", "c4", "c5"]:
+        runs = [run([int(c * (1.0 if name == "c0" else 1 + rng.normal(0, 0.02))) for c in counts],
+                    drafts=2000, name=name) for _ in range(5)]
+        baseline = record_baseline(runs, command="t")
+        save_baseline(find_baseline(tmp_path / "baselines", runs[0].cell)[1], baseline)
+        cells.append(runs[0].cell)
+    dropped = run([int(0.919 * c) for c in counts], drafts=2000, name="c0")  # INCONCLUSIVE at 2, FAIL at 5
+    pool = [find_baseline(tmp_path / "baselines", cell)[0] for cell in cells]
+    case = CellCase(dropped, pool[0], None, None, 5, None, candidates=(dropped,) * 5)
+    assert judge_cells([case], pool=[b for b in pool if b is not None], max_runs=5)[0].status == "FAIL"
+    assert make_rerun_check(cells, tmp_path / "baselines", max_runs=5)(cells[0], [dropped, dropped]) is True

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -54,24 +54,28 @@ def role_of(name: str) -> Role:
 
 
 
-def replayed(entry: MetricBaseline, observed: Sequence[float]) -> bool:
+def replayed(entry: MetricBaseline, observed: Sequence[float], pooled_log_sd: float = 0.0) -> bool:
     """True when more runs cannot move a count test: the recorded runs agree exactly (a bit-deterministic
-    engine, such as the CPU reference) and so do two or more candidate runs. Such a cell's INCONCLUSIVE is
+    engine, such as the CPU reference), so do two or more candidate runs, and the pool's spread does not
+    floor the between-run term (assess_count's, which 1/n would shrink). Such a cell's INCONCLUSIVE is
     settled by a larger workload (more drafts and prompts), not by a rerun."""
     recorded = entry.values or []
-    return len(recorded) >= 2 and len(set(recorded)) == 1 and len(observed) >= 2 and len(set(observed)) == 1
+    # 1e-9: the variance of identical logs reads 1e-16, not 0, in floating point.
+    return pooled_log_sd < 1e-9 and len(recorded) >= 2 and len(set(recorded)) == 1 \
+        and len(observed) >= 2 and len(set(observed)) == 1
 
 
 def replayed_metrics(names: Sequence[str], entries: Mapping[str, MetricBaseline],
-                     candidates: Sequence[RunResult]) -> list[str]:
-    """Those of `names` (count metrics among them) that `replayed` says no rerun can move."""
+                     candidates: Sequence[RunResult], pooled_log_sd: Callable[[str], float]) -> list[str]:
+    """Those of `names` (count metrics among them) that `replayed` says no rerun can move;
+    `pooled_log_sd(name)`: the pool's relative spread of the metric, as assess_count is given it."""
     def counted(name: str) -> bool:
         info = metric_info(name)
         return info is not None and info.kind in ("acceptance", "match")
 
     return [name for name in names if name in entries and counted(name)
             and all(name in r.metrics for r in candidates)
-            and replayed(entries[name], [r.metrics[name] for r in candidates])]
+            and replayed(entries[name], [r.metrics[name] for r in candidates], pooled_log_sd(name))]
 
 
 def candidate_trials(name: str, result: RunResult) -> tuple[float, float] | None:

@@ -27,7 +27,7 @@ false alarm, which Holm bounds at ALPHA across the run.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -129,6 +129,11 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
     return spreads
 
 
+def pool_log_sd(pooled: Mapping[tuple[str, str], PoolSpread], hardware: str) -> Callable[[str], float]:
+    """metric -> the pooled per-run log sd of that metric on the pool (0 where nothing is pooled)."""
+    return lambda metric: pooled[(hardware, metric)].log_sd if (hardware, metric) in pooled else 0.0
+
+
 def family_size_of(baselines: Sequence[Baseline]) -> int:
     """The primary tests a run over these baselines makes at most: the size of its error-control family.
 
@@ -170,9 +175,10 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
                 continue
             statistical = False
         if statistical:
-            prior = pool.prior_for((baseline.variant, baseline.model))
-            evidence.assessments[name] = assess_noisy(name, entry, present, better, pool.log_sd, prior,
-                                                      max_runs, pool.slow_record, pool.slow_scale)
+            cell = (baseline.variant, baseline.model)
+            evidence.assessments[name] = assess_noisy(name, entry, present, better, pool.log_sd,
+                                                      pool.prior_for(cell), max_runs, pool.slow_record,
+                                                      pool.slow_scale, in_pool=cell in pool.priors)
             continue
         verdict = judge_metric(name, float(np.mean(present)), entry)
         if len(present) > 1:

@@ -31,7 +31,7 @@ from pathlib import PurePath
 
 from fleet.errors import ExitCode
 from fleet.judge.acceptance import replayed_metrics
-from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads
+from fleet.judge.decide import ALPHA, Rule, decide, gather, pool_log_sd, pooled_spreads
 from fleet.judge.multiple import Method
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.model import Baseline, Cell, CellVerdict, MetricVerdict, ResultError, RunReport, RunResult, Status
@@ -127,7 +127,12 @@ def judge_cells(
         evidence.append(gather(candidates, case.baseline, rule, pooled, max_runs))
     decided = decide(evidence, alpha=alpha, method=method, family_size=family_size)
     for (index, case, candidates), metrics in zip(judged, decided, strict=True):
-        early[index] = _cell_verdict(case, metrics, len(candidates))
+        assert case.baseline is not None
+        unsure = [m.metric for m in metrics if m.status == "INCONCLUSIVE"]
+        settled = replayed_metrics(unsure, case.baseline.baselines, candidates,
+                                   pool_log_sd(pooled, case.baseline.hardware))
+        early[index] = _cell_verdict(case, metrics, len(candidates),
+                                     replays=bool(unsure) and settled == unsure)
     return [early[index] for index in range(len(cases))]
 
 
@@ -183,17 +188,16 @@ def _unjudgeable(case: CellCase) -> CellVerdict | None:
     return None
 
 
-def _cell_verdict(case: CellCase, metrics: list[MetricVerdict], runs: int) -> CellVerdict:
+def _cell_verdict(case: CellCase, metrics: list[MetricVerdict], runs: int,
+                  replays: bool = False) -> CellVerdict:
     failed = [m.metric for m in metrics if m.status == "FAIL"]
     unsure = [m.metric for m in metrics if m.status == "INCONCLUSIVE"]
     if failed:
         message = f"{len(failed)} of {len(metrics)} metrics outside tolerance: {', '.join(failed)}"
         return _make(case, "FAIL", message, runs, metrics=metrics)
     if unsure:
-        entries = case.baseline.baselines if case.baseline else {}
-        settled = replayed_metrics(unsure, entries, _candidates(case))
         advice = ("the engine replays its runs exactly, so more runs cannot decide; a workload with more "
-                  "prompts or tokens can" if settled == unsure else "rerun the cell to decide")
+                  "prompts or tokens can" if replays else "rerun the cell to decide")
         message = (f"{len(unsure)} of {len(metrics)} metrics inconclusive after {runs} run(s): "
                    f"{', '.join(unsure)}; {advice}")
         return _make(case, "INCONCLUSIVE", message, runs, metrics=metrics)
