@@ -10,6 +10,7 @@ from scipy import integrate, stats
 
 from fleet.judge import judge_cells
 from fleet.judge.best_run import PRIOR_RUNS, CoreModel, SlowRecord, set_aside, slow_starts
+from fleet.judge.decide import pooled_spreads
 from fleet.judge.noisy import core_log_values
 from fleet.judge.verdicts import CellCase
 from fleet.model import Baseline, MetricBaseline, MetricVerdict, RunResult
@@ -258,3 +259,19 @@ def test_a_spread_of_one_or_two_degrees_of_freedom_still_draws_a_band(recorded: 
         case = CellCase(candidates[-1], baseline, None, None, count, None, candidates=tuple(candidates))
         [tpot] = [m for m in judge_cells([case], family_size=252)[0].metrics if m.metric == "tpot_p50_ms"]
         assert tpot.lo is not None and tpot.hi is not None and 0 < tpot.lo < tpot.hi < math.inf
+
+
+def test_a_heavy_tailed_cell_alone_on_its_pool_does_not_excuse_its_own_far_out_runs() -> None:
+    # Three of ten runs far out: with the pool's record counting them, a pool of this one cell would read
+    # a rate of 13 % that makes three in ten likely (a review found it set them aside).
+    logs = np.append(SPREAD * PATTERN[:7], [2 * SLOW] * 3)
+    heavy = record_baseline([run(BASE_COUNTS, tpot=5.0 * math.exp(v), name="c0") for v in logs], command="t")
+    [spread] = [s for (hardware, metric), s in pooled_spreads([heavy]).items() if metric == "tpot_p50_ms"]
+    [(variance, _)] = spread.samples
+    assert math.sqrt(variance) > 2 * SPREAD  # its core kept them
+    # Among twenty cells whose records show slow starts as common, the same three are set aside.
+    common = [record_baseline([run(BASE_COUNTS, tpot=5.0 * math.exp(v), name=f"c{i}") for v in logs],
+                              command="t") for i in range(1, 20)]
+    pooled = pooled_spreads([heavy, *common])
+    [spread] = [s for (hardware, metric), s in pooled.items() if metric == "tpot_p50_ms"]
+    assert math.sqrt(spread.samples[0][0]) < 2 * SPREAD

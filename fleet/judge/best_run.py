@@ -12,12 +12,13 @@ The test, on h = log value signed so that harm is up (latency as is, speedup and
 - the recorded runs' slow starts are set aside first (slow_starts: a run more than SLOW_START_THRESHOLD
   robust sd on the harmful side of the cell's median, the sd no smaller than the pool's); the core left
   gives the centre c and spread s, so one slow start among ten recorded runs no longer doubles the
-  spread a regression must exceed. A cell with more of them than its pool's rate of slow starts makes
-  likely (set_aside) is heavy-tailed, not unlucky, and keeps them all in its core; they still count;
+  spread a regression must exceed. A cell with more of them than the rest of its pool's rate of slow
+  starts makes likely (set_aside) is heavy-tailed, not unlucky, and keeps them all in its core; they
+  still count;
 - a candidate run is a core run, N(c, s^2), or, with probability r, a slow start that may land anywhere
   above: the chance that all n runs reach the best one's value b is then (r + (1 - r) S(b))^n at most, S
   the core's upper tail. r is not known, only the pool's record of it (SlowRecord: how many of the runs
-  examined lie past COUNT_THRESHOLD robust sd, after a prior of one in twenty), so the p a FAIL is
+  examined lie past SLOW_START_THRESHOLD robust sd, after a prior of one in twenty), so the p a FAIL is
   decided on averages that over r's posterior too, and must hold under the judged cell's own record as
   well (slow starts may belong to one configuration more than to its pool). It cannot fall below
   E[r^n], so with slow starts in the record a FAIL needs several runs, each of them slow (an early look
@@ -87,7 +88,7 @@ def slow_starts(harm: Sequence[float] | np.ndarray, scale: float,
     """Which recorded runs are slow starts (module docstring): more than `threshold` robust sd on the
     harmful side of the median; None where the cell's runs are too few to examine
     (MIN_RUNS_TO_SET_ASIDE). `scale`: the smallest robust sd believed (the judge's floor, the pool's
-    robust spread). The record counts them at COUNT_THRESHOLD; set_aside says which leave the core."""
+    robust spread). The record counts them all; set_aside says which leave the core."""
     values = np.asarray(harm, dtype=float)
     if len(values) < MIN_RUNS_TO_SET_ASIDE:
         return None
@@ -117,7 +118,7 @@ def robust_scale(groups: Sequence[Sequence[float]]) -> float:
 @dataclass(frozen=True)
 class SlowRecord:
     """What a pool's baselines say of slow starts: `slow` of the `examined` recorded runs lie past
-    COUNT_THRESHOLD robust sd.
+    SLOW_START_THRESHOLD robust sd.
     The chance r that a run is one has the posterior Beta(PRIOR_SLOW + slow, PRIOR_RUNS - PRIOR_SLOW +
     examined - slow)."""
 
@@ -126,6 +127,9 @@ class SlowRecord:
 
     def __add__(self, other: SlowRecord) -> SlowRecord:
         return SlowRecord(self.slow + other.slow, self.examined + other.examined)
+
+    def __sub__(self, other: SlowRecord) -> SlowRecord:
+        return SlowRecord(max(self.slow - other.slow, 0.0), max(self.examined - other.examined, 0.0))
 
     @property
     def rate(self) -> float:
