@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from fleet.documents import read_document
 from fleet.model import Cell
@@ -30,6 +30,23 @@ class RunState(Strict):
     cells: list[Cell] = Field(min_length=1)
     #: `fleet submit --max-runs`: `fleet resume` reruns and judges under the same budget (None: the default).
     max_runs: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renders_as_it_did(cls, data: Any) -> Any:
+        """A run.json written before pools could name their Jobs' image (2026-11-29) renders as it did then:
+        its `--image` choices were kept in `kube.images` (now `image_overrides`), and its cells carry the
+        pools' old `image`, vLLM's own image, which rendering ignored and must still ignore."""
+        kube = data.get("kube") if isinstance(data, dict) else None
+        if not isinstance(kube, dict) or "image_overrides" in kube:
+            return data
+        defaults = RenderContext(run_id="-").images
+        given = {vendor: image for vendor, image in (kube.get("images") or {}).items()
+                 if defaults.get(vendor) != image}
+        cells = [{**cell, "hardware": {k: v for k, v in cell["hardware"].items() if k != "image"}}
+                 if isinstance(cell, dict) and isinstance(cell.get("hardware"), dict) else cell
+                 for cell in data.get("cells") or []]
+        return {**data, "kube": {**kube, "image_overrides": given}, "cells": cells}
 
 
 def write_run_state(run_dir: Path, state: RunState) -> Path:

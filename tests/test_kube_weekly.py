@@ -126,3 +126,21 @@ def test_resuming_a_run_of_the_local_backend_is_refused_before_it_says_it_resume
         main(["resume", "local-r1", "--runs-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "not a kube run" in err and "resuming" not in err
+
+
+def test_an_old_run_json_resumes_with_the_image_it_was_submitted_with(tmp_path: Path) -> None:
+    from fleet.runstate import RunState, read_run_state
+
+    tier = load_tier(ROOT / "jobs", "smoke")
+    [cell, *_] = expand(tier, load_catalog(ROOT / "jobs"), tier_path="smoke.yaml")
+    vendor = cell.hardware.vendor
+    state = RunState(run_id="smoke-old", tier="smoke", backend="kube", cells=[cell],
+                     kube=kube_context(tier, "smoke-old", images=[f"{vendor}=me/fleet:{{vllm_version}}"]))
+    old = json.loads(state.model_dump_json())
+    # As written then: the choice among the per-vendor images, and the pool's vLLM image on the cell.
+    old["kube"]["images"] = {**old["kube"]["images"], **old["kube"].pop("image_overrides")}
+    old["cells"][0]["hardware"]["image"] = "vllm/vllm-openai:{vllm_version}"
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    resumed = read_run_state(tmp_path)
+    assert resumed.kube is not None
+    assert "image: me/fleet:latest" in dry_run_yaml(resumed.cells, resumed.kube)
