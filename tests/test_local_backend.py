@@ -121,3 +121,40 @@ def test_the_suite_process_dies_with_the_controller(tmp_path: Path) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the suite process outlived its controller")
+
+
+def test_a_cancelled_run_stops_the_engines_its_suites_started(tmp_path: Path) -> None:
+    """Cancelling (Ctrl-C, or SIGTERM from CI) must not leave an engine in its own session holding a GPU."""
+    import os
+    import time
+
+    engine_pid = tmp_path / "engine.pid"
+    engine = tmp_path / "engine.py"
+    engine.write_text(f"import os, time\nopen({str(engine_pid)!r}, 'w').write(str(os.getpid()))\n"
+                      "time.sleep(60)\n")
+    # A suite as `fleet suite run` is one: SIGTERM raises KeyboardInterrupt (fleet.cli.main), and its engine
+    # runs in a session of its own (fleet.suite.engines.vllm_launch.run_child).
+    suite = (
+        "import os, signal, sys, pathlib\n"
+        "from fleet.cli import _terminated\n"
+        "from fleet.suite.engines.vllm_launch import run_child\n"
+        "signal.signal(signal.SIGTERM, _terminated)\n"
+        "out = pathlib.Path(sys.argv[2])\n"
+        f"run_child([sys.executable, {str(engine)!r}], workdir=out.parent,\n"
+        "          result_path=out.parent / 'c.json', env=dict(os.environ), timeout_s=120)\n"
+    )
+    backend = LocalBackend(tmp_path / "run", command=scripted(suite))
+    backend.submit([Attempt(make_cell(), 1, "run-1")])
+    deadline = time.monotonic() + 30
+    while not (engine_pid.is_file() and engine_pid.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(engine_pid.read_text())
+    backend.cancel()
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    raise AssertionError("the engine outlived the cancelled run")

@@ -8,6 +8,7 @@ small machine would measure each other.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import subprocess
@@ -45,6 +46,10 @@ def job_environment(attempt: Attempt) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
+
+
+#: Seconds a cancelled cell's suite has to stop its engines before it is killed.
+CANCEL_GRACE_S = 15.0
 
 
 class LocalBackend:
@@ -101,9 +106,19 @@ class LocalBackend:
         return False  # close() released nothing: it can take more attempts
 
     def cancel(self) -> None:
+        """Stop every running cell: SIGTERM first, which a suite turns into stopping its engines (their own
+        sessions, which killing the suite would orphan on the GPU), SIGKILL after CANCEL_GRACE_S."""
         self._cancelled.set()
         with self._lock:
-            for process in self._running:
+            running = list(self._running)
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        deadline = time.monotonic() + CANCEL_GRACE_S
+        for process in running:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
                 process.kill()
 
     def _work(self) -> None:

@@ -52,17 +52,20 @@ def run_child(command: list[str], *, workdir: Path, result_path: Path, env: dict
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
         try:
-            returncode: int | None = process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_session(process, signal.SIGTERM)
             try:
-                returncode = process.wait(timeout=TERM_GRACE_S)
+                returncode: int | None = process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                _kill_session(process, signal.SIGKILL)
-                returncode = process.wait()
-        # vLLM's engine-core workers may outlive a child that exited early; they hold GPU memory.
-        _kill_session(process, signal.SIGKILL)
+                timed_out = True
+                _kill_session(process, signal.SIGTERM)
+                try:
+                    returncode = process.wait(timeout=TERM_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    _kill_session(process, signal.SIGKILL)
+                    returncode = process.wait()
+        finally:
+            # vLLM's engine-core workers may outlive a child that exited early, or a suite stopped while it
+            # waited (SIGTERM or Ctrl-C: the run was cancelled); they hold GPU memory.
+            _kill_session(process, signal.SIGKILL)
     wall_s = time.perf_counter() - started
     log_text = log_path.read_text(encoding="utf-8", errors="replace")
     result: dict[str, Any] | None = None
