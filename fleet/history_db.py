@@ -110,7 +110,8 @@ class SqlAlchemyDb:
         self._url = url
         try:
             self._engine = sqlalchemy.create_engine(url)
-        except (ImportError, sqlalchemy.exc.ArgumentError) as err:  # an unknown dialect or a missing driver
+        # An unknown dialect, a missing driver, a malformed URL (a port that is not a number).
+        except (ImportError, ValueError, sqlalchemy.exc.ArgumentError) as err:
             raise ConfigError(f"cannot use the database URL: {err}", where=url,
                               fix="use sqlite:///PATH, or postgresql+psycopg://... with its driver installed "
                                   "(pip install 'psycopg[binary]')") from err

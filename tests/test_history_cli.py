@@ -128,7 +128,8 @@ def test_a_history_that_cannot_be_opened_is_one_config_error_and_no_file_is_made
     not_a_db.write_text("not a database")
     missing = tmp_path / "sub" / "none.sqlite"
     for db, said in [(str(not_a_db), "not a fleet history database"), (str(missing), "no history database"),
-                     ("bogus://x", "cannot use the database URL")]:
+                     ("bogus://x", "cannot use the database URL"),
+                     ("postgresql://u@localhost:port/x", "cannot use the database URL")]:
         for verb in (["history", "--metric", "acceptance_length"], ["trends"]):
             with pytest.raises(SystemExit) as stop:
                 main([*verb, "--db", db])
@@ -151,6 +152,7 @@ def test_a_date_alone_bounds_whole_days_and_a_date_that_is_not_one_is_a_usage_er
 
     assert runs_listed("--since", "2026-11-02", "--until", "2026-11-03") == ["nightly-01", "nightly-02"]
     assert runs_listed("--until", "2026-11-02T01:00") == ["nightly-00"]
+    assert runs_listed("--until", "20261102") == ["nightly-00", "nightly-01"]  # the basic form, too
     assert runs_listed("--since", "2026-11-04T03:00+01:00") == ["nightly-03"]  # 02:00 UTC
     result = CliRunner().invoke(history, ["--db", str(db), "--since", "last tuesday"])
     assert result.exit_code == 2 and "not an ISO 8601 date" in result.output

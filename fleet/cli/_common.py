@@ -67,10 +67,10 @@ class Moment(_ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip()
         try:
-            if len(text) == 10:  # YYYY-MM-DD
+            try:  # a date alone (2026-11-29, 20261129): the whole day
                 day = dt.date.fromisoformat(text)
                 moment = dt.datetime.combine(day, dt.time.max if self.end else dt.time.min, dt.UTC)
-            else:
+            except ValueError:
                 moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
                 moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
         except ValueError:

@@ -64,7 +64,7 @@ def record(tier: str, replicates: int, update: bool, jobs_dir: Path, baselines_d
            hardware: str | None, variant: str | None) -> None:
     """Run each cell of a tier N times and write baselines/<hardware>/<variant>__<model>.json."""
     cells = plan_cells(jobs_dir, tier, hardware, variant)
-    check_models(cells)
+    check_models(cells, jobs_dir)
     targets = _targets(cells, baselines_dir, update)
     ensure_writable_dir(runs_dir, option="--runs-dir")
     for path in targets.values():

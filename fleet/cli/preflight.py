@@ -41,7 +41,8 @@ def check_baselines(cells: Sequence[Cell], baselines_root: Path) -> None:
     --baselines, which would leave every cell NO_BASELINE), stops the run before it starts."""
     if cells and not baselines_root.is_dir():
         raise ConfigError("no baselines folder there", where=baselines_root.as_posix(),
-                          fix="pass --baselines DIR (the repository's baselines/), or record them first: "
-                              "fleet baseline record --tier T --baselines DIR")
+                          fix="pass --baselines DIR (the repository's baselines/); for a first pool's runs, "
+                              "judged NO_BASELINE and kept for `fleet baseline from-results`, create it "
+                              "(mkdir -p DIR)")
     for cell in cells:
         find_baseline(baselines_root, cell)
