@@ -107,23 +107,15 @@ def test_submitted_failing_run_is_recorded_costed_and_alerted_with_its_link(webh
     assert link in payload["text"]
 
 
+@pytest.mark.parametrize("database", ["below a file", "not a database"])
 def test_unreachable_webhook_and_history_only_warn_so_the_verdict_stands(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], database: str) -> None:
     record = stepped_history(runs=12)[-1]
     run_dir = write_run_dir(tmp_path, record)
     blocker = tmp_path / "not-a-dir"
-    blocker.write_text("")
-    record_and_alert(run_dir, record.report, record.jobs, prices={}, db=str(blocker / "h.sqlite"),
+    blocker.write_text("not a database")
+    db = blocker / "h.sqlite" if database == "below a file" else blocker
+    record_and_alert(run_dir, record.report, record.jobs, prices={}, db=str(db),
                      webhook="http://127.0.0.1:9/hook", link=None)
     err = capsys.readouterr().err
     assert "run not recorded in the history" in err and "alert not sent" in err
-
-
-def test_a_file_that_is_not_a_history_database_only_warns_so_the_verdict_stands(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    record = stepped_history(runs=12)[-1]
-    run_dir = write_run_dir(tmp_path, record)
-    notes = tmp_path / "notes.sqlite"
-    notes.write_text("not a database")
-    record_and_alert(run_dir, record.report, record.jobs, prices={}, db=str(notes), webhook=None, link=None)
-    assert "run not recorded in the history" in capsys.readouterr().err

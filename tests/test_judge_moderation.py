@@ -129,16 +129,21 @@ def test_a_larger_rerun_budget_makes_the_fifth_run_an_early_look_and_stricter() 
     assert (status(5), status(10)) == ("FAIL", "INCONCLUSIVE")
 
 
-def test_fleet_judge_treats_files_made_at_once_as_one_look(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def slower_files(tmp_path: Path) -> tuple[Baseline, list[Path]]:
+    """A cell's baseline under tmp_path/baselines, and three result files +8 % slower than it: proven at
+    one look, not at the first of the three looks a budget of 5 allows."""
     baseline = pool_of_cells([0.03])[0]
-    cell = run(BASE_COUNTS, name="c0").cell
-    save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
+    save_baseline(find_baseline(tmp_path / "baselines", run(BASE_COUNTS, name="c0").cell)[1], baseline)
     files = []
-    # +8 % over three runs: proven at one look, not at the first of the three looks a budget of 5 allows.
     for index, result in enumerate(slower(baseline, 0.08, "c0")[:3]):
         files.append(tmp_path / f"result-{index}.json")
         files[-1].write_text(result.model_dump_json())
+    return baseline, files
+
+
+def test_fleet_judge_treats_files_made_at_once_as_one_look(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    _, files = slower_files(tmp_path)
 
     def tpot(*options: str) -> str:
         with pytest.raises(SystemExit):
@@ -152,13 +157,8 @@ def test_fleet_judge_treats_files_made_at_once_as_one_look(tmp_path: Path,
 
 def test_fleet_judge_takes_the_rerun_budget_from_the_results_tier(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    baseline = pool_of_cells([0.03])[0]
+    baseline, files = slower_files(tmp_path)
     cell = run(BASE_COUNTS, name="c0").cell
-    save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
-    files = []
-    for index, result in enumerate(slower(baseline, 0.08, "c0")[:3]):
-        files.append(tmp_path / f"result-{index}.json")
-        files[-1].write_text(result.model_dump_json())
     jobs = tmp_path / "jobs"
     shutil.copytree(Path(__file__).resolve().parent.parent / "jobs", jobs)
     tier_file = jobs / f"{cell.tier}.yaml"

@@ -93,12 +93,25 @@ def test_job_environment_names_the_run_cell_and_attempt() -> None:
     assert env["FLEET_RUN_ID"] == "run-9" and env["FLEET_ATTEMPT"] == "2"
 
 
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether process `pid` ends within `seconds` (polled)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_the_suite_process_dies_with_the_controller(tmp_path: Path) -> None:
     """A `fleet submit` killed mid-run must not leave its suite processes running."""
-    import os
     import signal
     import subprocess
-    import time
 
     program = (
         "import subprocess, sys, os, time\n"
@@ -113,14 +126,7 @@ def test_the_suite_process_dies_with_the_controller(tmp_path: Path) -> None:
         child_pid = int(controller.stdout.readline())
         controller.send_signal(signal.SIGKILL)
         controller.wait()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child_pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the suite process outlived its controller")
+    assert gone_within(child_pid, 20), "the suite process outlived its controller"
 
 
 def test_a_cancelled_run_stops_the_engines_its_suites_started(tmp_path: Path) -> None:
@@ -150,11 +156,6 @@ def test_a_cancelled_run_stops_the_engines_its_suites_started(tmp_path: Path) ->
         time.sleep(0.05)
     pid = int(engine_pid.read_text())
     backend.cancel()
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    raise AssertionError("the engine outlived the cancelled run")
+    if not gone_within(pid, 20):
+        os.kill(pid, 9)
+        raise AssertionError("the engine outlived the cancelled run")
