@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from fleet.documents import read_document
+from fleet.judge.multiple import Method
 from fleet.model import Cell
 from fleet.model._base import Strict
 from fleet.render import RenderContext
@@ -30,6 +31,11 @@ class RunState(Strict):
     cells: list[Cell] = Field(min_length=1)
     #: `fleet submit --max-runs`: `fleet resume` reruns and judges under the same budget (None: the default).
     max_runs: int | None = None
+    #: How the run is judged (`--rule`, `--error-control`), and for one shard of a run the whole run's
+    #: cells, its error-control family: `fleet resume` judges exactly as the submit would have.
+    rule: Literal["auto", "rfc"] = "auto"
+    error_control: Method = "holm"
+    family: list[Cell] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -13,8 +13,9 @@ import pytest
 from fleet.catalog import load_catalog, load_tier
 from fleet.cli.kube_cmds import dry_run_yaml, kube_context, run_kube, start_kube_run
 from fleet.controller import judge_run
+from fleet.history import HistoryStore
 from fleet.matrix import expand
-from fleet.runstate import read_run_state
+from fleet.runstate import RunState, read_run_state
 from tests.kube import cluster as sc
 from tests.kube.emulator import Faults
 from tests.kube.harness import FAST, FAST_API, rig
@@ -34,7 +35,8 @@ def weekly_report(tmp_path: Path, rate: float) -> tuple[list[tuple[str, str]], d
     run_id = f"weekly-fault{int(rate * 100)}"
     run_dir = tmp_path / run_id
     with rig(script=scenario, faults=Faults(rate=rate, seed=11)) as r:
-        start_kube_run(cells, tier="weekly", context=kube_context(tier, run_id), run_dir=run_dir)
+        start_kube_run(RunState(run_id=run_id, tier="weekly", backend="kube", kube=kube_context(tier, run_id),
+                                cells=cells), run_dir)
         state = read_run_state(run_dir)
         options = {"api_settings": FAST_API, "settings": FAST, "sleep": r.clock.sleep, "clock": r.clock}
         outcomes = run_kube(state, run_dir=run_dir, host=r.server.url, backend_options=options)
@@ -92,8 +94,9 @@ def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
     tier = load_tier(ROOT / "jobs", "local")
     run_dir = tmp_path / "runs" / "local-r1"
     with rig() as r:
-        state = start_kube_run(cells, tier="local", context=kube_context(tier, "local-r1"), run_dir=run_dir,
-                               max_runs=7)
+        state = start_kube_run(RunState(run_id="local-r1", tier="local", backend="kube", cells=cells,
+                                        kube=kube_context(tier, "local-r1"), max_runs=7, rule="rfc",
+                                        error_control="bh"), run_dir)
         options = {"api_settings": FAST_API, "settings": FAST, "sleep": r.clock.sleep, "clock": r.clock}
         run_kube(state, run_dir=run_dir, host=r.server.url, backend_options=options)  # the first controller
         created = dict(r.emulator.created)
@@ -105,13 +108,20 @@ def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
             "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\n")
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         result = CliRunner().invoke(resume, ["local-r1", "--runs-dir", str(tmp_path / "runs"),
-                                             "--baselines", str(tmp_path), "--kubeconfig", str(kubeconfig)])
+                                             "--baselines", str(tmp_path), "--kubeconfig", str(kubeconfig),
+                                             "--history-db", str(tmp_path / "h.sqlite"),
+                                             "--jobs", str(ROOT / "jobs")])
         assert dict(r.emulator.created) == created
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert (run_dir / "report.txt").is_file() or any(run_dir.glob("report*"))
     assert all(f"Test: {cell.variant.name} Regression" in result.output for cell in cells), result.output
-    # Judged under the rerun budget `fleet submit --max-runs` gave the run, not the default.
-    assert json.loads((run_dir / "report.json").read_text())["max_runs"] == 7
+    # Judged under the rerun budget, rule and error control `fleet submit` gave the run, not the defaults;
+    # costed and recorded in the history as the submit would have been.
+    report = json.loads((run_dir / "report.json").read_text())
+    assert (report["max_runs"], report["rule"], report["error_control"]) == (7, "rfc", "bh")
+    assert report["cost"] is not None and (run_dir / "cost.json").is_file()
+    with HistoryStore.open(tmp_path / "h.sqlite", create=False) as store:
+        assert [row.run_id for row in store.runs()] == ["local-r1"]
 
 
 def test_resuming_a_run_of_the_local_backend_is_refused_before_it_says_it_resumes(
@@ -129,8 +139,6 @@ def test_resuming_a_run_of_the_local_backend_is_refused_before_it_says_it_resume
 
 
 def test_an_old_run_json_resumes_with_the_image_it_was_submitted_with(tmp_path: Path) -> None:
-    from fleet.runstate import RunState, read_run_state
-
     tier = load_tier(ROOT / "jobs", "smoke")
     [cell, *_] = expand(tier, load_catalog(ROOT / "jobs"), tier_path="smoke.yaml")
     vendor = cell.hardware.vendor

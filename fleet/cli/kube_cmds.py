@@ -6,8 +6,6 @@ and a run is driven from run.json alone, so re-running either after a crash adop
 
 from __future__ import annotations
 
-import datetime as dt
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,9 @@ import click
 
 from fleet.backends.base import AttemptOutcome
 from fleet.cli._common import counted, stderr
-from fleet.controller import CellOutcome, RerunCheck, execute, judge_run, make_rerun_check
+from fleet.cli.history_cmds import catalog_prices, github_target, job_span, notify_options, price_option
+from fleet.controller import CellOutcome, RerunCheck, execute, make_rerun_check
+from fleet.cost import JobSpan
 from fleet.errors import ConfigError
 from fleet.images import DEFAULT_REPOSITORY, WHEEL_INDEX_TEMPLATE, build_plan, run_build
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
@@ -51,11 +51,8 @@ def dry_run_yaml(cells: Sequence[Cell], context: RenderContext) -> str:
     return to_yaml(render_run(list(cells), context))
 
 
-def start_kube_run(cells: Sequence[Cell], *, tier: str, context: RenderContext, run_dir: Path,
-                   max_runs: int = DEFAULT_MAX_RUNS) -> RunState:
+def start_kube_run(state: RunState, run_dir: Path) -> RunState:
     """Persist the run before any Job exists: from here on, `fleet resume` can finish it."""
-    state = RunState(run_id=context.run_id, tier=tier, backend="kube", kube=context, cells=list(cells),
-                     max_runs=max_runs)
     write_run_state(run_dir, state)
     return state
 
@@ -114,27 +111,36 @@ def earlier_results(run_dir: Path, cell: Cell, before: int) -> list[RunResult]:
 @click.option("--context", "kube_context_name", default=None, help="kubeconfig context.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Report on stdout.")
+@click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"), show_default=True,
+              help="Directory with hardware.yaml (the pools' prices).")
+@click.option("--history-db", default="runs/history.sqlite", show_default=True, envvar="FLEET_HISTORY_DB",
+              help="Record the run in this history, as fleet submit would have ('' skips it).")
+@price_option
+@notify_options
 def resume(run_id: str, runs_dir: Path, baselines_dir: Path, kubeconfig: str | None,
-           kube_context_name: str | None, fmt: Format) -> None:
-    """Finish a kube run after the controller stopped: adopt its Jobs, gather, retry, report."""
-    from fleet.cli.run_cmds import emit_report
+           kube_context_name: str | None, fmt: Format, jobs_dir: Path, history_db: str,
+           price_items: tuple[str, ...], alert_webhook: str | None, report_url: str | None,
+           github_issue_repo: str | None) -> None:
+    """Finish a kube run after the controller stopped: adopt its Jobs, gather, retry, report, record and
+    alert, judged with the rule, error control, family and rerun budget it was submitted with."""
+    from fleet.cli.run_cmds import Delivery, conclude
 
     run_dir = runs_dir / run_id
     state = read_run_state(run_dir)
     if state.kube is None:
         raise ConfigError(f"run {state.run_id} was not a kube run", where="run.json",
                           fix="resume only runs submitted with --backend kube")
+    delivery = Delivery(fmt, [run_dir], catalog_prices(jobs_dir, price_items), history_db or None,
+                        alert_webhook, report_url, github_target(github_issue_repo))
     stderr.print(f"resuming run {run_id}: {counted(len(state.cells), 'cell')} of tier {state.tier}")
     max_runs = state.max_runs or DEFAULT_MAX_RUNS  # a run started before run.json kept its budget
-    rerun = make_rerun_check(state.cells, baselines_dir, max_runs=max_runs) if max_runs > 1 else None
+    rerun = make_rerun_check(state.cells, baselines_dir, rule=state.rule, method=state.error_control,
+                             family=state.family, max_runs=max_runs) if max_runs > 1 else None
+    spans: list[JobSpan] = []
     outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig, kube_context_name=kube_context_name,
-                        rerun=rerun, max_runs=max_runs)
-    finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=state.tier,
-                                  backend="kube", started_at=state.created_at, finished_at=finished,
-                                  max_runs=max_runs)
-    emit_report(report, outcomes, baselines, fmt, [run_dir])
-    sys.exit(report.exit_code)
+                        rerun=rerun, max_runs=max_runs, on_outcome=lambda o, _: spans.append(job_span(o)))
+    conclude(outcomes, spans, state, run_dir=run_dir, started=state.created_at, baselines_dir=baselines_dir,
+             delivery=delivery)
 
 
 @click.group()

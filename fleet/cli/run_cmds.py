@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -37,6 +38,7 @@ from fleet.controller import (
 from fleet.cost import CostSummary, JobSpan, account, cost_document, render_cost_text
 from fleet.documents import read_document
 from fleet.errors import ConfigError
+from fleet.github_issue import GitHubTarget
 from fleet.history import HistoryStore
 from fleet.judge import METHODS, RULES, Method, Rule
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
@@ -236,35 +238,60 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
         progress.ended(outcome, will_retry)
         spans.append(job_span(outcome))
 
+    family = whole_run if num_shards else None
+    state = RunState(run_id=run_id, tier=tier, backend=backend, kube=context, cells=cells, max_runs=max_runs,
+                     rule=rule, error_control=error_control, family=family)
     rerun = (make_rerun_check(cells, baselines_dir, rule=rule, method=error_control, family=whole_run,
                               max_runs=max_runs)
              if max_runs > 1 else None)
+    delivery = Delivery(output_format(as_json, fmt), [run_dir, *([report_dir] if report_dir else [])], prices,
+                        history_db or None, alert_webhook, report_url, github)
     if context is not None:
-        state = start_kube_run(cells, tier=tier, context=context, run_dir=run_dir, max_runs=max_runs)
+        start_kube_run(state, run_dir)
         outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kubeconfig,
                             kube_context_name=kube_context_name, on_outcome=ended, rerun=rerun,
                             max_runs=max_runs)
     else:
-        write_run_state(run_dir, RunState(run_id=run_id, tier=tier, backend="local", cells=cells,
-                                          max_runs=max_runs))
+        write_run_state(run_dir, state)
         local = LocalBackend(run_dir, parallel=parallel, on_start=progress.started)
         try:
             outcomes = execute(cells, local, run_id=run_id, on_outcome=ended, rerun=rerun, max_runs=max_runs)
         except KeyboardInterrupt:
             local.cancel()
             raise
+    conclude(outcomes, spans, state, run_dir=run_dir, started=started, baselines_dir=baselines_dir,
+             delivery=delivery)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a finished run's verdict goes: stdout's format, report folders, the cost's prices, the
+    history, the alerts."""
+
+    fmt: Format
+    report_dirs: list[Path]
+    prices: Mapping[str, float]
+    history_db: str | None
+    webhook: str | None
+    report_url: str | None
+    github: GitHubTarget | None
+
+
+def conclude(outcomes: list[CellOutcome], spans: list[JobSpan], state: RunState, *, run_dir: Path,
+             started: str, baselines_dir: Path, delivery: Delivery) -> NoReturn:
+    """Judge a run's outcomes as its run.json says (rule, error control, family, budget), cost it, report,
+    record and alert, and exit with the verdict's code: the end of fleet submit and fleet resume alike."""
     finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=run_id, tier=tier,
-                                  backend=backend, started_at=started, finished_at=finished, rule=rule,
-                                  method=error_control, family=whole_run if num_shards else None,
-                                  max_runs=max_runs)
-    cost = account(spans, prices)
+    report, baselines = judge_run(outcomes, baselines_root=baselines_dir, run_id=state.run_id,
+                                  tier=state.tier, backend=state.backend, started_at=started,
+                                  finished_at=finished, rule=state.rule, method=state.error_control,
+                                  family=state.family, max_runs=state.max_runs or DEFAULT_MAX_RUNS)
+    cost = account(spans, delivery.prices)
     report = report.model_copy(update={"cost": cost_document(cost)})
-    emit_report(report, outcomes, baselines, output_format(as_json, fmt),
-                [run_dir, *([report_dir] if report_dir else [])], cost)
-    link = report_url.format(run_id=run_id) if report_url else None
-    record_and_alert(run_dir, report, spans, prices=prices, db=history_db or None, webhook=alert_webhook,
-                     link=link, github=github)
+    emit_report(report, outcomes, baselines, delivery.fmt, delivery.report_dirs, cost)
+    link = delivery.report_url.format(run_id=state.run_id) if delivery.report_url else None
+    record_and_alert(run_dir, report, spans, prices=delivery.prices, db=delivery.history_db,
+                     webhook=delivery.webhook, link=link, github=delivery.github)
     sys.exit(report.exit_code)
 
 
