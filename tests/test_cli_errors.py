@@ -137,8 +137,10 @@ def test_missing_jobs_directory(workdir: Path, fleet: Fleet) -> None:
 
 def test_invalid_parallelism_is_a_usage_error(workdir: Path, fleet: Fleet) -> None:
     code, _, err = fleet("submit", "--tier", "local", "--parallel", "0")
-    assert code == 2 and "--parallel" in err
+    assert_one_config_line(code, err, "--parallel", "fleet submit --help")
     assert_nothing_written(workdir)
+    code, _, err = fleet("submit")
+    assert_one_config_line(code, err, "Missing option '--tier'")
 
 
 def test_judging_a_file_that_is_not_a_result(workdir: Path, fleet: Fleet) -> None:

@@ -76,6 +76,11 @@ def _main(argv: list[str] | None) -> Any:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(int(ExitCode.INFRASTRUCTURE))
+    except click.UsageError as err:  # one line, as every other error: what, where, what next
+        where = err.ctx.command_path if err.ctx is not None else "fleet"
+        message = " ".join(err.format_message().split())
+        click.echo(f"usage error: {where}: {message} — next: see `{where} --help`", err=True)
+        sys.exit(int(ExitCode.CONFIG))
     except click.ClickException as err:
         err.show()
         sys.exit(int(ExitCode.CONFIG))
