@@ -51,6 +51,14 @@ def _backend(cells: Sequence[Cell]) -> str:
     return "local" if all(cell.hardware.vendor == "cpu" for cell in cells) else "kube"
 
 
+def _install(cells: Sequence[Cell]) -> str:
+    """What a shard's runner installs: the kubernetes client to drive the cluster, or the reference
+    engine's torch (pinned to its CPU wheel, as the README installs it) to run a CPU tier itself."""
+    if _backend(cells) == "kube":
+        return "pip install -e '.[kube]'"
+    return "pip install torch==2.13.0 -e '.[local]'"
+
+
 def _dependencies(cells: Sequence[Cell]) -> list[str]:
     return sorted({pattern for cell in cells for pattern in cell.variant.source_file_dependencies})
 
@@ -104,7 +112,7 @@ def github_workflow(tier: Tier, cells: Sequence[Cell], options: CiOptions) -> di
         return [
             {"uses": "actions/checkout@v4"},
             {"uses": "actions/setup-python@v5", "with": {"python-version": options.python_version}},
-            {"run": "pip install -e '.[kube]'"},  # the kubernetes client: the shards run on the cluster
+            {"run": _install(cells)},
         ]
 
     shards = list(range(options.num_shards))

@@ -131,8 +131,9 @@ def _common(values: Iterable[T]) -> T | None:
 
 def _missing(cell: Cell) -> CellVerdict:
     error = ResultError(category="infrastructure", reason=NO_RESULT,
-                        message="no shard reported this cell: a shard failed before writing report.json, or "
-                                "the shards were split differently (different --num-shards or history)")
+                        message="no shard reported this cell: a shard failed before writing report.json, "
+                                "the shards were split differently (different --num-shards or history), or "
+                                "they ran with --hardware/--variant, which fleet merge must be given too")
     return CellVerdict(cell_id=cell.id, variant=cell.variant.name, model=cell.model,
                        draft_model=cell.draft_model, hardware=cell.hardware.name, status="ERROR",
                        message=f"{error.reason}: {error.message}", error=error, attempts=0, runs=0)

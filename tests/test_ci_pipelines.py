@@ -122,3 +122,18 @@ def test_github_workflow_is_dispatch_only_when_the_tier_has_no_schedule() -> Non
     tier, cells = nightly()
     workflow = github_workflow(tier.model_copy(update={"schedule": None}), cells, CiOptions())
     assert workflow["on"] == {"workflow_dispatch": {}}
+
+
+def test_a_github_shard_installs_what_its_backend_needs() -> None:
+    tier, cells = nightly()
+    local_tier = load_tier(JOBS, "local")
+    local_cells = expand(local_tier, load_catalog(JOBS), tier_path="jobs/local.yaml")
+
+    def installs(workflow: dict[str, Any]) -> list[str]:
+        return [step["run"] for job in workflow["jobs"].values() for step in job["steps"]
+                if str(step.get("run", "")).startswith("pip install")]
+
+    assert set(installs(github_workflow(tier, cells, CiOptions()))) == {"pip install -e '.[kube]'"}
+    # The local backend runs the reference engine on the runner: torch pinned to its CPU wheel.
+    assert set(installs(github_workflow(local_tier, local_cells, CiOptions()))) == {
+        "pip install torch==2.13.0 -e '.[local]'"}

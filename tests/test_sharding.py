@@ -152,3 +152,22 @@ def test_a_cell_no_shard_reported_is_an_error_when_all_cells_are_expected() -> N
     lost = next(c for c in merged.cells if c.cell_id == cells[0].id)
     assert lost.status == "ERROR" and lost.error is not None and lost.error.reason == "NoResult"
     assert merge_reports([report(passing, "s0")]).status == "PASS"  # not asked: the shards' cells only
+
+
+def test_merge_expects_the_cells_of_the_filters_the_shards_ran_with_and_takes_a_shard_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cells = expand(load_tier(JOBS, "nightly"), load_catalog(JOBS), tier_path="jobs/nightly.yaml")
+    on_l4 = [c for c in cells if c.hardware.name == "l4"]
+    assert 0 < len(on_l4) < len(cells)
+    shard = report([CellVerdict(cell_id=c.id, variant=c.variant.name, model=c.model, hardware=c.hardware.name,
+                                status="PASS") for c in on_l4], "s0")
+    run_dir = tmp_path / shard.run_id
+    run_dir.mkdir()
+    (run_dir / "report.json").write_text(shard.model_dump_json())
+    with pytest.raises(SystemExit) as exit_info:
+        again = tmp_path / ".." / tmp_path.name / shard.run_id  # the same folder, by another glob
+        main(["merge", str(run_dir), str(again), "--expect-all-cells", "--hardware", "l4", "--json",
+              "--jobs", str(JOBS)])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 0, captured.err
+    assert len(json.loads(captured.out)["cells"]) == len(on_l4) and "given more than once" in captured.err

@@ -22,11 +22,13 @@ from fleet.cli.run_cmds import (
     baselines_option,
     emit_report,
     format_option,
+    hardware_option,
     jobs_option,
     json_option,
     output_format,
     plan_cells,
     report_dir_option,
+    variant_option,
 )
 from fleet.controller import CellOutcome, judge_run
 from fleet.cost import account, cost_document
@@ -104,6 +106,8 @@ def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdi
               help="Join the shards' verdicts as they are instead of judging their results again "
                    "(error control then holds per shard only).")
 @jobs_option
+@hardware_option
+@variant_option
 @baselines_option
 @price_option
 @json_option
@@ -111,14 +115,25 @@ def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdi
 @report_dir_option
 @notify_options
 def merge(run_dirs: tuple[Path, ...], expect_all_cells: bool, verdicts_only: bool, jobs_dir: Path,
+          hardware: str | None, variant: str | None,
           baselines_dir: Path, price_items: tuple[str, ...], as_json: bool, fmt: Format | None,
           report_dir: Path | None, alert_webhook: str | None, report_url: str | None,
           github_issue_repo: str | None) -> None:
-    """Join a sharded run's shards (their run directories) into one report, verdict and exit code."""
+    """Join a sharded run's shards (their run directories) into one report, verdict and exit code.
+
+    With --expect-all-cells, the cells expected are the tier's, filtered by the --hardware and --variant
+    the shards were submitted with.
+    """
     github = github_target(github_issue_repo)
+    unique: dict[Path, Path] = {}
+    for path in run_dirs:
+        unique.setdefault(path.resolve(), path)
+    if len(unique) < len(run_dirs):  # overlapping globs: one shard named twice is one shard
+        stderr.print(f"{len(run_dirs) - len(unique)} shard folder(s) given more than once: merged once")
+        run_dirs = tuple(unique.values())
     shards = [read_shard(path) for path in run_dirs]
     reports = [shard.report for shard in shards]
-    expected = plan_cells(jobs_dir, reports[0].tier, None, None) if expect_all_cells else None
+    expected = plan_cells(jobs_dir, reports[0].tier, hardware, variant) if expect_all_cells else None
     rejudged: dict[str, CellVerdict] = {}
     if not verdicts_only:
         without = [str(path) for path, shard in zip(run_dirs, shards, strict=True) if not shard.results]
