@@ -64,7 +64,7 @@ def test_trends_lists_the_planted_regression_with_its_size_confidence_and_commit
                           "(2026-11-11T02:00:00Z): bisect between those")
     assert command.startswith("  to find the commit: fleet bisect --good 09ababababab")
     assert command.endswith("--cell eagle3__llama-3.1-8b-instruct__h100 --metric acceptance_length")
-    assert summary == "1 change points in 5 series (80 measurements)"
+    assert summary == "1 change point in 5 series (80 measurements)"
     as_json = json.loads(CliRunner().invoke(trends_cmd, ["--db", str(db), "--json"]).stdout)
     assert as_json[0]["confidence"] > 0.9999 and as_json[0]["points_after"] == 6
     assert (as_json[0]["surely_before"]["commit"], as_json[0]["surely_after"]["commit"]) == \
@@ -93,9 +93,9 @@ def test_no_change_is_reported_until_enough_runs_follow_it(tmp_path: Path) -> No
         for record in stepped_history(runs=13):  # 3 runs after the step: fewer than min_segment
             store.record_run(record)
     result = CliRunner().invoke(trends_cmd, ["--db", str(db)])
-    assert result.stdout.splitlines()[-1].startswith("0 change points")
+    assert result.stdout.splitlines()[-1].startswith("0 change points ")
     result = CliRunner().invoke(trends_cmd, ["--db", str(db), "--min-segment", "3"])
-    assert result.stdout.splitlines()[-1].startswith("1 change points")
+    assert result.stdout.splitlines()[-1].startswith("1 change point ")
 
 
 def test_an_attempt_is_costed_by_its_pool_gpus_and_backend_clock() -> None:

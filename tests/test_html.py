@@ -102,3 +102,14 @@ def test_a_run_not_in_the_history_is_a_config_error_before_any_page_is_written(
         main(["report", "--html", str(out), "--db", str(db), "--run", "nightly-99", "--jobs", str(tmp_path)])
     assert stop.value.code == 2 and "nightly-99" in capsys.readouterr().err
     assert not list(out.iterdir())
+
+
+def test_an_error_cell_says_which_troubleshooting_entry_explains_it() -> None:
+    from fleet.model import ResultError
+
+    record = run_record("nightly-x", [(gpu_cell("x"), {"speedup": 1.0})], at="2026-11-29", commit="abc")
+    error = ResultError(category="infrastructure", reason="GpuXid", message="Xid 79: fell off the bus")
+    [cell] = record.report.cells
+    failed = cell.model_copy(update={"status": "ERROR", "error": error, "metrics": []})
+    page = render_run_page(record.report.model_copy(update={"cells": [failed]}), record.results, {})
+    assert "docs/troubleshooting.md#GpuXid" in page

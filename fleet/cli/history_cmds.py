@@ -226,7 +226,8 @@ def trends_cmd(db: str, cell_id: str | None, metric: str | None, hardware: str |
             command = bisect_command(t.surely_before.commit, t.surely_after.commit, t.cell_id)
             click.echo(f"  to find the commit: {command} --metric {t.metric}")
     series_count = len({(p.cell_id, p.metric) for p in points})
-    click.echo(f"{len(found)} change points in {series_count} series ({len(points)} measurements)")
+    click.echo(f"{counted(len(found), 'change point')} in {series_count} series "
+               f"({counted(len(points), 'measurement')})")
 
 
 def trend_document(t: Trend) -> dict[str, Any]:
@@ -319,7 +320,8 @@ def select_cmd(changed_source: Any, tiers: tuple[str, ...], jobs_dir: Path, as_j
             path, pattern = selection.because[0]
             more = f" (+{len(selection.because) - 1} more)" if len(selection.because) > 1 else ""
             click.echo(f"{selection.cell.tier}\t{selection.cell.id}\t{path} matches {pattern}{more}")
-    stderr.print(f"{len(chosen)} of {len(cells)} cells touched by {len(changed)} changed files")
+    stderr.print(f"{len(chosen)} of {counted(len(cells), 'cell')} touched by "
+                 f"{counted(len(changed), 'changed file')}")
     sys.stdout.flush()
 
 

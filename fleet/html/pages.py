@@ -16,6 +16,7 @@ from typing import Any
 from fleet.cost import CostLine, CostSummary
 from fleet.html.svg import Band, Marker, position_bars, series_chart
 from fleet.model import Baseline, CellVerdict, RunReport, RunResult
+from fleet.report.text import troubleshooting_link
 from fleet.trends import PLACE_CREDIBILITY, SeriesPoint, Trend
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -152,7 +153,9 @@ def _cell_section(verdict: CellVerdict, result: RunResult | None, baseline: Base
     parts = [f'<h3 id="{escape(verdict.cell_id)}">{escape(verdict.cell_id)} {_badge(verdict.status)}</h3>']
     if verdict.error is not None:
         parts.append(f"<p>{escape(verdict.error.category)} error ({escape(verdict.error.reason)}): "
-                     f"{escape(verdict.error.message)}</p>")
+                     f"{escape(verdict.error.message)}</p>"
+                     f"<p>What to do: <code>{escape(troubleshooting_link(verdict.error.reason))}</code> in "
+                     "fleet's repository</p>")
     rows = [f"<tr><td>{escape(m.metric)}</td><td>{_badge(m.status)}</td><td class=n>{_opt(m.observed)}</td>"
             f"<td class=n>{_opt(m.expected)}</td><td class=n>[{_opt(m.lo)}, {_opt(m.hi)}]</td>"
             f"<td class=n>{_opt(m.p_value)}</td><td>{escape(m.rule)}</td><td>{escape(m.detail)}</td></tr>"
