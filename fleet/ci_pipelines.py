@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.errors import ConfigError
 from fleet.model import Cell, Tier
 from fleet.sharding import assign_shards, expected_costs
 
@@ -45,6 +46,27 @@ def shard_timeout_minutes(cells: Sequence[Cell], num_shards: int) -> int:
     costs = expected_costs(cells)
     fullest = max(sum(costs[cell_id] for cell_id in shard) for shard in assign_shards(costs, num_shards))
     return math.ceil(fullest / 60) + SLACK_MINUTES
+
+
+#: GitHub-hosted runners stop a job after 6 hours; self-hosted runners allow days.
+HOSTED_JOB_LIMIT_MINUTES = 360
+_HOSTED_LABELS = ("ubuntu-", "windows-", "macos-")
+
+
+def check_hosted_limit(cells: Sequence[Cell], options: CiOptions) -> None:
+    """A shard that may outlast a GitHub-hosted runner's job limit is refused, with the fewest shards
+    that fit (or a self-hosted runner) as the way out."""
+    if not options.runs_on.startswith(_HOSTED_LABELS):
+        return
+    minutes = shard_timeout_minutes(cells, options.num_shards)
+    if minutes <= HOSTED_JOB_LIMIT_MINUTES:
+        return
+    enough = next((n for n in range(options.num_shards + 1, len(cells) + 1)
+                   if shard_timeout_minutes(cells, n) <= HOSTED_JOB_LIMIT_MINUTES), None)
+    shards = f"--num-shards {enough}, " if enough else ""
+    raise ConfigError(f"a shard may run {minutes} minutes, and GitHub-hosted runners ({options.runs_on}) "
+                      f"stop a job at {HOSTED_JOB_LIMIT_MINUTES}", where="--num-shards/--runs-on",
+                      fix=f"use {shards}or --runs-on a self-hosted runner's label")
 
 
 def _backend(cells: Sequence[Cell]) -> str:
@@ -104,6 +126,7 @@ def buildkite_pipeline(tier: Tier, cells: Sequence[Cell], options: CiOptions) ->
 
 def github_workflow(tier: Tier, cells: Sequence[Cell], options: CiOptions) -> dict[str, Any]:
     """A GitHub Actions workflow: scheduled from the tier's cron, a matrix of shards, then the merge."""
+    check_hosted_limit(cells, options)
     triggers: dict[str, Any] = {"workflow_dispatch": {}}
     if tier.schedule:
         triggers = {"schedule": [{"cron": tier.schedule}], **triggers}

@@ -13,6 +13,7 @@ import yaml
 from fleet.catalog import load_catalog, load_tier
 from fleet.ci_pipelines import CiOptions, buildkite_pipeline, github_workflow, shard_timeout_minutes
 from fleet.cli import main
+from fleet.errors import ConfigError
 from fleet.matrix import expand
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,3 +138,14 @@ def test_a_github_shard_installs_what_its_backend_needs() -> None:
     # The local backend runs the reference engine on the runner: torch pinned to its CPU wheel.
     assert set(installs(github_workflow(local_tier, local_cells, CiOptions()))) == {
         "pip install torch==2.13.0 -e '.[local]'"}
+
+
+def test_a_shard_longer_than_a_hosted_runner_allows_is_refused_with_the_shards_that_fit() -> None:
+    tier = load_tier(JOBS, "weekly")
+    cells = expand(tier, load_catalog(JOBS), tier_path="jobs/weekly.yaml")
+    with pytest.raises(ConfigError, match="stop a job at 360") as refused:
+        github_workflow(tier, cells, CiOptions(num_shards=1))
+    enough = int(str(refused.value.fix).split("--num-shards ")[1].split(",")[0])
+    assert shard_timeout_minutes(cells, enough) <= 360 < shard_timeout_minutes(cells, enough - 1)
+    assert github_workflow(tier, cells, CiOptions(num_shards=enough))["jobs"]
+    assert github_workflow(tier, cells, CiOptions(num_shards=1, runs_on="gpu-controller"))["jobs"]
