@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.cli.history_cmds import history, job_span, trends_cmd
 from fleet.cost import JobSpan
+from fleet.errors import ConfigError
 from fleet.history import BisectionRecord, HistoryStore, RunRecord, save_jobs
 from tests.history_builders import gpu_cell, stepped_history
 
@@ -156,3 +157,5 @@ def test_a_date_alone_bounds_whole_days_and_a_date_that_is_not_one_is_a_usage_er
     assert runs_listed("--since", "2026-11-04T03:00+01:00") == ["nightly-03"]  # 02:00 UTC
     result = CliRunner().invoke(history, ["--db", str(db), "--since", "last tuesday"])
     assert result.exit_code == 2 and "not an ISO 8601 date" in result.output
+    result = CliRunner().invoke(history, ["--db", str(db), "--since", "2026-11-03", "--until", "2026-11-02"])
+    assert isinstance(result.exception, ConfigError) and "is after --until" in str(result.exception)

@@ -77,3 +77,10 @@ class Moment(_ParamType):
             self.fail(f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-01 or 2026-11-01T06:00)",
                       param, ctx)
         return moment.astimezone(dt.UTC).isoformat()
+
+
+def check_window(since: str | None, until: str | None) -> None:
+    """--since after --until selects nothing: a swapped pair, said so rather than answered with nothing."""
+    if since is not None and until is not None and since > until:  # both UTC ISO text (Moment)
+        raise ConfigError(f"--since {since} is after --until {until}", where="--since/--until",
+                          fix="swap them")

@@ -20,7 +20,7 @@ from fleet.alert import send, should_alert, slack_payload
 from fleet.backends.base import AttemptOutcome
 from fleet.baselines import find_baseline
 from fleet.catalog import list_tiers, load_catalog, load_tier
-from fleet.cli._common import Moment, counted, ensure_writable_dir, existing_dir, stderr
+from fleet.cli._common import Moment, check_window, counted, ensure_writable_dir, existing_dir, stderr
 from fleet.cost import JobSpan, account, cost_document, parse_price_overrides, prices_for
 from fleet.errors import ConfigError, FleetError
 from fleet.github_issue import GitHubTarget, open_or_update, target_from
@@ -147,6 +147,7 @@ def history(db: str, imports: tuple[Path, ...], cell_id: str | None, metric: str
             commit: str | None, list_runs: bool, list_bisections: bool, jobs_dir: Path,
             price_items: tuple[str, ...], as_json: bool) -> None:
     """Record runs, and query measurements by cell, metric, pool, date or vLLM commit."""
+    check_window(since, until)
     with HistoryStore.open(db, create=bool(imports)) as store:
         prices = catalog_prices(jobs_dir, price_items) if imports else {}
         for run_dir in imports:
@@ -204,6 +205,7 @@ def trends_cmd(db: str, cell_id: str | None, metric: str | None, hardware: str |
     Kind is regression, improvement, change, or host: latency that got worse where the same cell's
     non-speculative reference did too (a slower node or lease, not speculative decoding).
     """
+    check_window(since, until)
     settings = Settings(min_segment, max_pvalue, min_change_pct / 100)
     with HistoryStore.open(db, create=False) as store:
         points = store.series(cell_id=cell_id, metric=metric, hardware=hardware, tier=tier, since=since,
