@@ -119,6 +119,15 @@ def test_metric_fails_with_detail_when_missing_from_result() -> None:
     assert (missing.status, missing.observed, missing.detail) == ("FAIL", None, "metric missing from result")
 
 
+def test_a_cell_says_which_metrics_were_missing_apart_from_those_outside_tolerance() -> None:
+    baseline = make_baseline(speedup=(2.1, 15), acceptance_rate=(0.73, 10), acceptance_length=(2.0, 5))
+    verdict = judge(make_result(metrics={"speedup": 1.0, "acceptance_length": 2.0}), baseline)
+    assert verdict.status == "FAIL"
+    assert "1 of 3 metrics outside tolerance: speedup" in verdict.message
+    assert "1 of 3 metrics missing from the result" in verdict.message
+    assert verdict.message.endswith("acceptance_rate")
+
+
 def test_metric_fails_when_result_reports_nan() -> None:
     entry = MetricBaseline(expected=1.0, tolerance_pct=10)
     assert judge_metric("speedup", math.nan, entry).status == "FAIL"

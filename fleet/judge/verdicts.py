@@ -193,8 +193,15 @@ def _cell_verdict(case: CellCase, metrics: list[MetricVerdict], runs: int,
     failed = [m.metric for m in metrics if m.status == "FAIL"]
     unsure = [m.metric for m in metrics if m.status == "INCONCLUSIVE"]
     if failed:
-        message = f"{len(failed)} of {len(metrics)} metrics outside tolerance: {', '.join(failed)}"
-        return _make(case, "FAIL", message, runs, metrics=metrics)
+        # A metric the result lacks fails as well, but is not a value outside its band: said apart.
+        missing = [m.metric for m in metrics if m.status == "FAIL" and m.observed is None]
+        outside = [name for name in failed if name not in missing]
+        parts = ([f"{len(outside)} of {len(metrics)} metrics outside tolerance: {', '.join(outside)}"]
+                 if outside else [])
+        if missing:
+            parts.append(f"{len(missing)} of {len(metrics)} metrics missing from the result (the suite did "
+                         f"not measure them; its log says why): {', '.join(missing)}")
+        return _make(case, "FAIL", "; ".join(parts), runs, metrics=metrics)
     if unsure:
         advice = ("the engine replays its runs exactly, so more runs cannot decide; a workload with more "
                   "prompts or tokens can" if replays else "rerun the cell to decide")
