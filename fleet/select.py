@@ -42,10 +42,13 @@ def parse_changed_files(text: str) -> list[str]:
 
 
 def select(cells: Sequence[Cell], changed: Iterable[str]) -> list[Selection]:
-    """The cells whose variant depends on a changed path, each with the matches that selected it."""
+    """The cells whose variant depends on a changed path, each with the matches that selected it. Cells of
+    fleet's own reference engine (the local tier) are never selected: no vLLM file changes what they run."""
     paths = list(changed)
     chosen = []
     for cell in cells:
+        if cell.engine != "vllm":
+            continue
         because = tuple((path, pattern) for path in paths
                         for pattern in cell.variant.source_file_dependencies
                         if dependency_matches(pattern, path))

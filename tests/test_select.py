@@ -76,3 +76,10 @@ def test_cli_reads_changed_files_from_stdin_and_prints_one_cell_a_line() -> None
     mtp_cells = [c.id for c in weekly_cells() if c.variant.name == "mtp"]
     assert [line.split("\t")[1] for line in lines] == mtp_cells
     assert "5 of " in result.stderr
+
+
+def test_cells_of_the_reference_engine_are_never_selected_by_a_vllm_change() -> None:
+    local = expand(load_tier(JOBS, "local"), load_catalog(JOBS), tier_path="jobs/local.yaml")
+    assert local and all(cell.engine == "reference" for cell in local)
+    changed = ["vllm/config/speculative.py"]
+    assert select([*local, *weekly_cells()], changed) == select(weekly_cells(), changed) != []
