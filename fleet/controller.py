@@ -22,8 +22,15 @@ from pathlib import Path
 
 from fleet.backends.base import Attempt, AttemptOutcome, Backend
 from fleet.baselines import find_baseline
-from fleet.judge.acceptance import replayed_metrics
-from fleet.judge.decide import ALPHA, Rule, decide, family_size_of, gather, pool_log_sd, pooled_spreads
+from fleet.judge.decide import (
+    ALPHA,
+    Rule,
+    decide,
+    family_size_of,
+    gather,
+    pooled_spreads,
+    settled_by_replay,
+)
 from fleet.judge.multiple import Method
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.judge.verdicts import CellCase, judge_cells, summarize
@@ -133,11 +140,9 @@ def make_rerun_check(
             return False
         evidence = gather(list(results), baseline, rule, pooled, max_runs)
         [verdicts] = decide([evidence], alpha=alpha, method=method, family_size=family_size)
-        unsure = [v.metric for v in verdicts if v.status == "INCONCLUSIVE"]
         # A deterministic engine replays its runs: a third run of it cannot decide what two could not.
-        settled = replayed_metrics(unsure, baseline.baselines, results,
-                                   pool_log_sd(pooled, baseline.hardware))
-        return bool(set(unsure) - set(settled))
+        return any(v.status == "INCONCLUSIVE" for v in verdicts) and \
+            not settled_by_replay(verdicts, baseline, results, pooled)
 
     return check
 

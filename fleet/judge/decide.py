@@ -27,13 +27,13 @@ false alarm, which Holm bounds at ALPHA across the run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
-from fleet.judge.acceptance import assess_count, candidate_trials, role_of
+from fleet.judge.acceptance import assess_count, candidate_trials, replayed_metrics, role_of
 from fleet.judge.assessment import Assessment
 from fleet.judge.best_run import SlowRecord, robust_scale
 from fleet.judge.multiple import Method, adjust, holm, step_threshold
@@ -129,9 +129,17 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
     return spreads
 
 
-def pool_log_sd(pooled: Mapping[tuple[str, str], PoolSpread], hardware: str) -> Callable[[str], float]:
-    """metric -> the pooled per-run log sd of that metric on the pool (0 where nothing is pooled)."""
-    return lambda metric: pooled[(hardware, metric)].log_sd if (hardware, metric) in pooled else 0.0
+def settled_by_replay(verdicts: Sequence[MetricVerdict], baseline: Baseline, candidates: Sequence[RunResult],
+                      pooled: Mapping[tuple[str, str], PoolSpread]) -> bool:
+    """Whether the cell is INCONCLUSIVE only on metrics no rerun can move (fleet.judge.acceptance.replayed):
+    the controller stops rerunning it, and its verdict says a larger workload can decide instead."""
+    unsure = [v.metric for v in verdicts if v.status == "INCONCLUSIVE"]
+
+    def pool_log_sd(metric: str) -> float:
+        spread = pooled.get((baseline.hardware, metric))
+        return spread.log_sd if spread is not None else 0.0
+
+    return bool(unsure) and replayed_metrics(unsure, baseline.baselines, candidates, pool_log_sd) == unsure
 
 
 def family_size_of(baselines: Sequence[Baseline]) -> int:

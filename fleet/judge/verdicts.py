@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from fleet.errors import ExitCode
-from fleet.judge.acceptance import replayed_metrics
-from fleet.judge.decide import ALPHA, Rule, decide, gather, pool_log_sd, pooled_spreads
+from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads, settled_by_replay
 from fleet.judge.multiple import Method
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.model import Baseline, Cell, CellVerdict, MetricVerdict, ResultError, RunReport, RunResult, Status
@@ -128,11 +127,8 @@ def judge_cells(
     decided = decide(evidence, alpha=alpha, method=method, family_size=family_size)
     for (index, case, candidates), metrics in zip(judged, decided, strict=True):
         assert case.baseline is not None
-        unsure = [m.metric for m in metrics if m.status == "INCONCLUSIVE"]
-        settled = replayed_metrics(unsure, case.baseline.baselines, candidates,
-                                   pool_log_sd(pooled, case.baseline.hardware))
         early[index] = _cell_verdict(case, metrics, len(candidates),
-                                     replays=bool(unsure) and settled == unsure)
+                                     replays=settled_by_replay(metrics, case.baseline, candidates, pooled))
     return [early[index] for index in range(len(cases))]
 
 
