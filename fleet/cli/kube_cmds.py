@@ -51,6 +51,14 @@ def dry_run_yaml(cells: Sequence[Cell], context: RenderContext) -> str:
     return to_yaml(render_run(list(cells), context))
 
 
+def kube_context_of(state: RunState) -> RenderContext:
+    """The render context a kube run's run.json keeps; a run of another backend cannot be driven here."""
+    if state.kube is None:
+        raise ConfigError(f"run {state.run_id} was not a kube run", where="run.json",
+                          fix="resume only runs submitted with --backend kube")
+    return state.kube
+
+
 def start_kube_run(state: RunState, run_dir: Path) -> RunState:
     """Persist the run before any Job exists: from here on, `fleet resume` can finish it."""
     write_run_state(run_dir, state)
@@ -74,10 +82,7 @@ def run_kube(state: RunState, *, run_dir: Path, host: str | None = None, kubecon
                           fix="pip install -e '.[kube]' (the kubernetes client), or use --backend local"
                           ) from err
 
-    if state.kube is None:
-        raise ConfigError(f"run {state.run_id} was not a kube run", where="run.json",
-                          fix="resume only runs submitted with --backend kube")
-    backend = make_backend(state.kube, run_dir=run_dir, host=host, kubeconfig=kubeconfig,
+    backend = make_backend(kube_context_of(state), run_dir=run_dir, host=host, kubeconfig=kubeconfig,
                            kube_context=kube_context_name, **(backend_options or {}))
     try:
         return execute(state.cells, backend, run_id=state.run_id, on_outcome=on_outcome, rerun=rerun,
@@ -127,9 +132,7 @@ def resume(run_id: str, runs_dir: Path, baselines_dir: Path, kubeconfig: str | N
 
     run_dir = runs_dir / run_id
     state = read_run_state(run_dir)
-    if state.kube is None:
-        raise ConfigError(f"run {state.run_id} was not a kube run", where="run.json",
-                          fix="resume only runs submitted with --backend kube")
+    kube_context_of(state)  # a local run is refused before anything is said of resuming it
     delivery = Delivery(fmt, [run_dir], catalog_prices(jobs_dir, price_items), history_db or None,
                         alert_webhook, report_url, github_target(github_issue_repo))
     stderr.print(f"resuming run {run_id}: {counted(len(state.cells), 'cell')} of tier {state.tier}")
