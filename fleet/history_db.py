@@ -131,8 +131,8 @@ class SqlAlchemyDb:
             with self._engine.begin() as conn:
                 yield conn
         except self._sa.exc.SQLAlchemyError as err:  # the server unreachable, the login refused
-            raise InfrastructureError(f"history database: {err.__class__.__name__}: {err}".splitlines()[0],
-                                      where=self._url, cause="the database server cannot be reached",
+            raise InfrastructureError(_database_said(err), where=self._url,
+                                      cause="the database server cannot be reached",
                                       fix="check the URL, the server and the credentials") from err
 
     @contextlib.contextmanager
@@ -151,6 +151,10 @@ class SqlAlchemyDb:
         try:
             result = conn.execute(self._sa.text(sql), dict(params or {}))
         except self._sa.exc.SQLAlchemyError as err:
-            raise InfrastructureError(f"history database: {err.__class__.__name__}: {err}".splitlines()[0],
-                                      where=self._url) from err
+            raise InfrastructureError(_database_said(err), where=self._url) from err
         return [tuple(row) for row in result] if result.returns_rows else []
+
+
+def _database_said(err: Exception) -> str:
+    """A database error as one line: SQLAlchemy's messages run on with the statement and a help link."""
+    return f"history database: {err.__class__.__name__}: {err}".splitlines()[0]
