@@ -119,7 +119,7 @@ def test_the_looks_of_a_rerun_loop_spend_the_whole_false_alarm_budget_and_no_mor
 
 def test_a_larger_rerun_budget_makes_the_fifth_run_an_early_look_and_stricter() -> None:
     pool = pool_of_cells([0.03] * 20)
-    candidates = slower(pool[0], 0.07, "c0")
+    candidates = slower(pool[0], 0.08, "c0")
     case = CellCase(candidates[-1], pool[0], None, None, 5, None, candidates=tuple(candidates))
 
     def status(max_runs: int) -> str:

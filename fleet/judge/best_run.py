@@ -20,12 +20,10 @@ The test, on h = log value signed so that harm is up (latency as is, speedup and
   the core's upper tail. r is not known, only the pool's record of it (SlowRecord: how many of the runs
   examined lie past SLOW_START_THRESHOLD robust sd, after a prior of one in twenty), so the p a FAIL is
   decided on averages that over r's posterior too, and must hold under the judged cell's own record as
-  well (slow starts may belong to one configuration more than to its pool), moderated by the rest of the
-  pool's (moderated_record): where the cells' records agree on one rate, one slow start among a cell's
-  ten runs says little of its own rate; where they differ more than binomial counts do, its own counts.
-  It cannot fall below E[r^n], so with slow starts in the record a FAIL needs several runs, each of
-  them slow (an early look that cannot reach its share of the budget keeps it unspent:
-  fleet.judge.noisy splits the budget before the record is known);
+  well (slow starts may belong to one configuration more than to its pool). It cannot fall below
+  E[r^n], so with slow starts in the record a FAIL needs several runs, each of them slow (an early look
+  that cannot reach its share of the budget keeps it unspent: fleet.judge.noisy splits the budget
+  before the record is known);
 - the raw p of "the best of n core runs reaches b", S(b)^n, decides PASS vs INCONCLUSIVE: a run that
   looks slow, for whatever reason, is rerun rather than passed;
 - c and s are estimated (s from the cell's runs, moderated over its pool; fleet.judge.noisy), so S is
@@ -43,7 +41,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, special
@@ -69,9 +67,6 @@ MIN_RUNS_TO_SET_ASIDE = 5
 #: TTFT p99 twice the others'), worth twenty runs, so a pool of ten cells' baselines outweighs it five times.
 PRIOR_SLOW = 1.0
 PRIOR_RUNS = 20.0
-#: Other cells of a pool from which a cell's rate of slow starts is moderated (moderated_record), as few
-#: as a spread is moderated from (fleet.judge.noisy.MIN_PRIOR_CELLS).
-MIN_RATE_CELLS = 3
 #: Quadrature over the centre's uncertainty (Gauss-Hermite) and the spread's (Gauss-Legendre panels over
 #: the chi-square's quantiles, finer towards the quantile 0 where the true sd is large and a small p's
 #: mass lies); above MAX_FREEDOM the spread is taken as known.
@@ -122,57 +117,30 @@ def robust_scale(groups: Sequence[Sequence[float]]) -> float:
 
 @dataclass(frozen=True)
 class SlowRecord:
-    """What a pool's baselines (or one cell's) say of slow starts: `slow` of the `examined` recorded runs
-    lie past SLOW_START_THRESHOLD robust sd.
-    The chance r that a run is one has the posterior Beta(prior_slow + slow, prior_runs - prior_slow +
-    examined - slow): after one in twenty worth twenty runs, or, for one cell, what the rest of its pool
-    says (moderated_record)."""
+    """What a pool's baselines say of slow starts: `slow` of the `examined` recorded runs lie past
+    SLOW_START_THRESHOLD robust sd.
+    The chance r that a run is one has the posterior Beta(PRIOR_SLOW + slow, PRIOR_RUNS - PRIOR_SLOW +
+    examined - slow)."""
 
     slow: float = 0.0
     examined: float = 0.0
-    prior_slow: float = PRIOR_SLOW
-    prior_runs: float = PRIOR_RUNS
 
     def __add__(self, other: SlowRecord) -> SlowRecord:
-        return replace(self, slow=self.slow + other.slow, examined=self.examined + other.examined)
+        return SlowRecord(self.slow + other.slow, self.examined + other.examined)
 
     def __sub__(self, other: SlowRecord) -> SlowRecord:
-        return replace(self, slow=max(self.slow - other.slow, 0.0),
-                       examined=max(self.examined - other.examined, 0.0))
+        return SlowRecord(max(self.slow - other.slow, 0.0), max(self.examined - other.examined, 0.0))
 
     @property
     def rate(self) -> float:
         """r's posterior mean."""
-        return (self.prior_slow + self.slow) / (self.prior_runs + self.examined)
+        return (PRIOR_SLOW + self.slow) / (PRIOR_RUNS + self.examined)
 
     def moments(self, n: int) -> np.ndarray:
         """E[r^j] for j = 0..n under r's posterior."""
-        a, total = self.prior_slow + self.slow, self.prior_runs + self.examined
+        a, total = PRIOR_SLOW + self.slow, PRIOR_RUNS + self.examined
         steps = (a + np.arange(n)) / (total + np.arange(n))
         return np.concatenate([[1.0], np.cumprod(steps)])
-
-
-def moderated_record(own: SlowRecord, others: Sequence[SlowRecord]) -> SlowRecord:
-    """One cell's record of slow starts with its prior taken from the other cells of its pool (empirical
-    Bayes, as fleet.judge.noisy moderates spreads): their rates, after the prior of one in twenty, centre
-    it, and how much more they differ than binomial counts would (a beta-binomial's intra-cell
-    correlation rho, by moments) says how much it is worth, 1 / rho - 1 runs, never more than the runs
-    they examined. With fewer than MIN_RATE_CELLS other cells the cell's own record is returned."""
-    cells = [other for other in others if other.examined > 0]
-    if len(cells) < MIN_RATE_CELLS:
-        return own
-    pooled = sum(cells, SlowRecord())
-    rate = pooled.rate
-    slow = np.asarray([c.slow for c in cells])
-    runs = np.asarray([c.examined for c in cells])
-    # Pearson's statistic against the common rate: k - 1 in expectation when the cells share it, and
-    # sum (n_i - 1) rho more when their rates spread (E[(s - n r)^2] = n r (1 - r) (1 + (n - 1) rho)).
-    pearson = float(np.sum((slow - runs * rate) ** 2 / (runs * rate * (1.0 - rate))))
-    excess = (pearson - (len(cells) - 1)) / float(np.sum(runs - 1.0))
-    worth = pooled.examined if excess <= 0.0 else min(pooled.examined, max(1.0 / excess - 1.0, 0.0))
-    if worth <= 0.0:
-        return own
-    return replace(own, prior_slow=rate * worth, prior_runs=worth)
 
 
 @functools.lru_cache(maxsize=256)

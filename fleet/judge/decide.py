@@ -96,16 +96,10 @@ class PoolSpread:
     #: many examined (fleet.judge.best_run.SlowRecord), and the pool's robust spread their test used.
     slow_record: SlowRecord | None = None
     slow_scale: float = 0.0
-    #: Each cell's own record, which moderates the others' (fleet.judge.best_run.moderated_record).
-    slow_records: Mapping[CellKey, SlowRecord] = field(default_factory=dict)
 
     def prior_for(self, cell: CellKey) -> SpreadPrior | None:
         """The cell's own prior; for a cell judged against a pool it is not part of, all the pool's cells'."""
         return self.priors[cell] if cell in self.priors else fit_prior(self.samples)
-
-    def other_records(self, cell: CellKey) -> list[SlowRecord]:
-        """The slow-start records of the pool's cells but this one."""
-        return [record for other, record in self.slow_records.items() if other != cell]
 
 
 def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolSpread]:
@@ -130,9 +124,8 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
         samples = [(cell, sample_variance(logs)) for (cell, _), (logs, _) in zip(members, cores, strict=True)]
         fitted = [(cell, s) for cell, s in samples if s is not None]
         priors = {cell: fit_prior([s for other, s in fitted if other != cell]) for cell, _ in members}
-        owns = {cell: own for (cell, _), (_, own) in zip(members, cores, strict=True)}
         spreads[(hardware, name)] = PoolSpread(pooled_log_sd([logs for logs, _ in cores]), priors,
-                                               tuple(s for _, s in fitted), record, scale, owns)
+                                               tuple(s for _, s in fitted), record, scale)
     return spreads
 
 
@@ -193,8 +186,7 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
             cell = (baseline.variant, baseline.model)
             evidence.assessments[name] = assess_noisy(name, entry, present, better, pool.log_sd,
                                                       pool.prior_for(cell), max_runs, pool.slow_record,
-                                                      pool.slow_scale, in_pool=cell in pool.priors,
-                                                      slow_others=pool.other_records(cell))
+                                                      pool.slow_scale, in_pool=cell in pool.priors)
             continue
         verdict = judge_metric(name, float(np.mean(present)), entry)
         if len(present) > 1:

@@ -71,7 +71,7 @@ from scipy import stats as scipy_stats
 
 from fleet.judge.acceptance import role_of
 from fleet.judge.assessment import Assessment
-from fleet.judge.best_run import CoreModel, SlowRecord, harm_values, moderated_record, set_aside, slow_starts
+from fleet.judge.best_run import CoreModel, SlowRecord, harm_values, set_aside, slow_starts
 from fleet.judge.stats import Direction, harm_sign, rank_test_p, robust_sd, tails
 from fleet.model import MetricBaseline
 
@@ -238,14 +238,12 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
                  better: Direction | None, pooled_sd: float = 0.0,
                  prior: SpreadPrior | None = None, max_runs: int = DEFAULT_MAX_RUNS,
                  slow_record: SlowRecord | None = None, slow_scale: float = 0.0,
-                 in_pool: bool = True, slow_others: Sequence[SlowRecord] = ()) -> Assessment:
+                 in_pool: bool = True) -> Assessment:
     """One noisy metric over n candidate runs (rules in the module docstring and fleet.judge.best_run).
 
     `slow_record`: what the pool's baselines say of slow starts (fleet.judge.decide); None: this cell's
     own. `slow_scale`: the pool's robust spread, below which no cell's robust sd is believed when its
     slow starts are set aside. `in_pool`: the cell's baseline is one of the pool's (core_log_values).
-    `slow_others`: the records of the pool's other cells, which moderate the cell's own (a FAIL must hold
-    under both the pool's record and the cell's: fleet.judge.best_run.moderated_record).
     """
     logs, own_record = core_log_values(entry, better, slow_scale, slow_record, in_pool=in_pool)
     record = slow_record if slow_record is not None else own_record
@@ -301,7 +299,7 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
     if better is not None and candidate_logs:
         sign = harm_sign(better)
         core = CoreModel(centre=sign * centre_recorded, sd=sd, recorded=n_recorded, dof=dof, record=record,
-                         own=moderated_record(own_record, slow_others) if slow_record is not None else None)
+                         own=own_record if slow_record is not None else None)
         best = float(np.min(harm_values(candidate_logs, sign)))
         runs = len(candidate_logs)
         p_harm, p_robust = core.p_values(best, runs)
