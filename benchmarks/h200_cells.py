@@ -10,8 +10,11 @@ GPU_BOUND_MODEL = "bundled:llama-8b-shape/target"
 #:   compile (speedup 1.31 there, 1.60-1.80 in mseries);
 #: - aseries asked vLLM for async scheduling, which vLLM 0.26.0 leaves off for draft_model: TPOT p50
 #:   2.15-4.21 ms over ten engine starts against mseries' 2.54-2.80 ms (evidence/h200/README.md), so the
-#:   cell keeps vLLM's default.
-EARLIER_PROCEDURE = ("h200/runs/m1/", "h200/aseries/")
+#:   cell keeps vLLM's default;
+#: - pinseries reused one reference for all 24 of its runs (its speedup shares one denominator) and ran
+#:   half of them pinned to two CPUs: an experiment on what sets the per-start level, not the cell's
+#:   procedure. Its twelve unpinned starts (pu*) read as mseries do (core 2.6 %, one start +25 %).
+EARLIER_PROCEDURE = ("h200/runs/m1/", "h200/aseries/", "h200/pinseries/")
 
 
 def earlier_procedure(path: str) -> bool:

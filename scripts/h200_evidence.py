@@ -5,10 +5,12 @@ the judge reads) and the device's paths. Texts become null; /root/fleetrun/ (the
 from) is dropped, /root/w/ becomes WORKDIR/, /tmp/site/ (vLLM's install) becomes SITE/. JSON is
 written compact, as the earlier evidence is.
 
-    python scripts/h200_evidence.py UNPACKED_W DEST PREFIX
+    python scripts/h200_evidence.py UNPACKED_W DEST PREFIX [DEVICE_ROOT]
 e.g.  python scripts/h200_evidence.py /tmp/p/w evidence/h200/mseries ms
 copies UNPACKED_W/ms*/results/*.json to DEST/ms*/, and progress.log and timing.tsv beside them (their
-lines of those runs), and host.txt if the work folder has one.
+lines of those runs, added to what DEST already has), and host.txt if the work folder has one.
+DEVICE_ROOT: the folder the driver ran from when it was not /root/fleetrun (the device tool's copy of the
+working tree), dropped from paths as /root/fleetrun/ is.
 """
 
 from __future__ import annotations
@@ -21,24 +23,25 @@ from typing import Any
 REPLACEMENTS = (("/root/fleetrun/", ""), ("/root/w/", "WORKDIR/"), ("/tmp/site/", "SITE/"))
 
 
-def scrub(value: Any) -> Any:
+def scrub(value: Any, replacements: tuple[tuple[str, str], ...] = REPLACEMENTS) -> Any:
     if isinstance(value, dict):
-        return {k: None if k == "texts" else scrub(v) for k, v in value.items()}
+        return {k: None if k == "texts" else scrub(v, replacements) for k, v in value.items()}
     if isinstance(value, list):
-        return [scrub(v) for v in value]
+        return [scrub(v, replacements) for v in value]
     if isinstance(value, str):
-        for old, new in REPLACEMENTS:
+        for old, new in replacements:
             value = value.replace(old, new)
     return value
 
 
 def main(argv: list[str]) -> int:
     source, dest, prefix = Path(argv[0]), Path(argv[1]), argv[2]
+    replacements = (*REPLACEMENTS, (argv[3].rstrip("/") + "/", "")) if len(argv) > 3 else REPLACEMENTS
     copied = 0
     for result in sorted(source.glob(f"{prefix}*/results/*.json")):
         target = dest / result.parent.parent.name / result.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        document = scrub(json.loads(result.read_text()))
+        document = scrub(json.loads(result.read_text()), replacements)
         target.write_text(json.dumps(document, separators=(",", ":")) + "\n")
         copied += 1
     for name in ("progress.log", "timing.tsv"):
@@ -46,9 +49,11 @@ def main(argv: list[str]) -> int:
             lines = [line for line in (source / name).read_text().splitlines(keepends=True)
                      if f"\t{prefix}" in line or f" {prefix}" in line]
             text = "".join(lines)
-            for old, new in REPLACEMENTS:
+            for old, new in replacements:
                 text = text.replace(old, new)
-            (dest / name).write_text(text)
+            earlier = (dest / name).read_text() if (dest / name).exists() else ""
+            (dest / name).write_text(earlier + "".join(line for line in text.splitlines(keepends=True)
+                                                       if line not in earlier))
     if (source / "host.txt").exists():  # the machine's description (scripts/h200_run.sh host), whole
         (dest / "host.txt").write_text((source / "host.txt").read_text())
     print(f"{copied} results copied to {dest}")

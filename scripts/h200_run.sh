@@ -16,6 +16,9 @@
 #          engine start, which judge_power and bisect_efficiency need to say what a GPU-bound cell can catch
 # aseries: replicates as1..as$SERIES of the machinery cell with async scheduling asked for (engine option
 #          async_scheduling: true), which vLLM 0.26.0 leaves off for draft_model (vLLM #38929)
+# pinseries: replicates of the machinery cell, alternately unpinned (pu*) and with the suite and its engines
+#          pinned to CPUs $PINCPUS (pp*, taskset), sharing one reference cache so that each replicate
+#          starts only the speculative engine: does CPU placement set the per-start TPOT level?
 # pack:  analysis, and WORKDIR.tgz beside WORKDIR (results, r1's child logs, no caches)
 set -uo pipefail
 W=${1:?usage: scripts/h200_run.sh WORKDIR [STEPS]}
@@ -51,8 +54,9 @@ json.dump(cell, open(sys.argv[2], 'w'))
 suite() {  # replicate cell  (CELLS: the folder of cell files, default $W/cells)
   local dir="$W/$1"; mkdir -p "$dir/results" "$dir/keep"
   local start; start=$(stamp)
-  FLEET_VLLM_KEEP_DIR="$dir/keep" python3 -m fleet suite run --cell "${CELLS:-$W/cells}/$2.json" \
-    --out "$dir/results/$2.json" --reference-cache "$dir/refcache" > "$dir/$2.log" 2>&1
+  FLEET_VLLM_KEEP_DIR="$dir/keep" ${PIN:+taskset -c "$PIN"} python3 -m fleet suite run \
+    --cell "${CELLS:-$W/cells}/$2.json" --out "$dir/results/$2.json" \
+    --reference-cache "${REFCACHE:-$dir/refcache}" > "$dir/$2.log" 2>&1
   local rc=$?
   printf 'suite\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$start" "$(stamp)" "$rc" >> "$W/timing.tsv"
   say "$1 rc=$rc $(python3 benchmarks/suite_overhead.py show "$dir/results/$2.json" 2>&1 | tail -1)"
@@ -79,6 +83,11 @@ for step in $STEPS; do
     series) for r in $(seq 1 "$SERIES"); do for cell in $TINY; do suite "s$r" "$cell"; done; done ;;
     machinery2) suite m2 "$MACHINERY" ;;
     mseries) for r in $(seq 1 "$SERIES"); do suite "${MPREFIX:-ms}$r" "$MACHINERY"; done ;;
+    pinseries)
+      for r in $(seq 1 "$SERIES"); do
+        REFCACHE="$W/pin-refcache" suite "pu$r" "$MACHINERY"
+        REFCACHE="$W/pin-refcache" PIN="${PINCPUS:-2,3}" suite "pp$r" "$MACHINERY"
+      done ;;
     host)
       { nproc; lscpu; cat /sys/fs/cgroup/cpu.max; numactl -H; nvidia-smi topo -m
         nvidia-smi -q -d CLOCK,PERFORMANCE,POWER; python3 -c 'import os; print(sorted(os.sched_getaffinity(0)))'
@@ -101,7 +110,7 @@ for step in $STEPS; do
       python3 benchmarks/suite_overhead.py analyze "$W" --out "$W/overhead.json" > "$W/overhead.txt" 2>&1
       say "analyze rc=$?"
       tar czf "$W.tgz" -C "$(dirname "$W")" --exclude=vllm-cache --exclude=refcache \
-        --exclude='r[2-9]/keep' --exclude='s*/keep' --exclude='m[a-z]*/keep' --exclude='as*/keep' "$(basename "$W")"
+        --exclude='r[2-9]/keep' --exclude='s*/keep' --exclude='m[a-z]*/keep' --exclude='as*/keep' --exclude='p[pu]*/keep' --exclude=pin-refcache "$(basename "$W")"
       say "packed $(du -h "$W.tgz" | cut -f1)" ;;
   esac
 done
