@@ -20,10 +20,14 @@ The test, on h = log value signed so that harm is up (latency as is, speedup and
   the core's upper tail. r is not known, only the pool's record of it (SlowRecord: how many of the runs
   examined lie past SLOW_START_THRESHOLD robust sd, after a prior of one in twenty), so the p a FAIL is
   decided on averages that over r's posterior too, and must hold under the judged cell's own record as
-  well (slow starts may belong to one configuration more than to its pool). It cannot fall below
-  E[r^n], so with slow starts in the record a FAIL needs several runs, each of them slow (an early look
-  that cannot reach its share of the budget keeps it unspent: fleet.judge.noisy splits the budget
-  before the record is known);
+  well (slow starts may belong to one configuration more than to its pool). That record's prior (one in
+  twenty worth twenty runs, against a cell's ten) is also the margin for host-bound cells, whose latency
+  is a mixture of hosts rather than a normal core plus rare slow starts: moderated by the pool's record
+  instead, TPOT +10 % was caught in 57 % of GPU-bound cells (44.5 %) but the CPU-shaped nightly cried
+  wolf in 1.5 % of nights (0.5 %), every time on a host-bound cell (commits 78bf585, 26a503e). p_fail
+  cannot fall below E[r^n], so with slow starts in the record a FAIL needs several runs, each of them
+  slow (an early look that cannot reach its share of the budget keeps it unspent: fleet.judge.noisy
+  splits the budget before the record is known);
 - the raw p of "the best of n core runs reaches b", S(b)^n, decides PASS vs INCONCLUSIVE: a run that
   looks slow, for whatever reason, is rerun rather than passed;
 - c and s are estimated (s from the cell's runs, moderated over its pool; fleet.judge.noisy), so S is
