@@ -78,6 +78,18 @@ def test_baseline_violating_the_schema_stops_the_run_before_it_starts(workdir: P
     assert_nothing_written(workdir)
 
 
+@pytest.mark.parametrize("command", [("plan",), ("submit", "--backend", "kube", "--dry-run")])
+def test_a_misspelt_bundled_model_is_refused_whatever_the_backend(workdir: Path, fleet: Fleet,
+                                                                 command: tuple[str, ...]) -> None:
+    def misspell(data: dict[str, object]) -> None:
+        data["cells"][0]["model"] = "bundled:tiny-stdlb/target"  # type: ignore[index]
+
+    edit_yaml(workdir / "jobs" / "local.yaml", misspell)
+    code, _, err = fleet(*command, "--tier", "local")
+    assert_one_config_line(code, err, "local.yaml", "bundled:tiny-stdlb/target", "bundled:tiny-stdlib/target")
+    assert_nothing_written(workdir)
+
+
 def test_missing_model_path(workdir: Path, fleet: Fleet) -> None:
     def point_draft_nowhere(data: dict[str, object]) -> None:
         for entry in data["cells"]:  # type: ignore[attr-defined]

@@ -13,18 +13,20 @@ from pathlib import Path
 from fleet.baselines import find_baseline
 from fleet.errors import ConfigError
 from fleet.model import Cell
-from fleet.suite.models import resolve_model
+from fleet.suite.models import BUNDLED_PREFIX, resolve_model
 
 
 def _local_model_ref(ref: str) -> bool:
     return ref.startswith(("bundled:", "/", "./", "../", "~"))
 
 
-def check_models(cells: Sequence[Cell], jobs_dir: Path = Path("jobs")) -> None:
-    """Bundled names and local paths must exist here; Hugging Face ids are the engine's business."""
+def check_models(cells: Sequence[Cell], jobs_dir: Path = Path("jobs"), *, paths: bool = True) -> None:
+    """Bundled names and local paths must exist here; Hugging Face ids are the engine's business.
+    `paths=False` checks the bundled names alone: they name models inside fleet, the same here as in a
+    Job's image, where a local path may be the cluster's and not this machine's."""
     for cell in cells:
         for field, ref in (("model", cell.model), ("draft_model", cell.draft_model)):
-            if ref is None:
+            if ref is None or not (paths or ref.startswith(BUNDLED_PREFIX)):
                 continue
             where = f"{(jobs_dir / cell.tier).as_posix()}.yaml: cell {cell.id}: {field}"
             try:

@@ -81,6 +81,7 @@ def plan_cells(jobs_dir: Path, tier: str, hardware: str | None, variant: str | N
                          if value is not None)
         raise ConfigError(f"no cell of tier {tier!r} matches {asked}",
                           fix=f"run `fleet plan --tier {tier}` to see its cells")
+    check_models(selected, jobs_dir, paths=False)  # a misspelt bundled: name, on every backend
     return selected
 
 
