@@ -17,7 +17,7 @@ from fleet.suite.models import BUNDLED_PREFIX, resolve_model
 
 
 def _local_model_ref(ref: str) -> bool:
-    return ref.startswith(("bundled:", "/", "./", "../", "~"))
+    return ref.startswith((BUNDLED_PREFIX, "/", "./", "../", "~"))
 
 
 def check_models(cells: Sequence[Cell], jobs_dir: Path = Path("jobs"), *, paths: bool = True) -> None:
