@@ -43,6 +43,8 @@ from fleet.model import MetricBaseline, RunResult
 from fleet.suite.metrics import REFERENCE_PREFIX, metric_info
 
 _POSITION = re.compile(r"acceptance_rate_pos_(\d+)")
+#: The metric kinds (fleet.suite.metrics) judged as counts of drafts and prompts (assess_count).
+COUNT_KINDS = ("acceptance", "match")
 
 
 def role_of(name: str) -> Role:
@@ -71,7 +73,7 @@ def replayed_metrics(names: Sequence[str], entries: Mapping[str, MetricBaseline]
     `pooled_log_sd(name)`: the pool's relative spread of the metric, as assess_count is given it."""
     def counted(name: str) -> bool:
         info = metric_info(name)
-        return info is not None and info.kind in ("acceptance", "match")
+        return info is not None and info.kind in COUNT_KINDS
 
     return [name for name in names if name in entries and counted(name)
             and all(name in r.metrics for r in candidates)

@@ -33,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 
-from fleet.judge.acceptance import assess_count, candidate_trials, replayed_metrics, role_of
+from fleet.judge.acceptance import COUNT_KINDS, assess_count, candidate_trials, replayed_metrics, role_of
 from fleet.judge.assessment import Assessment
 from fleet.judge.best_run import SlowRecord, robust_scale
 from fleet.judge.multiple import Method, adjust, holm, step_threshold
@@ -113,7 +113,7 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
     for (hardware, name), members in groups.items():
         entries = [entry for _, entry in members]
         info = metric_info(name)
-        if info is not None and info.kind in ("acceptance", "match"):
+        if info is not None and info.kind in COUNT_KINDS:
             spreads[(hardware, name)] = PoolSpread(pooled_log_sd([recorded_log_values(e) for e in entries]))
             continue
         better = info.better if info is not None else None
@@ -176,7 +176,7 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
         better = info.better if info is not None else None
         statistical = rule == "auto" and has_spread(entry)
         pool = (pooled or {}).get((baseline.hardware, name), none)
-        if statistical and info is not None and info.kind in ("acceptance", "match"):
+        if statistical and info is not None and info.kind in COUNT_KINDS:
             if all(candidate_trials(name, r) is not None for r in results) or entry.trials:
                 evidence.assessments[name] = assess_count(name, baseline.baselines, results, better,
                                                           pool.log_sd)
