@@ -53,8 +53,8 @@ from h200_cells import GPU_BOUND_MODEL, earlier_procedure
 
 from fleet.backends.sim_scenario import Noise
 from fleet.bisect import _spread, rounds_lower_bound
-from fleet.bisect_model import Observation, SearchPolicy, smallest_change
-from fleet.bisect_posterior import likelihood_noise, start_bisection
+from fleet.bisect_model import Observation
+from fleet.bisect_posterior import metric_policy, start_bisection
 from fleet.compare import Spread, compare
 from fleet.suite.metrics import MetricClass
 
@@ -112,6 +112,7 @@ def recorded_noise(metric: str, variant: str | None = None,
 @dataclass(frozen=True)
 class Family:
     name: str
+    metric: str
     kind: MetricClass
     noise: Noise
     recorded: Spread
@@ -126,16 +127,17 @@ def families() -> list[Family]:
     tpot, tpot_sd, tpot_text = recorded_noise("tpot_p50_ms")
     bound, bound_sd, bound_text = recorded_noise("tpot_p50_ms", gpu_bound=True)
     return [
-        Family(f"acceptance_length, draft_model ({draft_text}), -3..-20 %", "acceptance", draft, draft_sd,
-               -0.20, -0.03, 12),
-        Family(f"acceptance_length, ngram ({ngram_text}), -3..-20 %", "acceptance", ngram, ngram_sd,
-               -0.20, -0.03, 12),
-        Family(f"tpot_p50 ({tpot_text}), +5..+30 %", "latency", tpot, tpot_sd, 0.05, 0.30, 40),
-        Family(f"tpot_p50 ({bound_text}), +5..+30 %", "latency", bound, bound_sd, 0.05, 0.30, 40),
+        Family(f"acceptance_length, draft_model ({draft_text}), -3..-20 %", "acceptance_length", "acceptance",
+               draft, draft_sd, -0.20, -0.03, 12),
+        Family(f"acceptance_length, ngram ({ngram_text}), -3..-20 %", "acceptance_length", "acceptance",
+               ngram, ngram_sd, -0.20, -0.03, 12),
+        Family(f"tpot_p50 ({tpot_text}), +5..+30 %", "tpot_p50_ms", "latency", tpot, tpot_sd, 0.05, 0.30, 40),
+        Family(f"tpot_p50 ({bound_text}), +5..+30 %", "tpot_p50_ms", "latency", bound, bound_sd,
+               0.05, 0.30, 40),
         # The baseline's spread came from one lease; a pool's nodes may spread more. Runs twice as noisy as
         # the spread handed to the search: how often a wrong commit is then named (and verified).
         Family(f"tpot_p50, GPU-bound runs 2x noisier than the recorded {100 * bound_sd.relative_sd:.2f} %, "
-               "+5..+30 %", "latency",
+               "+5..+30 %", "tpot_p50_ms", "latency",
                Noise(residuals=[2 * r for r in bound.residuals], jitter_sd=2 * bound.jitter_sd), bound_sd,
                0.05, 0.30, 40),
     ]
@@ -179,11 +181,7 @@ Outcome = tuple[bool, bool, int, int, bool]  # right, right and verified, rounds
 
 def run_fleet(trial: Trial, family: Family, slots: int, search_kind: str = "posterior") -> Outcome:
     rng = random.Random(trial.seed * 7919 + slots)
-    floor, guess = likelihood_noise(family.kind)
-    policy = SearchPolicy(slots=slots, max_samples=family.max_samples,
-                          resample="double" if family.kind == "latency" else "one",
-                          verify_on_samples=family.kind == "latency", search=search_kind,  # type: ignore[arg-type]
-                          noise_floor=floor, noise_guess=guess, min_change=smallest_change(family.kind))
+    policy = metric_policy(family.metric, slots, max_samples=family.max_samples, search=search_kind)
 
     def judge(a: Sequence[float], b: Sequence[float], magnitude: float, noise: Spread | None):  # type: ignore[no-untyped-def]
         return compare(a, b, magnitude=magnitude, kind=family.kind, noise=noise)

@@ -10,7 +10,9 @@ Chromium's Pinpoint instead, on a fleet of GPUs:
 - a commit that cannot be measured (no image, build failure, an engine crash twice) is skipped; when
   such commits sit between the last good and the first bad commit the answer is a range, not a commit;
 - before a culprit is reported it is verified: it and its parent, each with more runs than the one
-  that placed it, must compare DIFFERENT, directly, in the same direction as the good and bad ends do;
+  that placed it, must compare DIFFERENT, directly, in the same direction as the good and bad ends do
+  (a latency slowdown first by the culprit's best run, fleet.compare.compare_best_run: two or three
+  runs where the rank tests need four and five);
 - slots a round's probes leave free run the commits that may become the culprit or its parent a second
   time, so the verification needs no round of its own when the bracket closes (and a flaky probe costs
   no round either).
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Literal
 
 from fleet.bisect_model import (
@@ -38,7 +39,7 @@ from fleet.bisect_model import (
     Side,
     Status,
 )
-from fleet.compare import LOW_THRESHOLD, Comparison, Spread, Verdict
+from fleet.compare import Comparison, Spread, Verdict, compare_best_run, one_sided, ranks_agree
 
 #: Degrees of freedom from which the pooled within-commit spread is handed to the comparator as noise.
 POOLED_NOISE_MIN_FREEDOM = 4
@@ -255,8 +256,8 @@ class Bisection:
             ends = self.ends_comparison()
             same_way = ends is None or (check.relative_difference > 0) == (ends.relative_difference > 0)
             parent_runs, culprit_runs = self.records[parent].samples, self.records[culprit].samples
-            if same_way and ends is not None and _ranks_agree(parent_runs, culprit_runs, ends):
-                check = _one_sided(check)
+            if same_way and ends is not None and ranks_agree(parent_runs, culprit_runs, ends):
+                check = self._slower_at_best(parent_runs, culprit_runs) or one_sided(check)
             if check.verdict is Verdict.DIFFERENT and same_way:
                 self._finish(status, parent + 1, culprit, f"verified against its parent{hidden}", True, check)
                 return []
@@ -284,6 +285,16 @@ class Bisection:
         for commit in lacking * 2:
             plan.add(commit, "verify")
         return plan.runs
+
+    def _slower_at_best(self, parent_runs: Sequence[float],
+                        culprit_runs: Sequence[float]) -> Comparison | None:
+        """fleet.compare.compare_best_run's DIFFERENT (a change to the side slow engine starts read on) for a
+        metric that has slow starts and a spread known; None otherwise (the rank tests decide)."""
+        noise = self._pooled_noise()
+        if noise is None or not self.policy.slow_side:
+            return None
+        check = compare_best_run(parent_runs, culprit_runs, noise=noise, slow_side=self.policy.slow_side)
+        return check if check.verdict is Verdict.DIFFERENT else None
 
     def _an_end_cannot_run(self) -> bool:
         """True, and the search finished as unresolved, when the good or the bad end is untestable."""
@@ -313,28 +324,6 @@ class Bisection:
 
         open_ = [c for c in commits if held(c) < self.policy.max_samples]
         return min(open_, key=held) if open_ else None
-
-
-def _one_sided(check: Comparison) -> Comparison:
-    """A culprit that moved its metric the way the ends did, tested as such: whether it did is a question
-    with a direction, so its p is the comparison's two-sided one halved (exact for Mann-Whitney's and
-    the normal's symmetric nulls, and for Kolmogorov-Smirnov's in its tail, where a p <= 0.01 lies). The
-    rank tests then verify from 4 and 5 runs instead of 5 and 5: on the GPU-bound TPOT noise the culprit
-    was found within the 7-round bar in 31 % of trials instead of 23 %, as often right, none wrongly."""
-    p_value = check.p_value / 2
-    if p_value > LOW_THRESHOLD:
-        return check  # not decided either way: the two-sided comparison, whose thresholds it states, stands
-    return replace(check, verdict=Verdict.DIFFERENT, p_value=p_value,
-                   method=f"{check.method}, one-sided in the ends' direction")
-
-
-def _ranks_agree(parent: Sequence[float], culprit: Sequence[float], ends: Comparison) -> bool:
-    """Whether the culprit's runs rank above its parent's (Mann-Whitney's U above half its range) when the
-    ends rose, below when they fell: a mean moved by one slow start can point the ends' way while the rank
-    tests, whose p _one_sided halves, saw the runs move the other way."""
-    above = sum((c > p) + 0.5 * (c == p) for c in culprit for p in parent)
-    half = len(parent) * len(culprit) / 2
-    return above > half if ends.relative_difference > 0 else above < half
 
 
 def _side(vs_good: Verdict, vs_bad: Verdict) -> Side:

@@ -65,6 +65,9 @@ class SearchPolicy:
     #: Verify the culprit against its parent on their own samples (for latency: the rank tests), not on the
     #: pooled spread: heavy tails (one slow engine start in 15) must not verify a wrong commit.
     verify_on_samples: bool = False
+    #: Where a slow engine start reads: +1 high (latency), -1 low (speedup, throughput), 0 nowhere
+    #: (counters). A culprit of a change that way is verified first by its best run (fleet.compare).
+    slow_side: Literal[-1, 0, 1] = 0
     #: "posterior": fleet.bisect_posterior's search (probes where the culprit's posterior splits evenly);
     #: "pinpoint": fleet.bisect's (each commit placed good or bad by three-valued comparisons).
     search: Literal["posterior", "pinpoint"] = "posterior"

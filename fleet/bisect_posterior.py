@@ -30,11 +30,12 @@ with every sample through the noise's likelihood, and probes where that mass spl
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import numpy as np
 
 from fleet.bisect import Bisection, _Plan
-from fleet.bisect_model import Comparator, Run, SearchPolicy
+from fleet.bisect_model import Comparator, Run, SearchPolicy, smallest_change
 from fleet.compare import (
     COUNTS_NOISE_FLOOR,
     LATENCY_KNOWN_FLOOR,
@@ -42,7 +43,7 @@ from fleet.compare import (
     Spread,
     Verdict,
 )
-from fleet.suite.metrics import MetricClass
+from fleet.suite.metrics import MetricClass, metric_info
 
 #: The likelihood's relative sd floor for counter metrics: half ngram's measured spread (1.0 % over 10
 #: engine starts), above draft_model's (0.4 %); a recorded or pooled spread above it is used as it is.
@@ -190,6 +191,22 @@ def likelihood_noise(kind: MetricClass) -> tuple[float, float]:
     if kind == "latency":
         return LATENCY_KNOWN_FLOOR, LATENCY_NOISE_FLOOR
     return COUNTS_LIKELIHOOD_FLOOR, COUNTS_NOISE_FLOOR
+
+
+def metric_policy(metric: str, slots: int, **choices: Any) -> SearchPolicy:
+    """The search policy `fleet bisect` hunts a change of `metric` (a known one: fleet.suite.metrics) with:
+    latency resampled by doubling, its culprit verified on its own samples, slow starts on its slow side,
+    and each kind's likelihood noise and smallest change; `choices` set the rest (or override these)."""
+    info = metric_info(metric)
+    if info is None:
+        raise ValueError(f"unknown metric {metric!r}")
+    latency = info.kind == "latency"
+    floor, guess = likelihood_noise(info.kind)
+    made: dict[str, Any] = {
+        "resample": "double" if latency else "one", "verify_on_samples": latency,
+        "slow_side": (1 if info.better == "lower" else -1) if latency else 0,
+        "noise_floor": floor, "noise_guess": guess, "min_change": smallest_change(info.kind)}
+    return SearchPolicy(slots=slots, **{**made, **choices})
 
 
 def start_bisection(commits: int, compare: Comparator, policy: SearchPolicy,

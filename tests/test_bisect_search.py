@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+import pytest
+
 from fleet.bisect import Bisection, rounds_lower_bound
 from fleet.bisect_model import Observation, SearchPolicy
-from fleet.bisect_posterior import start_bisection
+from fleet.bisect_posterior import metric_policy, start_bisection
 from fleet.compare import Comparison, Spread, compare
 
 Judge = Callable[[Sequence[float], Sequence[float], float, Spread | None], Comparison]
@@ -125,6 +127,44 @@ def test_a_verification_on_samples_spends_its_runs_on_the_culprit_and_its_parent
     verification = search.finding.verification
     assert "one-sided in the ends' direction" in verification.method and verification.p_value <= 0.01
     assert max(verification.n) <= 6
+
+
+def tpot_bisection(factor: float, seed: int = 4) -> Bisection:
+    """A TPOT bisection as `fleet bisect` runs one, of commits whose TPOT moves by `factor` at 300."""
+    rng = random.Random(seed)
+    search = start_bisection(1000, judge("latency"), metric_policy("tpot_p50_ms", 4, max_samples=40),
+                             Spread(0.0265, 19))
+    while runs := search.next_round():
+        tpot = [2.67 * (factor if r.commit >= 300 else 1.0) * (1 + rng.gauss(0, 0.0265)) for r in runs]
+        search.record([Observation(r.commit, value) for r, value in zip(runs, tpot, strict=True)])
+    assert search.finding is not None and (search.finding.first, search.finding.last) == (300, 300)
+    assert search.finding.verified and search.finding.verification is not None
+    return search
+
+
+def test_a_latency_slowdown_is_verified_by_its_best_run_before_the_rank_tests_could() -> None:
+    # Slow engine starts never read fast, so a culprit slower than its parent even at its best run is
+    # verified from two or three runs, where the rank tests need four and five.
+    verification = tpot_bisection(1.25).finding.verification  # type: ignore[union-attr]
+    assert verification is not None and verification.method == "best run, slow starts allowed"
+    assert verification.p_value <= 0.01 and max(verification.n) <= 3
+
+
+def test_a_latency_improvement_is_still_verified_by_the_rank_tests() -> None:
+    # Toward the fast side a slow start of the parent's could pass for the change: no best-run shortcut.
+    verification = tpot_bisection(0.8).finding.verification  # type: ignore[union-attr]
+    assert verification is not None and "one-sided in the ends' direction" in verification.method
+    assert "best run" not in verification.method
+
+
+def test_each_metric_is_bisected_with_its_kinds_policy() -> None:
+    tpot, speedup, acceptance = (metric_policy(m, 4) for m in ("tpot_p50_ms", "speedup", "acceptance_length"))
+    assert (tpot.slow_side, tpot.resample, tpot.verify_on_samples) == (1, "double", True)
+    assert (speedup.slow_side, speedup.verify_on_samples) == (-1, True)
+    assert (acceptance.slow_side, acceptance.resample, acceptance.verify_on_samples) == (0, "one", False)
+    assert metric_policy("tpot_p50_ms", 2, min_change=0.1).min_change == 0.1
+    with pytest.raises(ValueError, match="unknown metric"):
+        metric_policy("tpot_p51_ms", 4)
 
 
 def test_a_culprit_whose_runs_rank_against_the_ends_is_not_verified_one_sided() -> None:

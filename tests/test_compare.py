@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from fleet.compare import COUNTS_NOISE_FLOOR, Spread, Verdict, compare, high_threshold
+from fleet.compare import COUNTS_NOISE_FLOOR, Spread, Verdict, compare, compare_best_run, high_threshold
 
 
 def test_identical_counter_metrics_are_same_from_one_run_each() -> None:
@@ -82,3 +82,32 @@ def test_the_same_threshold_falls_as_the_visible_effect_grows() -> None:
 def test_comparing_nothing_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         compare([], [1.0], magnitude=0.1, kind="latency")
+
+
+def test_a_culprit_slower_even_at_its_best_run_is_different_from_two_runs_each() -> None:
+    # The rank tests cannot reach p <= 0.01 with two runs a side however far apart they are.
+    parent, culprit = [2.67, 2.70], [3.30, 3.36]
+    assert compare(parent, culprit, magnitude=0.2, kind="latency").verdict is not Verdict.DIFFERENT
+    check = compare_best_run(parent, culprit, noise=Spread(0.0265, 19), slow_side=1)
+    assert check.verdict is Verdict.DIFFERENT and check.n == (2, 2)
+
+
+def test_one_slow_start_among_the_culprits_runs_does_not_make_it_different() -> None:
+    check = compare_best_run([2.67, 2.70], [2.69, 3.40], noise=Spread(0.0265, 19), slow_side=1)
+    assert check.verdict is Verdict.UNKNOWN
+
+
+def test_every_culprit_run_a_slow_start_stays_possible_at_the_priors_rate() -> None:
+    # Two runs can be two slow starts (E[r^2] under one in twenty worth twenty runs: 2 / 420); three rarely.
+    two = compare_best_run([2.67, 2.70], [9.0, 9.1], noise=Spread(0.0265, 19), slow_side=1)
+    three = compare_best_run([2.67, 2.70], [9.0, 9.1, 9.2], noise=Spread(0.0265, 19), slow_side=1)
+    assert 2 / 420 <= two.p_value <= 0.01 and three.p_value < 2 / 420
+
+
+def test_a_metric_whose_slow_starts_read_low_is_judged_on_its_highest_run() -> None:
+    # Speedup: a slow start lowers it, so a fall is the slowdown and a rise never is.
+    def verdict(culprit: list[float]) -> Verdict:
+        return compare_best_run([1.80, 1.82], culprit, noise=Spread(0.0265, 19), slow_side=-1).verdict
+
+    assert verdict([1.40, 1.42]) is Verdict.DIFFERENT
+    assert verdict([2.30, 2.32]) is Verdict.UNKNOWN and verdict([1.40, 1.81]) is Verdict.UNKNOWN

@@ -35,8 +35,7 @@ from fleet.bisect_commits import (
     with_image,
     worktree,
 )
-from fleet.bisect_model import SearchPolicy, smallest_change
-from fleet.bisect_posterior import likelihood_noise
+from fleet.bisect_posterior import metric_policy
 from fleet.bisect_run import (
     BisectOutcome,
     UntestableCommit,
@@ -195,12 +194,9 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     ensure_writable_dir(run_dir, option="--runs-dir")
     stderr.print(f"bisect {bisect_id}: {len(commits) - 1} commits after good, cell {cell.id}, "
                  f"metric {metric}, {slots} slots on the {backend} backend -> {run_dir}", soft_wrap=True)
-    latency = info.kind == "latency"
-    floor, guess = likelihood_noise(info.kind)
-    policy = SearchPolicy(slots=slots, max_samples=max_samples, max_rounds=max_rounds,
-                          resample="double" if latency else "one", verify_on_samples=latency, search=search,
-                          noise_floor=floor, noise_guess=guess, min_change=smallest_change(info.kind)
-                          if min_change is None else min_change / 100)
+    hunted = {} if min_change is None else {"min_change": min_change / 100}
+    policy = metric_policy(metric, slots, max_samples=max_samples, max_rounds=max_rounds, search=search,
+                           **hunted)
     started = time.time()
     try:
         outcome = run_bisection(
