@@ -139,18 +139,21 @@ def compare(a: Sequence[float], b: Sequence[float], *, magnitude: float, kind: M
 
 
 def compare_best_run(parent: Sequence[float], culprit: Sequence[float], *, noise: Spread,
-                     slow_side: int) -> Comparison:
+                     slow_side: int, chosen: int = 0) -> Comparison:
     """Whether the culprit's runs are slower than its parent's even at their best: DIFFERENT when the
     chance that all of them reach their best run's value as the parent's runs with slow starts among
     them (fleet.judge.best_run.CoreModel.p_fail: the parent's mean, `noise`'s spread floored at
     LATENCY_KNOWN_FLOOR, slow starts at the judge's prior of one in twenty) is <= LOW_THRESHOLD;
     UNKNOWN otherwise, never SAME. `slow_side`: +1 where a slow engine start reads high (latency), -1
-    where it reads low (speedup, throughput).
+    where it reads low (speedup, throughput). `chosen`: culprit runs that are no evidence, because the
+    search picked this commit for them (the run that placed it on the bad side was picked for reading
+    slow): the chance is that the other runs reach the best one's value.
 
     The rank tests need four runs a side to reach LOW_THRESHOLD however far apart the runs are; this
     test takes two culprit runs for a change far beyond the spread (two slow starts in a row: at most
-    E[r^2] = 0.5 %), and more as the change nears the noise. It trusts the spread as given, so it is
-    for a slowdown (a change toward the slow side) with a spread known from more runs than these.
+    E[r^2] = 0.5 %), three when one chose it, and more as the change nears the noise. It trusts the
+    spread as given, so it is for a slowdown (a change toward the slow side) with a spread known from
+    more runs than these.
     """
     if min(*parent, *culprit) <= 0:
         raise ValueError("compare_best_run needs positive values (it works on their logs)")
@@ -158,7 +161,7 @@ def compare_best_run(parent: Sequence[float], culprit: Sequence[float], *, noise
                      sd=max(noise.relative_sd, LATENCY_KNOWN_FLOOR), recorded=len(parent),
                      dof=noise.freedom, record=SlowRecord())
     best = min(slow_side * math.log(v) for v in culprit)
-    p_value = core.p_fail(best, len(culprit))
+    p_value = core.p_fail(best, len(culprit) - chosen) if len(culprit) > chosen else 1.0
     change = (statistics.fmean(culprit) - statistics.fmean(parent)) / statistics.fmean(parent)
     verdict = Verdict.DIFFERENT if p_value <= LOW_THRESHOLD else Verdict.UNKNOWN
     return Comparison(verdict, p_value, 1.0, change, "best run, slow starts allowed",

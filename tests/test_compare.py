@@ -104,6 +104,15 @@ def test_every_culprit_run_a_slow_start_stays_possible_at_the_priors_rate() -> N
     assert 2 / 420 <= two.p_value <= 0.01 and three.p_value < 2 / 420
 
 
+def test_the_run_that_chose_a_culprit_is_no_evidence_against_it() -> None:
+    # A search puts a commit on the bad side for reading slow; only the runs after that one count.
+    noise = Spread(0.0265, 19)
+    two = compare_best_run([2.67, 2.70], [3.30, 3.36], noise=noise, slow_side=1, chosen=1)
+    three = compare_best_run([2.67, 2.70], [3.30, 3.36, 3.31], noise=noise, slow_side=1, chosen=1)
+    assert two.verdict is Verdict.UNKNOWN and two.p_value >= 1 / 20
+    assert three.verdict is Verdict.DIFFERENT
+
+
 def test_a_metric_whose_slow_starts_read_low_is_judged_on_its_highest_run() -> None:
     # Speedup: a slow start lowers it, so a fall is the slowdown and a rise never is.
     def verdict(culprit: list[float]) -> Verdict:
