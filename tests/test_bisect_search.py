@@ -166,6 +166,17 @@ def test_a_culprit_slow_on_its_placing_run_and_one_more_is_not_yet_verified() ->
     assert search._verify(1, 2, _Plan(4)) == [] and search.finding is not None and search.finding.verified
 
 
+def test_a_latency_run_that_read_zero_leaves_the_verification_to_the_rank_tests() -> None:
+    from fleet.bisect import _Plan
+
+    search = Bisection(4, judge("latency"), metric_policy("tpot_p50_ms", 4), Spread(0.0265, 19))
+    search.records[0].samples = [2.67, 2.70, 2.64]
+    search.records[1].samples = [0.0, 2.69]
+    search.records[2].samples = [3.20, 3.22, 3.25]
+    search.records[3].samples = [3.30, 3.34, 3.28]
+    assert {run.commit for run in search._verify(1, 2, _Plan(4))} == {1, 2} and search.finding is None
+
+
 def test_a_latency_improvement_is_still_verified_by_the_rank_tests() -> None:
     # Toward the fast side a slow start of the parent's could pass for the change: no best-run shortcut.
     verification = tpot_bisection(0.8).finding.verification  # type: ignore[union-attr]
