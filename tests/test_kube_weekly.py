@@ -23,6 +23,16 @@ from tests.kube.harness import FAST, FAST_API, rig
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def emulator_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig whose current context is the emulator's API server."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
+        f"clusters: [{{name: emu, cluster: {{server: '{server}'}}}}]\n"
+        "users: [{name: emu, user: {token: t}}]\n"
+        "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\n")
+    return path
+
+
 def weekly_report(tmp_path: Path, rate: float) -> tuple[list[tuple[str, str]], dict[str, int], int]:
     tier = load_tier(ROOT / "jobs", "weekly")
     cells = expand(tier, load_catalog(ROOT / "jobs"), tier_path="weekly.yaml")
@@ -100,12 +110,7 @@ def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
         options = {"api_settings": FAST_API, "settings": FAST, "sleep": r.clock.sleep, "clock": r.clock}
         run_kube(state, run_dir=run_dir, host=r.server.url, backend_options=options)  # the first controller
         created = dict(r.emulator.created)
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
-            f"clusters: [{{name: emu, cluster: {{server: '{r.server.url}'}}}}]\n"
-            "users: [{name: emu, user: {token: t}}]\n"
-            "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\n")
+        kubeconfig = emulator_kubeconfig(tmp_path / "kubeconfig", r.server.url)
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         result = CliRunner().invoke(resume, ["local-r1", "--runs-dir", str(tmp_path / "runs"),
                                              "--baselines", str(tmp_path), "--kubeconfig", str(kubeconfig),
@@ -152,3 +157,47 @@ def test_an_old_run_json_resumes_with_the_image_it_was_submitted_with(tmp_path: 
     resumed = read_run_state(tmp_path)
     assert resumed.kube is not None
     assert "image: me/fleet:latest" in dry_run_yaml(resumed.cells, resumed.kube)
+
+
+@pytest.mark.parametrize(("rule", "reruns"), [("auto", True), ("rfc", False)])
+def test_fleet_resume_reruns_a_cell_only_if_the_rule_it_was_submitted_with_leaves_it_inconclusive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rule: str, reruns: bool) -> None:
+    # TPOT 6 % above ten recorded runs 1 % apart: too slow to pass and, from one run, too few to fail
+    # for the noisy test (rerun); inside the RFC rule's 10 % (pass, nothing to rerun).
+    from click.testing import CliRunner
+
+    from fleet.baselines import baseline_path, save_baseline
+    from fleet.cli.kube_cmds import resume
+    from fleet.model import Baseline, Cell, MetricBaseline, Provenance, RunResult
+    from tests.builders import make_cell
+
+    cell = make_cell("v0")
+    hardware, variant, slug = cell.baseline_key
+    recorded = [10.0, 10.1, 9.9, 10.0, 10.2, 9.8, 10.0, 10.1, 9.9, 10.0]
+    save_baseline(baseline_path(tmp_path / "baselines", hardware, variant, slug), Baseline(
+        variant=variant, model=cell.model, hardware=hardware, last_updated="2026-11-29", baselines={
+            "tpot_p50_ms": MetricBaseline(expected=10.0, tolerance_pct=10.0, n=10, values=recorded)}))
+
+    def slower(of: Cell) -> RunResult:
+        return RunResult(cell=of, status="ok", provenance=Provenance(fleet_version="test", engine="fake"),
+                         metrics={"tpot_p50_ms": 10.6})
+
+    tier = load_tier(ROOT / "jobs", "local")
+    run_dir = tmp_path / "runs" / "local-r1"
+    with rig(result=slower) as r:
+        state = start_kube_run(RunState(run_id="local-r1", tier="local", backend="kube", cells=[cell],
+                                        kube=kube_context(tier, "local-r1"), max_runs=3, rule=rule),
+                               run_dir)
+        options = {"api_settings": FAST_API, "settings": FAST, "sleep": r.clock.sleep, "clock": r.clock}
+        run_kube(state, run_dir=run_dir, host=r.server.url, backend_options=options)  # stopped before judging
+        first = sum(r.emulator.created.values())
+        kubeconfig = emulator_kubeconfig(tmp_path / "kubeconfig", r.server.url)
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        result = CliRunner().invoke(resume, ["local-r1", "--runs-dir", str(tmp_path / "runs"),
+                                             "--baselines", str(tmp_path / "baselines"),
+                                             "--kubeconfig", str(kubeconfig), "--history-db", "",
+                                             "--jobs", str(ROOT / "jobs")])
+        created = sum(r.emulator.created.values())
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert (created > first) is reruns, result.output
+    assert json.loads((run_dir / "report.json").read_text())["rule"] == rule
