@@ -94,7 +94,9 @@ class Comparison:
     n: tuple[int, int]
 
     def describe(self) -> str:
-        return (f"{self.verdict.value.upper()} (p={self.p_value:.3g}, same above {self.high_threshold:.3g}, "
+        # A threshold of 1 is no threshold: too few runs for the test to say SAME, or a test that never does.
+        same = f"same above {self.high_threshold:.3g}" if self.high_threshold < 1 else "SAME out of reach"
+        return (f"{self.verdict.value.upper()} (p={self.p_value:.3g}, {same}, "
                 f"change {self.relative_difference:+.2%}, n={self.n[0]}/{self.n[1]}, {self.method})")
 
 

@@ -92,6 +92,13 @@ def test_a_culprit_slower_even_at_its_best_run_is_different_from_two_runs_each()
     assert check.verdict is Verdict.DIFFERENT and check.n == (2, 2)
 
 
+def test_a_comparison_that_cannot_say_same_does_not_print_a_threshold_for_it() -> None:
+    check = compare_best_run([2.67, 2.70], [3.30, 3.36], noise=Spread(0.0265, 19), slow_side=1)
+    assert "SAME out of reach" in check.describe() and "same above" not in check.describe()
+    assert "same above 0.01," in compare([2.0, 2.0, 2.0], [2.0, 2.0, 2.0], magnitude=0.2,
+                                       kind="acceptance").describe()
+
+
 def test_one_slow_start_among_the_culprits_runs_does_not_make_it_different() -> None:
     check = compare_best_run([2.67, 2.70], [2.69, 3.40], noise=Spread(0.0265, 19), slow_side=1)
     assert check.verdict is Verdict.UNKNOWN
