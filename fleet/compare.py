@@ -146,10 +146,10 @@ def compare_best_run(parent: Sequence[float], culprit: Sequence[float], *, noise
     chance that all of them reach their best run's value as the parent's runs with slow starts among
     them (fleet.judge.best_run.CoreModel.p_fail: the parent's mean, `noise`'s spread floored at
     LATENCY_KNOWN_FLOOR, slow starts at the judge's prior of one in twenty) is <= LOW_THRESHOLD;
-    UNKNOWN otherwise, never SAME. `slow_side`: +1 where a slow engine start reads high (latency), -1
-    where it reads low (speedup, throughput). `chosen`: culprit runs that are no evidence, because the
-    search picked this commit for them (the run that placed it on the bad side was picked for reading
-    slow): the chance is that the other runs reach the best one's value.
+    UNKNOWN otherwise (and for a run that read <= 0), never SAME. `slow_side`: +1 where a slow engine
+    start reads high (latency), -1 where it reads low (speedup, throughput). `chosen`: culprit runs that
+    are no evidence, because the search picked this commit for them (the run that placed it on the bad
+    side was picked for reading slow): the chance is that the other runs reach the best one's value.
 
     The rank tests need four runs a side to reach LOW_THRESHOLD however far apart the runs are; this
     test takes two culprit runs for a change far beyond the spread (two slow starts in a row: at most
@@ -157,14 +157,16 @@ def compare_best_run(parent: Sequence[float], culprit: Sequence[float], *, noise
     spread as given, so it is for a slowdown (a change toward the slow side) with a spread known from
     more runs than these.
     """
-    if min(*parent, *culprit) <= 0:
-        raise ValueError("compare_best_run needs positive values (it works on their logs)")
+    parent_mean = statistics.fmean(parent)
+    change = (statistics.fmean(culprit) - parent_mean) / parent_mean if parent_mean else 0.0
+    if min(*parent, *culprit) <= 0:  # a run that read zero: the test is on logs, the rank tests take it
+        return Comparison(Verdict.UNKNOWN, 1.0, 1.0, change, "best run: a value <= 0, no test",
+                          (len(parent), len(culprit)))
     core = CoreModel(centre=slow_side * statistics.fmean(math.log(v) for v in parent),
                      sd=max(noise.relative_sd, LATENCY_KNOWN_FLOOR), recorded=len(parent),
                      dof=noise.freedom, record=SlowRecord())
     best = min(slow_side * math.log(v) for v in culprit)
     p_value = core.p_fail(best, len(culprit) - chosen) if len(culprit) > chosen else 1.0
-    change = (statistics.fmean(culprit) - statistics.fmean(parent)) / statistics.fmean(parent)
     verdict = Verdict.DIFFERENT if p_value <= LOW_THRESHOLD else Verdict.UNKNOWN
     return Comparison(verdict, p_value, 1.0, change, "best run, slow starts allowed",
                       (len(parent), len(culprit)))

@@ -127,3 +127,8 @@ def test_a_metric_whose_slow_starts_read_low_is_judged_on_its_highest_run() -> N
 
     assert verdict([1.40, 1.42]) is Verdict.DIFFERENT
     assert verdict([2.30, 2.32]) is Verdict.UNKNOWN and verdict([1.40, 1.81]) is Verdict.UNKNOWN
+
+
+def test_a_run_that_read_zero_leaves_the_best_run_test_unknown() -> None:
+    check = compare_best_run([2.67, 0.0], [3.30, 3.36, 3.31], noise=Spread(0.0265, 19), slow_side=1)
+    assert check.verdict is Verdict.UNKNOWN and check.p_value == 1.0
