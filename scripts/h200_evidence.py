@@ -48,12 +48,11 @@ def main(argv: list[str]) -> int:
         if (source / name).exists():
             lines = [line for line in (source / name).read_text().splitlines(keepends=True)
                      if f"\t{prefix}" in line or f" {prefix}" in line]
-            text = "".join(lines)
-            for old, new in replacements:
-                text = text.replace(old, new)
+            text = scrub("".join(lines), replacements)
             earlier = (dest / name).read_text() if (dest / name).exists() else ""
+            seen = set(earlier.splitlines())
             (dest / name).write_text(earlier + "".join(line for line in text.splitlines(keepends=True)
-                                                       if line not in earlier))
+                                                       if line.rstrip("\n") not in seen))
     if (source / "host.txt").exists():  # the machine's description (scripts/h200_run.sh host), whole
         (dest / "host.txt").write_text((source / "host.txt").read_text())
     print(f"{copied} results copied to {dest}")
