@@ -19,6 +19,7 @@
 # pinseries: replicates of the machinery cell, alternately unpinned (pu*) and with the suite and its engines
 #          pinned to CPUs $PINCPUS (pp*, taskset), sharing one reference cache so that each replicate
 #          starts only the speculative engine: does CPU placement set the per-start TPOT level?
+#          PINFROM numbers a later lease's replicates on from an earlier one's (default 1)
 # pack:  analysis, and WORKDIR.tgz beside WORKDIR (results, r1's child logs, no caches)
 set -uo pipefail
 W=${1:?usage: scripts/h200_run.sh WORKDIR [STEPS]}
@@ -84,7 +85,7 @@ for step in $STEPS; do
     machinery2) suite m2 "$MACHINERY" ;;
     mseries) for r in $(seq 1 "$SERIES"); do suite "${MPREFIX:-ms}$r" "$MACHINERY"; done ;;
     pinseries)
-      for r in $(seq 1 "$SERIES"); do
+      for r in $(seq "${PINFROM:-1}" $((${PINFROM:-1} + SERIES - 1))); do
         REFCACHE="$W/pin-refcache" suite "pu$r" "$MACHINERY"
         REFCACHE="$W/pin-refcache" PIN="${PINCPUS:-2,3}" suite "pp$r" "$MACHINERY"
       done ;;
