@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -36,6 +37,10 @@ CONTAINER = "suite"
 CELL_PATH = "/etc/fleet/cell/cell.json"
 RESULT_PATH = "/var/run/fleet/result.json"
 CACHE_ROOT = "/var/cache/fleet"
+#: Where the suite reads the name of the node it runs on (the downward API's spec.nodeName).
+NODE_NAME_ENV = "FLEET_NODE_NAME"
+#: The scheduler's weight for running a rerun away from the nodes the cell's earlier attempts ran on.
+AVOID_WEIGHT = 100
 #: The suite's exit code for a configuration error (fleet.errors.ExitCode.CONFIG): the Job fails at once.
 CONFIG_EXIT_CODE = 2
 
@@ -143,6 +148,8 @@ def _env(cell: Cell, attempt: int, context: RenderContext) -> list[dict[str, Any
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "TOKENIZERS_PARALLELISM", "value": "false"},
         {"name": "HOME", "value": "/tmp"},
+        # The node, not the pod, is the host a result's provenance names (fleet.suite.provenance).
+        {"name": NODE_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
     ]
     if context.hf_offline:
         env += [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TRANSFORMERS_OFFLINE", "value": "1"}]
@@ -196,8 +203,9 @@ def _pod_failure_policy(context: RenderContext) -> dict[str, Any]:
     ]}
 
 
-def render_job(cell: Cell, attempt: int, context: RenderContext) -> dict[str, Any]:
-    """The Job that runs attempt `attempt` of `cell` in this run."""
+def render_job(cell: Cell, attempt: int, context: RenderContext,
+               avoid_nodes: Sequence[str] = ()) -> dict[str, Any]:
+    """The Job that runs attempt `attempt` of `cell` in this run, preferably on none of `avoid_nodes`."""
     name = job_name(context.run_id, cell.id, attempt)
     labels = {
         LABEL_RUN: label_value(context.run_id),
@@ -247,6 +255,8 @@ def render_job(cell: Cell, attempt: int, context: RenderContext) -> dict[str, An
         pod_spec["nodeSelector"] = dict(hardware.node_labels)
     if hardware.tolerations:
         pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in hardware.tolerations]
+    if avoid_nodes:
+        pod_spec["affinity"] = _away_from(avoid_nodes)
     spec: dict[str, Any] = {
         "activeDeadlineSeconds": cell.timeout_s + context.deadline_slack_s,
         "ttlSecondsAfterFinished": context.ttl_after_finished_s,
@@ -272,6 +282,18 @@ def render_job(cell: Cell, attempt: int, context: RenderContext) -> dict[str, An
                      "annotations": annotations},
         "spec": spec,
     }
+
+
+def _away_from(nodes: Sequence[str]) -> dict[str, Any]:
+    """A preference, not a requirement, for any node but `nodes`: on the H200 one host ran the same
+    vLLM's GPU-bound cell with TPOT p50 +5 % and p90 +18 % over two others (evidence/h200/pinseries2), so
+    reruns that stay on one host repeat its level instead of sampling the pool's, and the judge's
+    best-run test takes them as independent engine starts. A pool of one node, or one whose other
+    nodes are busy, still runs the rerun where it can. Node names match by field (metadata.name), one
+    value per requirement as the API requires; the requirements of one term must all hold."""
+    term = [{"key": "metadata.name", "operator": "NotIn", "values": [node]} for node in sorted(set(nodes))]
+    return {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": AVOID_WEIGHT, "preference": {"matchFields": term}}]}}
 
 
 def render_run(cells: list[Cell], context: RenderContext, attempt: int = 1) -> list[dict[str, Any]]:

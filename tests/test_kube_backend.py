@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.backends.kube_backend import KubeBackend
 from fleet.controller import CellOutcome, execute, judge_run
 from fleet.model import Cell
+from fleet.render import job_name
 from fleet.report.text import render_text
 from tests.builders import make_cell
 from tests.kube import cluster as sc
@@ -96,6 +98,26 @@ def test_injected_api_faults_change_no_verdict_and_duplicate_no_job(tmp_path: Pa
                 assert sum(r.emulator.requests.values()) > 0
     assert results[0] == results[1]
     assert dict((c, (reason, n)) for c, reason, n in results[0])[CELLS[3].id] == ("OOMKilled", 2)
+
+
+def test_each_rerun_prefers_nodes_its_cell_has_not_run_on() -> None:
+    # A GPU that fell off the bus twice: the cell's third attempt runs on the third node, because each
+    # rerun's Job asks the scheduler to avoid the nodes its earlier attempts' pods ran on.
+    cell = CELLS[0]
+    with rig(script=lambda c, a: sc.XID if a < 3 else sc.OK, nodes=("gpu-a", "gpu-b", "gpu-c")) as r:
+        backend = r.backend("run-n")
+        [outcome] = execute([cell], backend, run_id="run-n")
+        backend.close()
+        jobs = [r.emulator.get("jobs", "fleet", job_name("run-n", cell.id, n)) for n in (1, 2, 3)]
+    assert outcome.error is None and outcome.attempts == 3
+    def avoided(job: dict[str, Any] | None) -> list[list[str]]:
+        affinity = (job or {})["spec"]["template"]["spec"].get("affinity", {}).get("nodeAffinity", {})
+        terms = affinity.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+        return [requirement["values"] for term in terms for requirement in term["preference"]["matchFields"]]
+
+
+    assert [avoided(job) for job in jobs] == [[], [["gpu-a"]], [["gpu-a"], ["gpu-b"]]]
+    assert backend.nodes == {cell.id: {"gpu-a", "gpu-b", "gpu-c"}}
 
 
 REASONS = {

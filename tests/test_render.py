@@ -127,6 +127,27 @@ def test_every_rendered_job_validates_against_the_kubernetes_schema(options: dic
     context = RenderContext(run_id="weekly-20260101-000000-abcd", **options)  # type: ignore[arg-type]
     for hardware in ("l4", "mi300"):
         kubernetes_validate.validate(render_job(cell_on(hardware), 1, context), "1.30", strict=True)
+        rerun = render_job(cell_on(hardware), 3, context, avoid_nodes=["gpu-b", "gpu-a", "gpu-b"])
+        kubernetes_validate.validate(rerun, "1.30", strict=True)
+
+
+def test_a_rerun_only_prefers_other_nodes_one_field_requirement_per_node() -> None:
+    pod = render_job(cell_on("h100"), 2, RenderContext(run_id="r"), avoid_nodes=["gpu-b", "gpu-a", "gpu-b"])
+    affinity = pod["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    # Preferred, never required: a pool of one node (or with its other nodes busy) must still run it.
+    assert list(affinity) == ["preferredDuringSchedulingIgnoredDuringExecution"]
+    # The API takes one value per NotIn on a node field; a term's requirements must all hold.
+    assert affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["preference"]["matchFields"] == [
+        {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-a"]},
+        {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-b"]}]
+    first = render_job(cell_on("h100"), 1, RenderContext(run_id="r"))
+    assert "affinity" not in first["spec"]["template"]["spec"]
+
+
+def test_the_suite_learns_its_node_from_the_downward_api() -> None:
+    job = render_job(cell_on("h100"), 1, RenderContext(run_id="r"))
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "FLEET_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in env
 
 
 def test_dry_run_yaml_holds_one_document_per_cell() -> None:

@@ -7,6 +7,9 @@ Idempotent by construction, so that a killed controller can be restarted at any 
   lost) adopts it too;
 - finished adopted Jobs are gathered at once, running ones when the watch reports them finished.
 
+A later attempt of a cell prefers the nodes its earlier attempts' pods did not run on (the pods gathered
+name them; fleet.render._away_from says why), so that a rerun samples the pool rather than one host again.
+
 Per Job the API sees one create, one LIST of pods (shared by every Job that finished in the same batch)
 and one log read; everything else is one watch per run. Jobs that sit without a running pod are looked
 at (one pods LIST) only after `pending_check_after_s`, to fail fast on an image that will not pull or a
@@ -110,6 +113,8 @@ class KubeBackend:
         self._watcher: threading.Thread | None = None
         self.adopted: list[str] = []
         self.created: list[str] = []
+        #: Per cell, the nodes its attempts' pods ran on: a later attempt prefers the others (render).
+        self.nodes: dict[str, set[str]] = {}
 
     # -- submit ---------------------------------------------------------------------------------------
 
@@ -123,7 +128,8 @@ class KubeBackend:
                 self._waiting[name] = adopted
                 self.adopted.append(name)
                 continue
-            body = render_job(attempt.cell, attempt.number, self.context)
+            body = render_job(attempt.cell, attempt.number, self.context,
+                              avoid_nodes=sorted(self.nodes.get(attempt.cell.id, ())))
             name = body["metadata"]["name"]
             created = self._call(functools.partial(self.api.create_job, body), f"create Job {name}")
             (self.created if created == "created" else self.adopted).append(name)
@@ -211,6 +217,8 @@ class KubeBackend:
 
     def _outcome(self, attempt: Attempt, job: dict[str, Any], pods: list[dict[str, Any]]) -> AttemptOutcome:
         facts = job_facts(job)
+        self.nodes.setdefault(attempt.cell.id, set()).update(
+            node for pod in pods if (node := (pod.get("spec") or {}).get("nodeName")))
         all_pods = [pod_facts(pod) for pod in pods]
         last = latest(all_pods)
         log = ""

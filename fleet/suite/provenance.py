@@ -7,12 +7,14 @@ document has no field for is kept under `extra`, so no engine-specific fact is s
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import socket
 from datetime import UTC, datetime
 from typing import Any
 
 from fleet.model import Provenance
+from fleet.render import NODE_NAME_ENV
 
 _FIELDS = frozenset(Provenance.model_fields)
 
@@ -29,8 +31,10 @@ def utc_now() -> str:
 
 
 def host_facts() -> dict[str, Any]:
+    """The host is the node the Job's pod runs on where the Job says so (inside a pod the hostname is
+    the pod's name, which tells nothing of the machine)."""
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "hostname": socket.gethostname()}
+            "hostname": os.environ.get(NODE_NAME_ENV) or socket.gethostname()}
 
 
 def build_provenance(

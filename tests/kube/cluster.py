@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fleet.backends.kube_status import encode_result
@@ -45,8 +45,10 @@ class Cluster:
 
     def __init__(self, emulator: Emulator, script: Callable[[str, int], str] | None = None,
                  result: Callable[[Cell], RunResult] = ok_result,
-                 missing_images: frozenset[str] = frozenset()) -> None:
+                 missing_images: frozenset[str] = frozenset(), nodes: Sequence[str] = ()) -> None:
         self.emu = emulator
+        #: Nodes a pod is placed on, as the scheduler would: the first its Job does not prefer to avoid.
+        self.nodes = list(nodes)
         self.script = script or (lambda cell_id, attempt: OK)
         self.missing_images = missing_images  # the registry has no such image: every pull backs off
         self.result = result
@@ -106,6 +108,8 @@ class Cluster:
                "metadata": {"name": name, "namespace": meta["namespace"], "labels": template_labels,
                             "creationTimestamp": f"2026-01-01T00:00:0{suffix}Z"},
                "status": {"phase": phase, **(status or {})}}
+        if self.nodes and phase != "Pending":
+            pod["spec"] = {"nodeName": self._place(job)}
         if log is not None:
             with self.emu.cond:
                 self.emu.logs[(meta["namespace"], name)] = log
@@ -114,6 +118,15 @@ class Cluster:
         if ready:
             self._job_status(job, {"active": 1, "ready": 1, "startTime": _now()})
         return name
+
+    def _place(self, job: dict[str, Any]) -> str:
+        """The first node the Job's preferred node affinity does not exclude, else the first node."""
+        affinity = job["spec"]["template"]["spec"].get("affinity") or {}
+        avoided = {value for term in affinity.get("nodeAffinity", {}).get(
+                       "preferredDuringSchedulingIgnoredDuringExecution", [])
+                   for field in term["preference"].get("matchFields", []) if field["operator"] == "NotIn"
+                   for value in field["values"]}
+        return next((node for node in self.nodes if node not in avoided), self.nodes[0])
 
     def _job_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
         current = self.emu.get("jobs", job["metadata"]["namespace"], job["metadata"]["name"])
