@@ -1,0 +1,115 @@
+"""A nightly on a host unlike its baseline's: do reruns that stay on that host cry wolf, and reruns that move?
+
+On the seventh H200 lease (evidence/h200/pinseries2) the same vLLM ran the GPU-bound cell with TPOT p50
++5 % and p90 +18 % over the two hosts its baseline was recorded on (mseries, mseries2), with the
+non-speculative reference only +2.4 %. Nothing changed but the host, so every FAIL there is a false
+alarm. The judge reruns an INCONCLUSIVE cell and decides on its best run, which assumes the reruns are
+independent engine starts; a rerun loop kept on one host is not. On Kubernetes a rerun now prefers a
+node the cell has not run on (fleet.render._away_from). This benchmark shows what that buys.
+
+Simulated A/A nightlies (benchmarks/judge_power.py's machinery: CELLS cells of the measured H200 cells'
+acceptance with the GPU-bound cell's latency; each baseline recorded by fleet's record_baseline from
+--baseline-runs runs drawn from the baseline's hosts). Every cell's first attempt runs on the other host,
+a run drawn from the 22 recorded there (smoothed bootstrap, as judge_power draws). Its reruns either stay
+on that host (a pool of one node, the local backend, or no node preference) or move to the baseline's
+hosts (the kube backend's preference, on a pool with other nodes free). Both rows run on the same seed.
+
+Usage: python benchmarks/host_shift.py [--nightlies 20] [--latency-metrics p50|all] [--seed 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import judge_power as jp
+import numpy as np
+import yaml
+
+from fleet.judge.decide import decide, family_size_of, gather, pooled_spreads
+from fleet.judge.verdicts import CellCase, judge_cells
+from fleet.model import RunResult
+from fleet.recording import record_baseline
+
+OTHER_HOST = jp.REPO / "evidence" / "h200" / "pinseries2"
+
+
+def profiles(baseline_hosts: Path, other_host: Path) -> tuple[list[jp.Profile], list[jp.Profile]]:
+    """(the measured H200 cells with the GPU-bound cell's latency on the baseline's hosts, the same cells
+    with the latency of the other host's runs)."""
+    nightly = yaml.safe_load((jp.REPO / "jobs" / "nightly.yaml").read_text())["workload"]
+    fitted = []
+    for name, results in sorted(jp.load_results([baseline_hosts]).items()):
+        if len(results) < 3:
+            continue
+        workload = results[0].cell.workload
+        scale = nightly["num_prompts"] * nightly["max_tokens"] / (workload.num_prompts * workload.max_tokens)
+        fitted.append(jp.fit_profile(name, results, scale, nightly["num_prompts"] / workload.num_prompts))
+    home = jp.with_gpu_bound_latency(fitted)
+    runs = [RunResult.model_validate_json(path.read_bytes()) for path in sorted(other_host.glob("*/*.json"))]
+    host = jp.fit_profile(other_host.name, runs, 1.0, 1.0)
+    away = [replace(p, source=f"{p.source}, latency on {host.source}", centres=host.centres,
+                    residuals=host.residuals, bandwidth=host.bandwidth) for p in home]
+    return home, away
+
+
+def nightly(home: list[jp.Profile], away: list[jp.Profile], reruns_stay: bool, rng: np.random.Generator,
+            args: argparse.Namespace) -> tuple[bool, list[int], int, Counter[str]]:
+    """(any FAIL, runs per cell, cells left INCONCLUSIVE, FAILs by metric) of one A/A nightly."""
+    dealt = [i % len(home) for i in range(args.cells)]
+    cells = [jp.make_cell(i, home[p].hardware) for i, p in enumerate(dealt)]
+    baselines = [jp.trimmed(record_baseline([jp.simulate_run(cell, home[p], rng, None)
+                                             for _ in range(args.baseline_runs)], command="sim"))
+                 for cell, p in zip(cells, dealt, strict=True)]
+    family, pooled = family_size_of(baselines), pooled_spreads(baselines)
+    candidates = []
+    for cell, p, baseline in zip(cells, dealt, baselines, strict=True):
+        runs = [jp.simulate_run(cell, away[p], rng, None)]
+        while len(runs) < args.max_runs:
+            [verdicts] = decide([gather(runs, baseline, "auto", pooled, args.max_runs)], family_size=family)
+            if not any(v.status == "INCONCLUSIVE" for v in verdicts):
+                break
+            runs.append(jp.simulate_run(cell, (away if reruns_stay else home)[p], rng, None))
+        candidates.append(runs)
+    cases = [CellCase(runs[-1], b, None, None, len(runs), None, None, tuple(runs))
+             for runs, b in zip(candidates, baselines, strict=True)]
+    verdicts = judge_cells(cases, alpha=jp.ALPHA, max_runs=args.max_runs)
+    failing = Counter(m.metric for v in verdicts for m in v.metrics if m.status == "FAIL")
+    return (any(v.status == "FAIL" for v in verdicts), [len(r) for r in candidates],
+            sum(v.status == "INCONCLUSIVE" for v in verdicts), failing)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nightlies", type=int, default=20)
+    parser.add_argument("--cells", type=int, default=42)
+    parser.add_argument("--baseline-runs", type=int, default=10)
+    parser.add_argument("--max-runs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--latency-metrics", choices=("p50", "all"), default="all",
+                        help="as judge_power's: all judges the tails too, as a real nightly does")
+    args = parser.parse_args(argv)
+    if args.latency_metrics == "all":
+        jp.judge_every_latency_metric()
+    home, away = profiles(jp.REPO / "evidence" / "h200", OTHER_HOST)
+    shift = ", ".join(f"{m} {100 * (away[0].centres[m] / home[0].centres[m] - 1):+.1f}%" for m in jp.COLUMNS)
+    print(f"the other host against the baseline's (geometric means): {shift}")
+    print(f"{args.nightlies} A/A nightlies of {args.cells} cells x {len(jp.METRICS)} metrics, first attempts "
+          f"on the other host, baselines of {args.baseline_runs} runs, up to {args.max_runs} runs per cell")
+    print(f"{'reruns':8s} {'false alarm/nightly':>20s} {'runs/cell':>10s} {'INCONCLUSIVE':>13s}  "
+          "FAILs by metric")
+    for reruns_stay in (True, False):
+        rng = np.random.default_rng(args.seed)
+        outcomes = [nightly(home, away, reruns_stay, rng, args) for _ in range(args.nightlies)]
+        failing: Counter[str] = sum((o[3] for o in outcomes), Counter())
+        print(f"{'stay' if reruns_stay else 'move':8s} {100 * np.mean([o[0] for o in outcomes]):19.1f}% "
+              f"{np.mean([r for o in outcomes for r in o[1]]):10.2f} "
+              f"{100 * sum(o[2] for o in outcomes) / (args.nightlies * args.cells):12.1f}%  {dict(failing)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
