@@ -27,12 +27,10 @@ from pathlib import Path
 
 import judge_power as jp
 import numpy as np
-import yaml
 
-from fleet.judge.decide import decide, family_size_of, gather, pooled_spreads
+from fleet.judge.decide import family_size_of, pooled_spreads
 from fleet.judge.verdicts import CellCase, judge_cells
 from fleet.model import RunResult
-from fleet.recording import record_baseline
 
 OTHER_HOST = jp.REPO / "evidence" / "h200" / "pinseries2"
 
@@ -40,15 +38,7 @@ OTHER_HOST = jp.REPO / "evidence" / "h200" / "pinseries2"
 def profiles(baseline_hosts: Path, other_host: Path) -> tuple[list[jp.Profile], list[jp.Profile]]:
     """(the measured H200 cells with the GPU-bound cell's latency on the baseline's hosts, the same cells
     with the latency of the other host's runs)."""
-    nightly = yaml.safe_load((jp.REPO / "jobs" / "nightly.yaml").read_text())["workload"]
-    fitted = []
-    for name, results in sorted(jp.load_results([baseline_hosts]).items()):
-        if len(results) < 3:
-            continue
-        workload = results[0].cell.workload
-        scale = nightly["num_prompts"] * nightly["max_tokens"] / (workload.num_prompts * workload.max_tokens)
-        fitted.append(jp.fit_profile(name, results, scale, nightly["num_prompts"] / workload.num_prompts))
-    home = jp.with_gpu_bound_latency(fitted)
+    home = jp.with_gpu_bound_latency(jp.fit_profiles([baseline_hosts]))
     runs = [RunResult.model_validate_json(path.read_bytes()) for path in sorted(other_host.glob("*/*.json"))]
     host = jp.fit_profile(other_host.name, runs, 1.0, 1.0)
     away = [replace(p, source=f"{p.source}, latency on {host.source}", centres=host.centres,
@@ -61,19 +51,16 @@ def nightly(home: list[jp.Profile], away: list[jp.Profile], reruns_stay: bool, r
     """(any FAIL, runs per cell, cells left INCONCLUSIVE, FAILs by metric) of one A/A nightly."""
     dealt = [i % len(home) for i in range(args.cells)]
     cells = [jp.make_cell(i, home[p].hardware) for i, p in enumerate(dealt)]
-    baselines = [jp.trimmed(record_baseline([jp.simulate_run(cell, home[p], rng, None)
-                                             for _ in range(args.baseline_runs)], command="sim"))
+    baselines = [jp.simulated_baseline(cell, home[p], rng, args.baseline_runs)
                  for cell, p in zip(cells, dealt, strict=True)]
     family, pooled = family_size_of(baselines), pooled_spreads(baselines)
     candidates = []
     for cell, p, baseline in zip(cells, dealt, baselines, strict=True):
-        runs = [jp.simulate_run(cell, away[p], rng, None)]
-        while len(runs) < args.max_runs:
-            [verdicts] = decide([gather(runs, baseline, "auto", pooled, args.max_runs)], family_size=family)
-            if not any(v.status == "INCONCLUSIVE" for v in verdicts):
-                break
-            runs.append(jp.simulate_run(cell, (away if reruns_stay else home)[p], rng, None))
-        candidates.append(runs)
+        def run(n: int, cell: jp.Cell = cell, p: int = p) -> RunResult:
+            """The first attempt on the other host; each rerun there too, or on the baseline's hosts."""
+            return jp.simulate_run(cell, (away if n == 0 or reruns_stay else home)[p], rng, None)
+
+        candidates.append(jp.rerun_while_inconclusive(run, baseline, pooled, family, args.max_runs))
     cases = [CellCase(runs[-1], b, None, None, len(runs), None, None, tuple(runs))
              for runs, b in zip(candidates, baselines, strict=True)]
     verdicts = judge_cells(cases, alpha=jp.ALPHA, max_runs=args.max_runs)

@@ -51,6 +51,7 @@ import json
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,20 @@ def fit_profile(name: str, results: list[RunResult], scale: float, prompt_scale:
     )
 
 
+def fit_profiles(roots: list[Path], hardware: str | None = None) -> list[Profile]:
+    """A profile of every cell with >= 3 ok runs under `roots` (on `hardware` only, if given), its counts
+    scaled to the nightly tier's workload (jobs/nightly.yaml)."""
+    nightly = yaml.safe_load((REPO / "jobs" / "nightly.yaml").read_text())["workload"]
+    profiles = []
+    for name, results in sorted(load_results(roots).items()):
+        if len(results) < 3 or (hardware and results[0].cell.hardware.name != hardware):
+            continue
+        workload = results[0].cell.workload
+        scale = nightly["num_prompts"] * nightly["max_tokens"] / (workload.num_prompts * workload.max_tokens)
+        profiles.append(fit_profile(name, results, scale, nightly["num_prompts"] / workload.num_prompts))
+    return profiles
+
+
 def with_gpu_bound_latency(profiles: list[Profile]) -> list[Profile]:
     """Each measured cell's acceptance and match, with the latency noise of the GPU-bound cell of its pool.
 
@@ -314,6 +329,26 @@ def trimmed(baseline: Any) -> Any:
     return baseline.model_copy(update={"baselines": keep})
 
 
+def simulated_baseline(cell: Cell, profile: Profile, rng: np.random.Generator, runs: int) -> Any:
+    """The cell's baseline as fleet's record_baseline writes it, from `runs` simulated runs of `profile`."""
+    recorded = [simulate_run(cell, profile, rng, None) for _ in range(runs)]
+    return trimmed(record_baseline(recorded, command="sim"))
+
+
+def rerun_while_inconclusive(run: Callable[[int], RunResult], baseline: Any, pooled: Any, family: int,
+                             max_runs: int) -> list[RunResult]:
+    """The candidate runs of one cell as the controller makes them: one, then another while the cell,
+    judged as it will be in the whole run, is INCONCLUSIVE, up to max_runs. `run(n)` makes the run that
+    follows n others (0: the first attempt)."""
+    runs = [run(0)]
+    while len(runs) < max_runs:
+        [verdicts] = decide([gather(runs, baseline, "auto", pooled, max_runs)], family_size=family)
+        if not any(v.status == "INCONCLUSIVE" for v in verdicts):
+            break
+        runs.append(run(len(runs)))
+    return runs
+
+
 def one_nightly(
     profiles: list[Profile],
     cells: int,
@@ -323,25 +358,17 @@ def one_nightly(
 ) -> dict[str, Any]:
     prof = [profiles[i % len(profiles)] for i in range(cells)]
     cell_objs = [make_cell(i, p.hardware) for i, p in enumerate(prof)]
-    baselines = [
-        trimmed(
-            record_baseline([simulate_run(c, p, rng, None) for _ in range(args.baseline_runs)], command="sim")
-        )
-        for c, p in zip(cell_objs, prof, strict=True)
-    ]
+    baselines = [simulated_baseline(c, p, rng, args.baseline_runs)
+                 for c, p in zip(cell_objs, prof, strict=True)]
     targets = set(rng.choice(cells, size=args.planted, replace=False).tolist()) if planted else set()
     family = family_size_of(baselines)
     pooled = pooled_spreads(baselines)
     candidates: list[list[RunResult]] = []
     for i, (cell, profile, baseline) in enumerate(zip(cell_objs, prof, baselines, strict=True)):
         plant = planted if i in targets else None
-        runs = [simulate_run(cell, profile, rng, plant)]
-        while len(runs) < args.max_runs:
-            [verdicts] = decide([gather(runs, baseline, "auto", pooled, args.max_runs)], family_size=family)
-            if not any(v.status == "INCONCLUSIVE" for v in verdicts):
-                break
-            runs.append(simulate_run(cell, profile, rng, plant))
-        candidates.append(runs)
+        candidates.append(rerun_while_inconclusive(
+            lambda _, cell=cell, profile=profile, plant=plant: simulate_run(cell, profile, rng, plant),
+            baseline, pooled, family, args.max_runs))
     cases = [
         CellCase(runs[-1], b, None, None, len(runs), None, None, tuple(runs))
         for runs, b in zip(candidates, baselines, strict=True)
@@ -433,15 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.latency_metrics == "all":
         judge_every_latency_metric()
-    nightly = yaml.safe_load((REPO / "jobs" / "nightly.yaml").read_text())["workload"]
-    grouped = load_results([p for p in args.data if p.exists()])
-    profiles = []
-    for name, results in sorted(grouped.items()):
-        if len(results) < 3 or (args.hardware and results[0].cell.hardware.name != args.hardware):
-            continue
-        workload = results[0].cell.workload
-        scale = nightly["num_prompts"] * nightly["max_tokens"] / (workload.num_prompts * workload.max_tokens)
-        profiles.append(fit_profile(name, results, scale, nightly["num_prompts"] / workload.num_prompts))
+    profiles = fit_profiles([p for p in args.data if p.exists()], args.hardware)
     profiles = [replace(p, variance_preserving=args.bootstrap == "shrunk") for p in profiles]
     if args.latency_noise == "gpu-bound":
         profiles = with_gpu_bound_latency(profiles)
