@@ -100,6 +100,13 @@ def test_injected_api_faults_change_no_verdict_and_duplicate_no_job(tmp_path: Pa
     assert dict((c, (reason, n)) for c, reason, n in results[0])[CELLS[3].id] == ("OOMKilled", 2)
 
 
+def avoided_nodes(job: dict[str, Any] | None) -> list[list[str]]:
+    """The node names a Job's preferred node affinity asks the scheduler to avoid, per requirement."""
+    affinity = (job or {})["spec"]["template"]["spec"].get("affinity", {}).get("nodeAffinity", {})
+    terms = affinity.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+    return [requirement["values"] for term in terms for requirement in term["preference"]["matchFields"]]
+
+
 def test_each_rerun_prefers_nodes_its_cell_has_not_run_on() -> None:
     # A GPU that fell off the bus twice: the cell's third attempt runs on the third node, because each
     # rerun's Job asks the scheduler to avoid the nodes its earlier attempts' pods ran on.
@@ -110,13 +117,7 @@ def test_each_rerun_prefers_nodes_its_cell_has_not_run_on() -> None:
         backend.close()
         jobs = [r.emulator.get("jobs", "fleet", job_name("run-n", cell.id, n)) for n in (1, 2, 3)]
     assert outcome.error is None and outcome.attempts == 3
-    def avoided(job: dict[str, Any] | None) -> list[list[str]]:
-        affinity = (job or {})["spec"]["template"]["spec"].get("affinity", {}).get("nodeAffinity", {})
-        terms = affinity.get("preferredDuringSchedulingIgnoredDuringExecution", [])
-        return [requirement["values"] for term in terms for requirement in term["preference"]["matchFields"]]
-
-
-    assert [avoided(job) for job in jobs] == [[], [["gpu-a"]], [["gpu-a"], ["gpu-b"]]]
+    assert [avoided_nodes(job) for job in jobs] == [[], [["gpu-a"]], [["gpu-a"], ["gpu-b"]]]
     assert backend.nodes == {cell.id: {"gpu-a", "gpu-b", "gpu-c"}}
 
 
