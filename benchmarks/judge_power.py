@@ -28,6 +28,8 @@ fleet's own `record_baseline` from --baseline-runs simulated runs.
 - A/A nightlies: nothing changed; any FAIL is a false alarm (family-wise, per nightly).
 - Planted: in PLANTED cells of a nightly, acceptance length -3/-5/-10 % (per-position rates scaled) or
   TPOT +5/+10/+20 % (speedup falls by the TPOT share of e2e). Detection = the planted cell FAILs.
+  A miss is either a PASS (a run read well enough to end the cell's reruns) or INCONCLUSIVE after
+  --max-runs runs; the table prints both shares.
 - --latency-noise gpu-bound: the tiny models' latency is the host's (6 M parameters: the CPU sets the
   decode step, and moved it by 38 % between two leases), the nightly tier's 8B-class targets' is the
   GPU's. With this flag each measured cell keeps its acceptance and match noise and takes its latency
@@ -529,12 +531,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     ]
     inconclusive = np.mean([np.mean([s == "INCONCLUSIVE" for s in n["fleet"]]) for n in aa])
+    missed: dict[str, tuple[float, float]] = {}
     for metric, change in REGRESSIONS:
         planted_runs = [
             one_nightly(profiles, args.cells, rng, args, (metric, change))
             for _ in range(max(1, args.nightlies // 4))
         ]
-        fleet_hits = [n["fleet"][t] == "FAIL" for n in planted_runs for t in n["targets"]]
+        statuses = [n["fleet"][t] for n in planted_runs for t in n["targets"]]
+        fleet_hits = [s == "FAIL" for s in statuses]
+        # Where the misses are: passed (a run read well enough to stop the reruns) or still unsure after them.
+        missed[f"detect {metric} {change:+.0%}"] = (statuses.count("PASS") / len(statuses),
+                                                   statuses.count("INCONCLUSIVE") / len(statuses))
         rfc_hits = [n["rfc"][t] == "FAIL" for n in planted_runs for t in n["targets"]]
         runs = [n["runs"][t] for n in planted_runs for t in n["targets"]]
         bar = BARS.get((metric, change))
@@ -552,11 +559,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.baseline_runs} runs; fleet reruns INCONCLUSIVE cells up to {args.max_runs} runs; "
         f"{args.planted} planted cells per regression nightly"
     )
-    print(f"{'':46s} {'fleet':>8s} {'RFC ±10/15%':>12s} {'runs/cell':>10s}  bar")
+    print(f"{'':46s} {'fleet':>8s} {'RFC ±10/15%':>12s} {'runs/cell':>10s} {'missed: PASS/INC':>17s}  bar")
     for label, fleet, rfc, runs, bar in rows:
-        print(f"{label:46s} {100 * fleet:7.1f}% {100 * rfc:11.1f}% {runs:10.2f}  {bar}")
+        split_text = "/".join(f"{100 * m:.1f}%" for m in missed[label]) if label in missed else ""
+        print(f"{label:46s} {100 * fleet:7.1f}% {100 * rfc:11.1f}% {runs:10.2f} {split_text:>17s}  {bar}")
     print(f"A/A cells left INCONCLUSIVE after reruns: {100 * inconclusive:.2f}%")
-    out["rows"] = [dict(zip(("what", "fleet", "rfc", "runs_per_cell", "bar"), r, strict=True)) for r in rows]
+    split = {label: {"missed_pass": shares[0], "missed_inconclusive": shares[1]}
+             for label, shares in missed.items()}
+    columns = ("what", "fleet", "rfc", "runs_per_cell", "bar")
+    out["rows"] = [dict(zip(columns, r, strict=True)) | split.get(r[0], {}) for r in rows]
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
     return 0
