@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from scipy import integrate, stats
 from fleet.judge import judge_cells
 from fleet.judge.best_run import PRIOR_RUNS, CoreModel, SlowRecord, set_aside, slow_starts
 from fleet.judge.decide import pooled_spreads
-from fleet.judge.noisy import core_log_values
+from fleet.judge.noisy import WORST_CHANGE_TAIL, core_log_values, worst_change
 from fleet.judge.verdicts import CellCase
 from fleet.model import Baseline, MetricBaseline, MetricVerdict, RunResult
 from fleet.recording import record_baseline
@@ -275,3 +276,33 @@ def test_a_heavy_tailed_cell_alone_on_its_pool_does_not_excuse_its_own_far_out_r
     pooled = pooled_spreads([heavy, *common])
     [spread] = [s for (hardware, metric), s in pooled.items() if metric == "tpot_p50_ms"]
     assert math.sqrt(spread.samples[0][0]) < 2 * SPREAD
+
+
+@pytest.mark.parametrize("runs", [1, 3, 8])
+def test_the_change_the_runs_rule_out_leaves_the_best_run_this_good_one_time_in_twenty(runs: int) -> None:
+    # Shifted by the bound, every run is N(shift, 1): the best of them reads <= best with chance 5 %.
+    model = core(sd=1.0, recorded=10**9, dof=None)
+    shift = worst_change(model, 0.7, runs)
+    assert shift is not None
+    assert 1 - stats.norm.sf(0.7 - shift) ** runs == pytest.approx(WORST_CHANGE_TAIL, rel=1e-4)
+
+
+def test_a_single_runs_pass_says_how_large_a_slowdown_it_leaves_possible() -> None:
+    # A run 4 % slow passes a 3 % cell, but a 10 % slowdown reads that well often enough not to be ruled
+    # out; five runs at the recorded centre rule out more (by their best run: about 7 %).
+    pool = [recorded_cell(f"c{i}") for i in range(20)]
+
+    def bound(factors: list[float]) -> float:
+        candidates = runs_at(factors)
+        case = CellCase(candidates[-1], pool[0], None, None, len(candidates), None,
+                        candidates=tuple(candidates))
+        verdict = judge_cells([case], family_size=252, pool=pool)[0]
+        [tpot] = [m for m in verdict.metrics if m.metric == "tpot_p50_ms"]
+        assert tpot.status == "PASS"
+        found = re.search(r"rule out worse than \+([\d.]+)% \(95%\)", tpot.detail)
+        assert found is not None, tpot.detail
+        return float(found.group(1))
+
+    one = bound([1.04])
+    assert 9.0 < one < 12.0
+    assert bound([1.0, 1.01, 0.99, 1.0, 1.0]) < one - 2.0
