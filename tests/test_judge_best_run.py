@@ -152,10 +152,14 @@ def recorded_cell(name: str, slow: bool = False) -> Baseline:
     return record_baseline([run(BASE_COUNTS, tpot=5.0 * math.exp(v), name=name) for v in logs], command="t")
 
 
-def tpot_status(candidates: list[RunResult], pool: list[Baseline]) -> str:
+def tpot_verdict(candidates: list[RunResult], pool: list[Baseline]) -> MetricVerdict:
     case = CellCase(candidates[-1], pool[0], None, None, len(candidates), None, candidates=tuple(candidates))
     verdict = judge_cells([case], family_size=252, pool=pool)[0]
-    return {m.metric: m.status for m in verdict.metrics}["tpot_p50_ms"]
+    return {m.metric: m for m in verdict.metrics}["tpot_p50_ms"]
+
+
+def tpot_status(candidates: list[RunResult], pool: list[Baseline]) -> str:
+    return tpot_verdict(candidates, pool).status
 
 
 def runs_at(factors: list[float]) -> list[RunResult]:
@@ -293,11 +297,7 @@ def test_a_single_runs_pass_says_how_large_a_slowdown_it_leaves_possible() -> No
     pool = [recorded_cell(f"c{i}") for i in range(20)]
 
     def bound(factors: list[float]) -> float:
-        candidates = runs_at(factors)
-        case = CellCase(candidates[-1], pool[0], None, None, len(candidates), None,
-                        candidates=tuple(candidates))
-        verdict = judge_cells([case], family_size=252, pool=pool)[0]
-        [tpot] = [m for m in verdict.metrics if m.metric == "tpot_p50_ms"]
+        tpot = tpot_verdict(runs_at(factors), pool)
         assert tpot.status == "PASS"
         found = re.search(r"rule out worse than \+([\d.]+)% \(95%\)", tpot.detail)
         assert found is not None, tpot.detail

@@ -246,7 +246,7 @@ def worst_change(core: CoreModel, best: float, runs: int) -> float | None:
     change it leaves possible. Slow starts only make a best run read worse, so the core model's bound
     holds with them. None where the spread's few degrees of freedom put it beyond any value.
     """
-    shift = best - core.core_bound(1.0 - WORST_CHANGE_TAIL, runs)
+    shift = best - core.benign_bound(WORST_CHANGE_TAIL, runs)
     return shift if math.isfinite(shift) and abs(shift) <= MAX_LOG_EDGE else None
 
 
