@@ -531,23 +531,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     ]
     inconclusive = np.mean([np.mean([s == "INCONCLUSIVE" for s in n["fleet"]]) for n in aa])
-    missed: dict[str, tuple[float, float]] = {}
+    missed: dict[str, dict[str, float]] = {}
     for metric, change in REGRESSIONS:
         planted_runs = [
             one_nightly(profiles, args.cells, rng, args, (metric, change))
             for _ in range(max(1, args.nightlies // 4))
         ]
+        label = f"detect {metric} {change:+.0%}"
         statuses = [n["fleet"][t] for n in planted_runs for t in n["targets"]]
         fleet_hits = [s == "FAIL" for s in statuses]
         # Where the misses are: passed (a run read well enough to stop the reruns) or still unsure after them.
-        missed[f"detect {metric} {change:+.0%}"] = (statuses.count("PASS") / len(statuses),
-                                                   statuses.count("INCONCLUSIVE") / len(statuses))
+        missed[label] = {"missed_pass": statuses.count("PASS") / len(statuses),
+                         "missed_inconclusive": statuses.count("INCONCLUSIVE") / len(statuses)}
         rfc_hits = [n["rfc"][t] == "FAIL" for n in planted_runs for t in n["targets"]]
         runs = [n["runs"][t] for n in planted_runs for t in n["targets"]]
         bar = BARS.get((metric, change))
         rows.append(
             (
-                f"detect {metric} {change:+.0%}",
+                label,
                 float(np.mean(fleet_hits)),
                 float(np.mean(rfc_hits)),
                 float(np.mean(runs)),
@@ -561,13 +562,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{'':46s} {'fleet':>8s} {'RFC ±10/15%':>12s} {'runs/cell':>10s} {'missed: PASS/INC':>17s}  bar")
     for label, fleet, rfc, runs, bar in rows:
-        split_text = "/".join(f"{100 * m:.1f}%" for m in missed[label]) if label in missed else ""
+        split_text = "/".join(f"{100 * m:.1f}%" for m in missed.get(label, {}).values())
         print(f"{label:46s} {100 * fleet:7.1f}% {100 * rfc:11.1f}% {runs:10.2f} {split_text:>17s}  {bar}")
     print(f"A/A cells left INCONCLUSIVE after reruns: {100 * inconclusive:.2f}%")
-    split = {label: {"missed_pass": shares[0], "missed_inconclusive": shares[1]}
-             for label, shares in missed.items()}
     columns = ("what", "fleet", "rfc", "runs_per_cell", "bar")
-    out["rows"] = [dict(zip(columns, r, strict=True)) | split.get(r[0], {}) for r in rows]
+    out["rows"] = [dict(zip(columns, r, strict=True)) | missed.get(r[0], {}) for r in rows]
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
     return 0
