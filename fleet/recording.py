@@ -110,6 +110,10 @@ def record_baseline(results: Sequence[RunResult], *, command: str, today: dt.dat
     cell = results[0].cell
     if any(result.cell.id != cell.id or result.status != "ok" for result in results):
         raise ValueError("every replicate must be a successful result of the same cell")
+    starts = {result.cell.workload.engine_starts for result in results}
+    if len(starts) > 1:
+        raise ValueError("the replicates were measured over different numbers of engine starts "
+                         f"{sorted(starts)}: record from runs of one workload")
     names = baselined_metrics(results)
     metrics = {
         name: metric_baseline(name, [result.metrics[name] for result in results], trials(name, results[0]))
@@ -127,6 +131,9 @@ def record_baseline(results: Sequence[RunResult], *, command: str, today: dt.dat
     notes = (f"Recorded from {len(results)} runs (separate processes) of {engine} on {cell.hardware.name}: "
              f"{cell.workload.num_prompts} prompts x {cell.workload.max_tokens} greedy tokens from "
              f"{cell.workload.prompts}. Command: {command}.")
+    if cell.workload.engine_starts > 1:
+        notes += (f" Each run's latency is the median of {cell.workload.engine_starts} speculative engine"
+                  " starts.")
     if cell.hardware.vendor == "cpu":
         notes += (" Latency-class metrics (ttft/tpot/e2e/throughput/speedup) are measured and reported but"
                   " not baselined on the cpu pool: it is any machine that runs the local tier, shared with"
@@ -136,6 +143,7 @@ def record_baseline(results: Sequence[RunResult], *, command: str, today: dt.dat
         hardware=cell.hardware.name, dataset=cell.workload.dataset or cell.workload.prompts,
         baselines=metrics, last_updated=(today or dt.date.today()).isoformat(),
         baseline_commit=first.vllm_commit, notes=f"{notes} {note}".strip(), runs=len(results),
+        engine_starts=cell.workload.engine_starts if cell.workload.engine_starts > 1 else None,
         provenance=provenance,
     )
 

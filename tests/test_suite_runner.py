@@ -67,7 +67,7 @@ class FakeEngine:
         run = self._run(prompts)
         return EngineRun(measurement=run.measurement, provenance={"async_scheduling_reference": True})
 
-    def run_speculative(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
+    def run_speculative(self, cell: Cell, prompts: Sequence[str], *, latency_only: bool = False) -> EngineRun:
         self.calls.append("speculative")
         return self._run(prompts)
 

@@ -122,30 +122,49 @@ def robust_scale(groups: Sequence[Sequence[float]]) -> float:
     return 1.4826 * float(np.median(deviations)) if deviations else 0.0
 
 
+def prior_slow_runs(starts: int) -> float:
+    """PRIOR_SLOW for runs that are each the median of `starts` engine starts (Workload.engine_starts): such
+    a run is slow when at least half of its starts are, each with the prior's one in twenty (a median of
+    two is their mean, which one slow start moves half-way)."""
+    if starts <= 1:
+        return PRIOR_SLOW
+    one = PRIOR_SLOW / PRIOR_RUNS
+    return PRIOR_RUNS * float(scipy_stats.binom.sf(math.ceil(starts / 2) - 1, starts, one))
+
+
 @dataclass(frozen=True)
 class SlowRecord:
     """What a pool's baselines say of slow starts: `slow` of the `examined` recorded runs lie past
-    SLOW_START_THRESHOLD robust sd.
-    The chance r that a run is one has the posterior Beta(PRIOR_SLOW + slow, PRIOR_RUNS - PRIOR_SLOW +
-    examined - slow)."""
+    SLOW_START_THRESHOLD robust sd, each run the median of `starts` engine starts (None: not yet known,
+    the empty record a sum starts from; taken as one).
+    The chance r that a run is one has the posterior Beta(a + slow, PRIOR_RUNS - a + examined - slow),
+    a = prior_slow_runs(starts): three starts a run make a slow run 1 in 138 a priori, not 1 in 20."""
 
     slow: float = 0.0
     examined: float = 0.0
+    starts: int | None = None
 
     def __add__(self, other: SlowRecord) -> SlowRecord:
-        return SlowRecord(self.slow + other.slow, self.examined + other.examined)
+        known = [s for s in (self.starts, other.starts) if s is not None]
+        # Records of runs over different numbers of starts: the fewer starts, the likelier a slow run.
+        return SlowRecord(self.slow + other.slow, self.examined + other.examined, min(known, default=None))
 
     def __sub__(self, other: SlowRecord) -> SlowRecord:
-        return SlowRecord(max(self.slow - other.slow, 0.0), max(self.examined - other.examined, 0.0))
+        return SlowRecord(max(self.slow - other.slow, 0.0), max(self.examined - other.examined, 0.0),
+                          self.starts)
+
+    @property
+    def prior_slow(self) -> float:
+        return prior_slow_runs(self.starts or 1)
 
     @property
     def rate(self) -> float:
         """r's posterior mean."""
-        return (PRIOR_SLOW + self.slow) / (PRIOR_RUNS + self.examined)
+        return (self.prior_slow + self.slow) / (PRIOR_RUNS + self.examined)
 
     def moments(self, n: int) -> np.ndarray:
         """E[r^j] for j = 0..n under r's posterior."""
-        a, total = PRIOR_SLOW + self.slow, PRIOR_RUNS + self.examined
+        a, total = self.prior_slow + self.slow, PRIOR_RUNS + self.examined
         steps = (a + np.arange(n)) / (total + np.arange(n))
         return np.concatenate([[1.0], np.cumprod(steps)])
 

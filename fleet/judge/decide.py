@@ -102,13 +102,23 @@ class PoolSpread:
         return self.priors[cell] if cell in self.priors else fit_prior(self.samples)
 
 
+def pool_of(baseline: Baseline) -> str:
+    """The pool a baseline's spreads are pooled in: its hardware, and apart from it the cells whose runs are
+    each a median over several engine starts (Baseline.engine_starts), which spread less and slow down
+    less often than single starts do."""
+    starts = baseline.engine_starts or 1
+    return baseline.hardware if starts == 1 else f"{baseline.hardware} x{starts} starts"
+
+
 def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolSpread]:
-    """(hardware, metric) -> that metric's spread over the run's cells on that pool."""
+    """(pool_of(baseline), metric) -> that metric's spread over the run's cells on that pool."""
     groups: dict[tuple[str, str], list[tuple[CellKey, MetricBaseline]]] = {}
+    starts_of: dict[str, int] = {}
     for baseline in baselines:
+        starts_of[pool_of(baseline)] = baseline.engine_starts or 1
         for name, entry in baseline.baselines.items():
             cell = (baseline.variant, baseline.model)
-            groups.setdefault((baseline.hardware, name), []).append((cell, entry))
+            groups.setdefault((pool_of(baseline), name), []).append((cell, entry))
     spreads = {}
     for (hardware, name), members in groups.items():
         entries = [entry for _, entry in members]
@@ -119,8 +129,11 @@ def pooled_spreads(baselines: Sequence[Baseline]) -> dict[tuple[str, str], PoolS
         better = info.better if info is not None else None
         scale = robust_scale([recorded_log_values(entry) for entry in entries])
         # The pool's record of slow starts first: how many a cell may set aside depends on its rate.
-        record = sum((core_log_values(entry, better, scale)[1] for entry in entries), SlowRecord())
-        cores = [core_log_values(entry, better, scale, record) for entry in entries]  # all below read these
+        starts = starts_of[hardware]
+        record = sum((core_log_values(entry, better, scale, starts=starts)[1] for entry in entries),
+                     SlowRecord(starts=starts))
+        # Everything below reads these.
+        cores = [core_log_values(entry, better, scale, record, starts=starts) for entry in entries]
         samples = [(cell, sample_variance(logs)) for (cell, _), (logs, _) in zip(members, cores, strict=True)]
         fitted = [(cell, s) for cell, s in samples if s is not None]
         priors = {cell: fit_prior([s for other, s in fitted if other != cell]) for cell, _ in members}
@@ -136,7 +149,7 @@ def settled_by_replay(verdicts: Sequence[MetricVerdict], baseline: Baseline, can
     unsure = [v.metric for v in verdicts if v.status == "INCONCLUSIVE"]
 
     def pool_log_sd(metric: str) -> float:
-        spread = pooled.get((baseline.hardware, metric))
+        spread = pooled.get((pool_of(baseline), metric))
         return spread.log_sd if spread is not None else 0.0
 
     return bool(unsure) and replayed_metrics(unsure, baseline.baselines, candidates, pool_log_sd) == unsure
@@ -175,7 +188,7 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
         info = metric_info(name)
         better = info.better if info is not None else None
         statistical = rule == "auto" and has_spread(entry)
-        pool = (pooled or {}).get((baseline.hardware, name), none)
+        pool = (pooled or {}).get((pool_of(baseline), name), none)
         if statistical and info is not None and info.kind in COUNT_KINDS:
             if all(candidate_trials(name, r) is not None for r in results) or entry.trials:
                 evidence.assessments[name] = assess_count(name, baseline.baselines, results, better,
@@ -186,7 +199,8 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
             cell = (baseline.variant, baseline.model)
             evidence.assessments[name] = assess_noisy(name, entry, present, better, pool.log_sd,
                                                       pool.prior_for(cell), max_runs, pool.slow_record,
-                                                      pool.slow_scale, in_pool=cell in pool.priors)
+                                                      pool.slow_scale, in_pool=cell in pool.priors,
+                                                      starts=baseline.engine_starts or 1)
             continue
         verdict = judge_metric(name, float(np.mean(present)), entry)
         if len(present) > 1:

@@ -217,21 +217,22 @@ def moderated_log_sd(logs: Sequence[float], prior: SpreadPrior) -> tuple[float, 
 
 def core_log_values(entry: MetricBaseline, better: Direction | None, scale: float = 0.0,
                     pool: SlowRecord | None = None, *,
-                    in_pool: bool = True) -> tuple[list[float], SlowRecord]:
+                    in_pool: bool = True, starts: int = 1) -> tuple[list[float], SlowRecord]:
     """The recorded log values without the slow starts (fleet.judge.best_run.slow_starts, their robust sd
     no smaller than `scale` or the floor; set aside unless more than the rate of them the rest of the
     `pool` records makes likely: fleet.judge.best_run.set_aside), and what the cell's record says of slow
     starts: all of them, and nothing examined, for a metric with no harmful direction or runs that cannot
     be examined. `in_pool`: the cell's own record is part of `pool`, and is taken out of the rate its slow
-    starts are judged by (a heavy-tailed cell must not excuse itself, in a small pool above all)."""
+    starts are judged by (a heavy-tailed cell must not excuse itself, in a small pool above all).
+    `starts`: engine starts per recorded run (Baseline.engine_starts), which sets the record's prior."""
     logs = recorded_log_values(entry)
     if better is None:
-        return logs, SlowRecord()
+        return logs, SlowRecord(starts=starts)
     found = slow_starts(harm_values(logs, harm_sign(better)), max(scale, FLOOR_LOG_SD))
     if found is None:
-        return logs, SlowRecord()
-    own = SlowRecord(float(np.count_nonzero(found)), float(len(logs)))
-    others = SlowRecord() if pool is None else pool - own if in_pool else pool
+        return logs, SlowRecord(starts=starts)
+    own = SlowRecord(float(np.count_nonzero(found)), float(len(logs)), starts)
+    others = SlowRecord(starts=starts) if pool is None else pool - own if in_pool else pool
     core = [v for v, slow in zip(logs, set_aside(found, others.rate), strict=True) if not slow]
     return core, own
 
@@ -254,14 +255,16 @@ def assess_noisy(name: str, entry: MetricBaseline, observed: Sequence[float],
                  better: Direction | None, pooled_sd: float = 0.0,
                  prior: SpreadPrior | None = None, max_runs: int = DEFAULT_MAX_RUNS,
                  slow_record: SlowRecord | None = None, slow_scale: float = 0.0,
-                 in_pool: bool = True) -> Assessment:
+                 in_pool: bool = True, starts: int = 1) -> Assessment:
     """One noisy metric over n candidate runs (rules in the module docstring and fleet.judge.best_run).
 
     `slow_record`: what the pool's baselines say of slow starts (fleet.judge.decide); None: this cell's
     own. `slow_scale`: the pool's robust spread, below which no cell's robust sd is believed when its
     slow starts are set aside. `in_pool`: the cell's baseline is one of the pool's (core_log_values).
+    `starts`: engine starts per run, recorded and candidate alike (Baseline.engine_starts).
     """
-    logs, own_record = core_log_values(entry, better, slow_scale, slow_record, in_pool=in_pool)
+    logs, own_record = core_log_values(entry, better, slow_scale, slow_record, in_pool=in_pool,
+                                       starts=starts)
     record = slow_record if slow_record is not None else own_record
     aside = len(recorded_log_values(entry)) - len(logs)
     positive = [v for v in observed if v > 0]

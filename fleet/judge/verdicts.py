@@ -34,6 +34,7 @@ from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads, sett
 from fleet.judge.multiple import Method
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.model import Baseline, Cell, CellVerdict, MetricVerdict, ResultError, RunReport, RunResult, Status
+from fleet.suite.metrics import metric_info
 
 _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
     ("FAIL", ExitCode.REGRESSION),
@@ -175,13 +176,28 @@ def _unjudgeable(case: CellCase) -> CellVerdict | None:
         return _make(case, "ERROR", f"{cause.category} error ({cause.reason}): {cause.message}", error=cause)
     if result.status == "skipped":
         return _make(case, "SKIPPED", result.skip_reason or "skipped")
+    # baseline_path is ROOT/<hardware>/<variant>__<model>.json: the record goes where it was looked for.
+    root = PurePath(case.baseline_path).parent.parent.as_posix() if case.baseline_path else None
+    command = baseline_record_command(subject.tier, subject.hardware.name, root)
     if case.baseline is None:
         where = case.baseline_path or "the baselines folder"
-        # baseline_path is ROOT/<hardware>/<variant>__<model>.json: the record goes where it was looked for.
-        root = PurePath(case.baseline_path).parent.parent.as_posix() if case.baseline_path else None
-        command = baseline_record_command(subject.tier, subject.hardware.name, root)
         return _make(case, "NO_BASELINE", f"no baseline at {where}; record it with `{command}`")
+    recorded, measured = case.baseline.engine_starts or 1, subject.workload.engine_starts
+    if recorded != measured and any(_is_latency(name) for name in case.baseline.baselines):
+        return _make(case, "NO_BASELINE",
+                     f"the baseline's runs are each {_starts(recorded)}, this cell's {_starts(measured)} "
+                     "(workload.engine_starts): their latency spreads differ, so it cannot judge them; "
+                     f"record it again with `{command} --update`")
     return None
+
+
+def _is_latency(name: str) -> bool:
+    info = metric_info(name)
+    return info is not None and info.kind == "latency"
+
+
+def _starts(count: int) -> str:
+    return "one engine start" if count == 1 else f"the median of {count} engine starts"
 
 
 def _cell_verdict(case: CellCase, metrics: list[MetricVerdict], runs: int,

@@ -21,6 +21,7 @@ from fleet.model.catalog import (
 )
 from fleet.model.result import (
     SCHEMA_VERSION,
+    EngineStart,
     MatchSummary,
     Measurement,
     Provenance,
@@ -39,6 +40,7 @@ __all__ = [
     "Cell",
     "CellVerdict",
     "EngineName",
+    "EngineStart",
     "Hardware",
     "MatchSummary",
     "Measurement",

@@ -81,6 +81,9 @@ class Baseline(Strict):
     notes: str = ""
     # fleet's extensions
     runs: int | None = Field(default=None, ge=1)
+    #: Engine starts each recorded run's latency is the median of (Workload.engine_starts); absent: one.
+    #: A run measured over another number spreads differently, so its latency is not judged against these.
+    engine_starts: int | None = Field(default=None, ge=1)
     provenance: BaselineProvenance | None = None
 
     @field_validator("hardware")

@@ -110,6 +110,14 @@ class ResultError(Strict):
     exit_code: int | None = None
 
 
+class EngineStart(Strict):
+    """One engine start of a run measured over several (Workload.engine_starts): its latency metrics, of
+    which the run's are the median."""
+
+    metrics: dict[str, float]
+    engine_start_s: float | None = Field(default=None, ge=0)
+
+
 class RunResult(Strict):
     schema_version: Literal[1] = 1
     cell: Cell
@@ -123,6 +131,9 @@ class RunResult(Strict):
     match: MatchSummary | None = None
     reference: Measurement | None = None
     speculative: Measurement | None = None
+    #: Every speculative engine start's latency where the workload asks for more than one; `speculative`,
+    #: `counters` and `match` are the first start's.
+    starts: list[EngineStart] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _status_fields(self) -> RunResult:

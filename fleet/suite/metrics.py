@@ -173,3 +173,18 @@ def derive_metrics(
     if ref_tpots:
         metrics["reference_tpot_p50_ms"] = float(np.percentile(np.asarray(ref_tpots) * 1000.0, 50))
     return metrics, summary
+
+
+def start_latency(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics of one speculative engine start that move with it: its latency (the reference's is
+    shared by every start of a run, so it is left out)."""
+    return {name: value for name, value in metrics.items()
+            if (info := metric_info(name)) is not None and info.kind == "latency"
+            and name != "reference_tpot_p50_ms"}
+
+
+def median_over_starts(starts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each latency metric's median over the engine starts that measured it (Workload.engine_starts): one
+    slow start among three cannot move it, and the run's spread is that of a median, not of one start."""
+    names = sorted({name for start in starts for name in start})
+    return {name: float(np.median([start[name] for start in starts if name in start])) for name in names}

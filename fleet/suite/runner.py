@@ -1,4 +1,4 @@
-"""One cell, end to end: prompts, the (cached) non-speculative run, the speculative run, one RunResult.
+"""One cell, end to end: prompts, the (cached) non-speculative run, the speculative run(s), one RunResult.
 
 This is what `fleet suite run --cell CELL.json --out RESULT.json` executes, in a Job's container or a
 local subprocess. Every outcome is a document: ok, skipped (the engine cannot run the variant), or an
@@ -22,11 +22,11 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from fleet.errors import ConfigError, ExitCode
-from fleet.model import Cell, Measurement, ResultError, RunResult
+from fleet.model import Cell, EngineStart, Measurement, ResultError, RunResult
 from fleet.model._base import Strict
 from fleet.suite.engines import get_engine
 from fleet.suite.engines.base import Engine, EngineFailure, Unsupported
-from fleet.suite.metrics import derive_metrics
+from fleet.suite.metrics import derive_metrics, median_over_starts, start_latency
 from fleet.suite.prompts import load_prompts
 from fleet.suite.provenance import build_provenance, fleet_version, utc_now
 
@@ -95,12 +95,24 @@ def _measure(cell: Cell, prompts: list[str], engine: Engine, cache: Path | None,
     reference, reference_provenance = _reference_run(cell, prompts, engine, cache)
     speculative = engine.run_speculative(cell, prompts)
     metrics, match = derive_metrics(reference, speculative.measurement, speculative.counters)
+    starts: list[EngineStart] = []
+    if cell.workload.engine_starts > 1:
+        # Latency is what moves between engine starts; the counters and the outputs are judged on their
+        # counts, so the first start's stand for the run.
+        starts = [EngineStart(metrics=start_latency(metrics),
+                              engine_start_s=speculative.measurement.engine_start_s)]
+        for _ in range(cell.workload.engine_starts - 1):
+            again = engine.run_speculative(cell, prompts, latency_only=True)
+            measured, _ = derive_metrics(reference, again.measurement, again.counters)
+            starts.append(EngineStart(metrics=start_latency(measured),
+                                      engine_start_s=again.measurement.engine_start_s))
+        metrics.update(median_over_starts([start.metrics for start in starts]))
     fields = {**reference_provenance, **speculative.provenance}
     provenance = build_provenance(engine.name, fields, started_at=started, finished_at=utc_now())
     return RunResult(
         cell=cell, status="ok", provenance=provenance, counters=speculative.counters,
         engine_counters=speculative.engine_counters, metrics=metrics, match=match,
-        reference=reference, speculative=speculative.measurement,
+        reference=reference, speculative=speculative.measurement, starts=starts,
     )
 
 

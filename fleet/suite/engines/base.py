@@ -54,6 +54,10 @@ class Engine(Protocol):
         """Greedy decoding without speculation: the baseline for match rate and speedup."""
         ...
 
-    def run_speculative(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
-        """Greedy decoding with the cell's speculative method, counting drafts as vLLM does."""
+    def run_speculative(self, cell: Cell, prompts: Sequence[str], *, latency_only: bool = False) -> EngineRun:
+        """Greedy decoding with the cell's speculative method, counting drafts as vLLM does.
+
+        `latency_only`: a further engine start of a run measured over several (Workload.engine_starts),
+        whose outputs and counters the runner does not use: an engine may skip what only they need (the
+        batch) and time the single requests alone."""
         ...

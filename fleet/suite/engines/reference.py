@@ -100,7 +100,8 @@ class ReferenceEngine:
     def run_reference(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
         return self._run(cell, prompts, speculative=False)
 
-    def run_speculative(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
+    def run_speculative(self, cell: Cell, prompts: Sequence[str], *, latency_only: bool = False) -> EngineRun:
+        # Its timings are those of the prompts it decodes, so a latency-only start decodes them all too.
         return self._run(cell, prompts, speculative=True)
 
     # -- internals -------------------------------------------------------------------------------

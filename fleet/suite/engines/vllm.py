@@ -77,11 +77,11 @@ class VllmEngine:
     def run_reference(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
         return self._run(cell, prompts, phase="reference")
 
-    def run_speculative(self, cell: Cell, prompts: Sequence[str]) -> EngineRun:
+    def run_speculative(self, cell: Cell, prompts: Sequence[str], *, latency_only: bool = False) -> EngineRun:
         reason = self.unsupported_reason(cell)
         if reason is not None:
             raise Unsupported(reason)
-        return self._run(cell, prompts, phase="speculative")
+        return self._run(cell, prompts, phase="speculative", latency_only=latency_only)
 
     # -- parent side -----------------------------------------------------------------------------
 
@@ -145,8 +145,9 @@ class VllmEngine:
         root = self._env(cell).get("VLLM_CACHE_ROOT")
         return Path(root) / "fleet-capabilities.json" if root else None
 
-    def _run(self, cell: Cell, prompts: Sequence[str], *, phase: str) -> EngineRun:
-        job = child_job(cell, prompts, phase)
+    def _run(self, cell: Cell, prompts: Sequence[str], *, phase: str,
+             latency_only: bool = False) -> EngineRun:
+        job = child_job(cell, prompts, phase, latency_only=latency_only)
         timeout_s = float(cell.timeout_s)
         outcome = self._launch(cell, phase, job, timeout_s)
         result = outcome.result
@@ -338,9 +339,12 @@ def child_run(job: dict[str, Any]) -> dict[str, Any]:
     before, own_before, prom_before = [snapshot_entry(m) for m in metrics], _example_counts(metrics), \
         _prometheus_spec_text()
     prompts = job["prompts"]
-    mark = time.perf_counter()
-    outputs = llm.generate(prompts, params, use_tqdm=False)
-    batch_wall_s = time.perf_counter() - mark
+    outputs: list[Any] = []
+    batch_wall_s = 0.0
+    if job.get("measure_batch", True):  # a latency-only start times the singles alone
+        mark = time.perf_counter()
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        batch_wall_s = time.perf_counter() - mark
     phase_s["batch"] = batch_wall_s
     singles = []
     singles_started = time.perf_counter()

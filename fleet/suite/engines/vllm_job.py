@@ -33,8 +33,10 @@ def _model_path(ref: str, field: str) -> str:
     return path
 
 
-def child_job(cell: Cell, prompts: Sequence[str], phase: str) -> dict[str, Any]:
-    """Everything the child needs, as JSON: resolved model paths, LLM arguments, prompts, sampling."""
+def child_job(cell: Cell, prompts: Sequence[str], phase: str, *,
+              latency_only: bool = False) -> dict[str, Any]:
+    """Everything the child needs, as JSON: resolved model paths, LLM arguments, prompts, sampling, and
+    whether to measure the batch (not for a latency-only start: fleet.suite.engines.base)."""
     spec: dict[str, Any] | None = None
     if phase == "speculative":
         draft_ref = cell.draft_model or cell.variant.draft_model
@@ -54,5 +56,6 @@ def child_job(cell: Cell, prompts: Sequence[str], phase: str) -> dict[str, Any]:
         "max_tokens": cell.workload.max_tokens,
         "ignore_eos": bool(fleet_options.get("ignore_eos", True)),
         "single_prompts": single_prompt_count(cell, len(prompts)),
+        "measure_batch": not latency_only,
     }
 

@@ -12,7 +12,8 @@ one alone, so the batch-size-1 kernels the singles use are compiled before the c
 2. the singles: the first N measured prompts again, each alone (concurrency 1); their timings are
    `timings`, with end-to-end latency measured by the client.
 The spec-decode counters are the snapshot delta over both steps, as in the hand measurements of
-../shared/device/README.md.
+../shared/device/README.md. A latency-only start (a further start of a run over several engine starts,
+fleet.suite.runner) skips step 1: no outputs, no batch timings, counters over the singles alone.
 """
 
 from __future__ import annotations
