@@ -8,11 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from fleet.judge import judge_cells
+from fleet.judge import judge_cells, summarize
 from fleet.judge.best_run import PRIOR_RUNS, PRIOR_SLOW, SlowRecord, prior_slow_runs
 from fleet.judge.verdicts import CellCase
 from fleet.model import Baseline, Cell, Measurement, RequestTiming, RunResult
 from fleet.recording import record_baseline
+from fleet.report import render_text
 from fleet.suite.engines.base import EngineRun
 from fleet.suite.engines.vllm_job import child_job
 from fleet.suite.metrics import median_over_starts
@@ -138,6 +139,11 @@ def test_runs_over_other_starts_than_the_baselines_are_not_judged_against_it() -
     assert verdict.status == "NO_BASELINE"
     assert "one engine start, this cell's the median of 3 engine starts" in verdict.message
     assert "--update" in verdict.message
+    report = summarize([verdict], run_id="r1", tier="smoke", backend="local",
+                       started_at="2026-12-05T07:00:00Z", finished_at="2026-12-05T07:10:00Z")
+    lines = render_text(report, {verdict.cell_id: candidate}, {verdict.cell_id: baseline}).splitlines()
+    assert f"Baseline cannot judge this cell: {verdict.message}" in lines
+    assert f"     fleet baseline record --tier smoke --hardware {verdict.hardware} --update" in lines
 
 
 def test_a_latency_only_start_asks_the_vllm_child_for_the_singles_alone() -> None:

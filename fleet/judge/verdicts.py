@@ -43,6 +43,11 @@ _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
 )
 
 
+#: How a NO_BASELINE verdict's message begins when the baseline file is missing (not when one is there but
+#: cannot judge the cell): the text report words the two apart.
+MISSING_BASELINE = "no baseline at"
+
+
 def baseline_record_command(tier: str, hardware: str, baselines_root: str | None = None) -> str:
     """The command that records the missing or outdated baselines of a tier on one hardware pool (into
     `baselines_root` where it is not the default baselines/)."""
@@ -181,7 +186,7 @@ def _unjudgeable(case: CellCase) -> CellVerdict | None:
     command = baseline_record_command(subject.tier, subject.hardware.name, root)
     if case.baseline is None:
         where = case.baseline_path or "the baselines folder"
-        return _make(case, "NO_BASELINE", f"no baseline at {where}; record it with `{command}`")
+        return _make(case, "NO_BASELINE", f"{MISSING_BASELINE} {where}; record it with `{command}`")
     recorded, measured = case.baseline.engine_starts or 1, subject.workload.engine_starts
     if recorded != measured and any(_is_latency(name) for name in case.baseline.baselines):
         return _make(case, "NO_BASELINE",

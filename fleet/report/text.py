@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import PurePath
 
-from fleet.judge.verdicts import baseline_record_command, bisect_command
+from fleet.judge.verdicts import MISSING_BASELINE, baseline_record_command, bisect_command
 from fleet.model import Baseline, CellVerdict, MetricVerdict, RunReport, RunResult
 
 HEADER = "===== Speculative Decoding Regression Test Results ====="
@@ -317,20 +317,19 @@ def _error_body(cell: CellVerdict) -> list[str]:
 
 
 def _no_baseline_body(cell: CellVerdict, result: RunResult | None, *, tier: str) -> list[str]:
-    lines = [f"No baseline: {cell.baseline_path or 'none recorded for this cell'}"]
+    # A baseline that is there but cannot judge the cell (recorded over other engine starts) says why.
+    stale = bool(cell.message) and not cell.message.startswith(MISSING_BASELINE)
+    lines = [f"Baseline cannot judge this cell: {cell.message}" if stale
+             else f"No baseline: {cell.baseline_path or 'none recorded for this cell'}"]
     if result is not None and result.metrics:
         lines += ["", "Observed (not judged):"]
         width = max(len(name) for name in result.metrics) + 3
         for name, value in result.metrics.items():
             decimals = metric_format(name, value).decimals
             lines.append(f"  {(name + ':').ljust(width)}{fmt_number(value, decimals)}")
-    lines += [
-        "",
-        "Action Required:",
-        "  1. Record a baseline from repeated runs and submit it for review:",
-        f"     {baseline_record_command(tier, cell.hardware)}",
-    ]
-    return lines
+    record = f"{baseline_record_command(tier, cell.hardware)}{' --update' if stale else ''}"
+    return [*lines, "", "Action Required:",
+            "  1. Record a baseline from repeated runs and submit it for review:", f"     {record}"]
 
 
 def _inconclusive_body(cell: CellVerdict) -> list[str]:
