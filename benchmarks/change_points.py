@@ -16,7 +16,10 @@ Noise comes from measurements, not from a textbook distribution:
     readme-acceptance-h200   ngram acceptance length 2.191 / 2.214
     readme-latency-h200      TPOT p50 2.11/2.18 (ref), 2.22/2.13 (ngram), 3.82/4.75 ms (draft_model)
 
-Usage: python benchmarks/change_points.py [--series 400] [--seed 7] [--json OUT]
+--engine-starts M: each point of a speculative latency class is the median of M draws, as a run of a tier
+whose workload sets engine_starts: M reports it (fleet.suite.runner); the oracle's density is that median's.
+
+Usage: python benchmarks/change_points.py [--series 400] [--seed 7] [--engine-starts 1] [--json OUT]
 Prints one line per noise class and step size, then whether each bar holds for each class.
 """
 
@@ -110,24 +113,36 @@ def noise_classes(runs: dict[str, list[float]]) -> dict[str, tuple[float, str, S
     return classes
 
 
+SQRT_TAU = math.sqrt(2 * math.pi)
 #: The smoothed bootstrap's jitter, in units of the residuals' sd.
 JITTER = 0.3
 
 
-def draw_noise(rng: np.random.Generator, shape: np.ndarray, size: int) -> np.ndarray:
-    """Smoothed bootstrap of the real residuals, rescaled to unit variance."""
+def draw_noise(rng: np.random.Generator, shape: np.ndarray, size: int, starts: int = 1) -> np.ndarray:
+    """Smoothed bootstrap of the real residuals, rescaled to unit variance; with `starts` > 1 each point is
+    the median of that many independent draws, as a run measured over several engine starts reports its
+    latency (Workload.engine_starts; consecutive starts are uncorrelated, benchmarks/judge_power.py)."""
+    if starts > 1:
+        return np.median(draw_noise(rng, shape, size * starts).reshape(size, starts), axis=1)
     draws = rng.choice(shape, size=size) + rng.normal(0.0, JITTER, size=size)
     return draws / math.sqrt(float(np.var(shape, ddof=1)) + JITTER**2)
 
 
-def noise_log_density(shape: np.ndarray, cv: float) -> Callable[[np.ndarray], np.ndarray]:
-    """The exact log density of cv x draw_noise(shape): a mixture of normals, one around each residual."""
+def noise_log_density(shape: np.ndarray, cv: float, starts: int = 1) -> Callable[[np.ndarray], np.ndarray]:
+    """The exact log density of cv x draw_noise(shape, starts): a mixture of normals, one around each
+    residual; for the median of an odd number m = 2k + 1 of draws, m! / (k!)^2 F^k (1 - F)^k f."""
     scale = cv / math.sqrt(float(np.var(shape, ddof=1)) + JITTER**2)
     centres, width = shape * scale, JITTER * scale
+    half = (starts - 1) // 2
 
     def log_density(noise: np.ndarray) -> np.ndarray:
         z = (noise[:, None] - centres[None, :]) / width
-        return np.asarray(special.logsumexp(-0.5 * z * z, axis=1) - math.log(len(centres) * width))
+        one = special.logsumexp(-0.5 * z * z, axis=1) - math.log(len(centres) * width * SQRT_TAU)
+        if starts == 1:
+            return np.asarray(one)
+        below = np.clip(np.mean(special.ndtr(z), axis=1), 1e-300, 1.0 - 1e-16)
+        ways = math.lgamma(starts + 1) - 2 * math.lgamma(half + 1)
+        return np.asarray(ways + half * (np.log(below) + np.log1p(-below)) + one)
 
     return log_density
 
@@ -147,8 +162,8 @@ def oracle_place(series: np.ndarray, step: float, log_density: Callable[[np.ndar
 
 
 def simulate(cv: float, step: float, count: int, rng: np.random.Generator, shape: np.ndarray,
-             settings: Settings) -> dict[str, float]:
-    log_density = noise_log_density(shape, cv)
+             settings: Settings, starts: int = 1) -> dict[str, float]:
+    log_density = noise_log_density(shape, cv, starts)
     oracle = 0
     found = 0
     false_points = 0
@@ -161,7 +176,7 @@ def simulate(cv: float, step: float, count: int, rng: np.random.Generator, shape
         sign = 1.0 if rng.random() < 0.5 else -1.0
         level = np.ones(LENGTH)
         level[position:] *= 1.0 + sign * step
-        series = level * (1.0 + cv * draw_noise(rng, shape, LENGTH))
+        series = level * (1.0 + cv * draw_noise(rng, shape, LENGTH, starts))
         points = detect(series.tolist(), settings)
         oracle += abs(oracle_place(series, sign * step, log_density) - position) <= WITHIN
         hits = [p for p in points if abs(p.index - position) <= WITHIN]
@@ -171,7 +186,7 @@ def simulate(cv: float, step: float, count: int, rng: np.random.Generator, shape
             held += nearest.earliest <= position <= nearest.latest
             widths.append(nearest.latest - nearest.earliest + 1)
         false_points += len(points) - min(len(hits), 1)
-        null = detect((1.0 + cv * draw_noise(rng, shape, LENGTH)).tolist(), settings)
+        null = detect((1.0 + cv * draw_noise(rng, shape, LENGTH, starts)).tolist(), settings)
         null_series_with_false += bool(null)
         null_false_points += len(null)
     return {
@@ -185,12 +200,24 @@ def simulate(cv: float, step: float, count: int, rng: np.random.Generator, shape
     }
 
 
+def medianed(name: str) -> bool:
+    """Whether a noise class is the speculative engine's latency, which a run over several engine starts
+    reports as their median (the non-speculative reference is started once per run)."""
+    return name.startswith(("latency-", "readme-latency-", "tpot_", "speedup-"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=400, help="series per noise class and step size")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--engine-starts", type=int, default=1,
+                        help="engine starts per run (odd): each point of a speculative latency class is the "
+                        "median of this many draws (a tier's workload.engine_starts); acceptance, match and "
+                        "the one reference start stay single draws, as fleet.suite.runner keeps them")
     args = parser.parse_args(argv)
+    if args.engine_starts < 1 or args.engine_starts % 2 == 0:
+        parser.error("--engine-starts takes an odd number (a median of an even number has no simple density)")
     settings = Settings()
     runs = recorded_runs()
     shape = residual_shape(runs)
@@ -203,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"noise class {name}: CV {cv:.2%} ({source})")
     for name, (cv, _, own) in classes.items():
         rng = np.random.default_rng(args.seed)
+        starts = args.engine_starts if medianed(name) else 1
         for step in STEPS:
-            figures = simulate(cv, step, args.series, rng, shape if own is None else own, settings)
-            rows.append({"noise": name, "cv": cv, "step": step, **figures})
+            figures = simulate(cv, step, args.series, rng, shape if own is None else own, settings, starts)
+            rows.append({"noise": name, "cv": cv, "step": step, "engine_starts": starts, **figures})
             print(f"{name:36} cv={cv:6.2%} step={step:4.0%} step/noise={step / cv:5.1f}  "
                   f"found within {WITHIN}: {figures['found']:6.1%} (ceiling {figures['oracle_found']:6.1%})  "
                   f"in its {PLACE_CREDIBILITY:.0%} range: {figures['range_holds']:6.1%} "

@@ -16,7 +16,10 @@ GPU_BOUND_MODEL = "bundled:llama-8b-shape/target"
 #:   procedure. Its twelve unpinned starts (pu*) read as mseries do (core 2.6 %, one start +25 %);
 #: - pinseries2, the same experiment on a seventh lease's host, which ran the cell 5 % slower and twice as
 #:   spread (evidence/h200/README.md): another host's level, not more starts of the baseline's hosts.
-EARLIER_PROCEDURE = ("h200/runs/m1/", "h200/aseries/", "h200/pinseries/", "h200/pinseries2/")
+#: - startseries measured each run over three engine starts (workload.engine_starts: 3) and reports their
+#:   median: a run of another unit, not one engine start, which is what the noise models draw.
+EARLIER_PROCEDURE = ("h200/runs/m1/", "h200/aseries/", "h200/pinseries/", "h200/pinseries2/",
+                     "h200/startseries/")
 
 
 def earlier_procedure(path: str) -> bool:

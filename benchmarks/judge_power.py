@@ -30,6 +30,10 @@ fleet's own `record_baseline` from --baseline-runs simulated runs.
   TPOT +5/+10/+20 % (speedup falls by the TPOT share of e2e). Detection = the planted cell FAILs.
   A miss is either a PASS (a run read well enough to end the cell's reruns) or INCONCLUSIVE after
   --max-runs runs; the table prints both shares.
+- --engine-starts M: every run (recorded and candidate) is measured over M engine starts, as a tier whose
+  workload sets engine_starts: M (fleet.suite.runner): its latency columns are the median of M draws, the
+  first as above, the others independent (consecutive starts of the GPU-bound cell are uncorrelated);
+  acceptance and match stay the first start's, as the suite keeps them.
 - --latency-noise gpu-bound: the tiny models' latency is the host's (6 M parameters: the CPU sets the
   decode step, and moved it by 38 % between two leases), the nightly tier's 8B-class targets' is the
   GPU's. With this flag each measured cell keeps its acceptance and match noise and takes its latency
@@ -42,7 +46,7 @@ fleet's judge runs as the controller does: judge the cell, rerun it while INCONC
 
 Usage:  python benchmarks/judge_power.py [--hardware cpu|h200] [--latency-noise own|gpu-bound]
         [--nightlies 200] [--seed 1] [--baseline-runs 10] [--max-runs 5] [--bootstrap shrunk|plain]
-        [--latency-metrics p50|all] [--json OUT]
+        [--latency-metrics p50|all] [--engine-starts 1] [--json OUT]
 """
 
 from __future__ import annotations
@@ -139,6 +143,8 @@ class Profile:
     #: Draws shrunk to the recorded runs' variance (Silverman's variance-preserving smoothed bootstrap);
     #: False: the plain one, the jitter's variance added.
     variance_preserving: bool = True
+    #: Engine starts per simulated run (Workload.engine_starts): its latency is their median.
+    starts: int = 1
 
     # Derived once per profile, not per simulated run (benchmarks/smoothing.py).
     @functools.cached_property
@@ -243,15 +249,41 @@ def with_gpu_bound_latency(profiles: list[Profile]) -> list[Profile]:
     ]
 
 
-def make_cell(index: int, hardware: str = "gpu") -> Cell:
+def make_cell(index: int, hardware: str = "gpu", starts: int = 1) -> Cell:
     return Cell(
         tier="sim-nightly",
         variant=Variant(name=f"sim{index:02d}", method="ngram", num_speculative_tokens=4),
         model="sim/target",
         hardware=Hardware(name=f"sim-{hardware}", vendor="nvidia", gpu_count=1),
-        workload=Workload(num_prompts=200, max_tokens=128),
+        workload=Workload(num_prompts=200, max_tokens=128, engine_starts=starts),
         engine="vllm",
     )
+
+
+def latency_row(profile: Profile, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+    """(the recorded run drawn first, one simulated run's latency log residuals): a smoothed draw of a
+    recorded run's row; with `profile.starts` > 1 the median of each column over that many, the others
+    drawn independently (consecutive engine starts of the GPU-bound cell are uncorrelated: lag-1
+    autocorrelation of TPOT p50 -0.50 .. +0.26 in the H200 series of 10-12 starts, within chance for so
+    few, -0.02 over startseries' 18; evidence/h200/README.md), as fleet.suite.runner reports a run."""
+    rows = profile.residuals
+    pick = int(rng.integers(len(rows)))
+    row = (rows[pick] + rng.normal(0.0, profile.bandwidth)) * profile.row_kept
+    if profile.starts > 1:
+        others = rng.integers(len(rows), size=profile.starts - 1)
+        drawn = [row, *((rows[other] + rng.normal(0.0, profile.bandwidth)) * profile.row_kept
+                        for other in others)]
+        row = np.median(np.asarray(drawn), axis=0)
+    return pick, row
+
+
+def per_run(profile: Profile, rng: np.random.Generator, runs: int = 4000) -> Profile:
+    """The profile with `runs` simulated runs as its rows, one start each: how a run of `profile.starts`
+    engine starts spreads, for the power analysis (core_of)."""
+    if profile.starts == 1:
+        return profile
+    rows = np.asarray([latency_row(profile, rng)[1] for _ in range(runs)])
+    return replace(profile, residuals=rows - rows.mean(axis=0), starts=1)
 
 
 def simulate_run(
@@ -275,9 +307,8 @@ def simulate_run(
         num_accepted_tokens=sum(accepted),
         accepted_per_position=accepted,
     )
-    pick = rng.integers(len(profile.residuals))
+    pick, row = latency_row(profile, rng)
     rows = profile.residuals
-    row = (rows[pick] + rng.normal(0.0, profile.bandwidth)) * profile.row_kept
     seen = profile.match_rates
     centre = float(np.mean(seen))
     # The same recorded run's match rate, unless the latency rows are another cell's (--latency-noise
@@ -359,7 +390,7 @@ def one_nightly(
     planted: tuple[str, float] | None,
 ) -> dict[str, Any]:
     prof = [profiles[i % len(profiles)] for i in range(cells)]
-    cell_objs = [make_cell(i, p.hardware) for i, p in enumerate(prof)]
+    cell_objs = [make_cell(i, p.hardware, p.starts) for i, p in enumerate(prof)]
     baselines = [simulated_baseline(c, p, rng, args.baseline_runs)
                  for c, p in zip(cell_objs, prof, strict=True)]
     targets = set(rng.choice(cells, size=args.planted, replace=False).tolist()) if planted else set()
@@ -459,11 +490,17 @@ def main(argv: list[str] | None = None) -> int:
         help="p50: TPOT and TTFT p50 and speedup, the issue's 6 metrics per cell; all: the tails a real "
         "nightly judges too (TPOT and TTFT p90/p99, e2e p50/p90/p99)",
     )
+    parser.add_argument(
+        "--engine-starts", type=int, default=1,
+        help="engine starts per run (a tier's workload.engine_starts): each simulated run's latency is the "
+        "median of this many independent draws of one start's",
+    )
     args = parser.parse_args(argv)
     if args.latency_metrics == "all":
         judge_every_latency_metric()
     profiles = fit_profiles([p for p in args.data if p.exists()], args.hardware)
-    profiles = [replace(p, variance_preserving=args.bootstrap == "shrunk") for p in profiles]
+    profiles = [replace(p, variance_preserving=args.bootstrap == "shrunk", starts=args.engine_starts)
+                for p in profiles]
     if args.latency_noise == "gpu-bound":
         profiles = with_gpu_bound_latency(profiles)
     else:
@@ -490,17 +527,20 @@ def main(argv: list[str] | None = None) -> int:
     bounds = [(f"each cell alone, dof {alone}", alone)]
     if per_pool - 1 >= MIN_PRIOR_CELLS:  # enough other cells on the pool for a prior
         bounds.append((f"spreads moderated by {per_pool - 1} like cells, dof {pooled}", pooled))
+    each = f" (each the median of {args.engine_starts} engine starts)" if args.engine_starts > 1 else ""
     print(f"\nsmallest change a noisy metric can be caught at 95 % power, with {args.max_runs} candidate "
-          f"runs against {args.baseline_runs} recorded and Holm over {family} tests (first step, at the last "
-          "look), the core spread (slow starts set aside) known to dof degrees of freedom and slow starts at "
-          "the rate the judge's pool would estimate (fleet.judge.best_run):")
+          f"runs{each} against {args.baseline_runs} recorded and Holm over {family} tests (first step, at "
+          "the last look), the core spread (slow starts set aside) known to dof degrees of freedom and slow "
+          "starts at the rate the judge's pool would estimate (fleet.judge.best_run):")
     from fleet.judge.best_run import SlowRecord
 
     def pool_rate(share: float, cells: int) -> SlowRecord:
-        return SlowRecord(round(share * cells * args.baseline_runs), cells * args.baseline_runs)
+        return SlowRecord(round(share * cells * args.baseline_runs), cells * args.baseline_runs,
+                          args.engine_starts)
 
-    for p in profiles:
-        cores = [core_of(p, i) for i in range(len(NOISY))]
+    spreads = [per_run(p, np.random.default_rng(args.seed)) for p in profiles]
+    for p, spread in zip(profiles, spreads, strict=True):
+        cores = [core_of(spread, i) for i in range(len(NOISY))]
         print(f"  {p.source}: core sd / slow starts " + ", ".join(
             f"{m} {100 * sd:.1f}% / {100 * share:.0f}%" for m, (sd, share) in zip(NOISY, cores, strict=True)))
         for label, dof in bounds:
@@ -509,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m} {100 * detectable_change(sd, args, family, dof, pool_rate(share, cells)):.0f}%"
                 for m, (sd, share) in zip(NOISY, cores, strict=True))
             print(f"    ({label}): {limits}")
-    tpot_share = max(core_of(p, 0)[1] for p in profiles)
+    tpot_share = max(core_of(spread, 0)[1] for spread in spreads)
     for label, dof in bounds:
         rate = pool_rate(tpot_share, 1 if dof == alone else per_pool)
         needed = math.log(1.10) / detectable_change(1.0, args, family, dof, rate, log_scale=True)
@@ -557,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"\n{args.nightlies} A/A nightlies of {args.cells} cells x {len(METRICS)} metrics; baselines from "
-        f"{args.baseline_runs} runs; fleet reruns INCONCLUSIVE cells up to {args.max_runs} runs; "
+        f"{args.baseline_runs} runs{each}; fleet reruns INCONCLUSIVE cells up to {args.max_runs} runs; "
         f"{args.planted} planted cells per regression nightly"
     )
     print(f"{'':46s} {'fleet':>8s} {'RFC ±10/15%':>12s} {'runs/cell':>10s} {'missed: PASS/INC':>17s}  bar")
