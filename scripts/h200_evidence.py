@@ -2,8 +2,8 @@
 
 What a committed result must not carry: the generated texts (tens of kilobytes per run, and nothing
 the judge reads) and the device's paths. Texts become null; /root/fleetrun/ (the snapshot the driver ran
-from) is dropped, /root/w/ becomes WORKDIR/, /tmp/site/ (vLLM's install) becomes SITE/. JSON is
-written compact, as the earlier evidence is.
+from) is dropped, /root/w/ (or /root/NAME/ for a work folder unpacked as NAME) becomes WORKDIR/,
+/tmp/site/ (vLLM's install) becomes SITE/. JSON is written compact, as the earlier evidence is.
 
     python scripts/h200_evidence.py UNPACKED_W DEST PREFIX [DEVICE_ROOT]
 e.g.  python scripts/h200_evidence.py /tmp/p/w evidence/h200/mseries ms
@@ -36,7 +36,10 @@ def scrub(value: Any, replacements: tuple[tuple[str, str], ...] = REPLACEMENTS) 
 
 def main(argv: list[str]) -> int:
     source, dest, prefix = Path(argv[0]), Path(argv[1]), argv[2]
-    replacements = (*REPLACEMENTS, (argv[3].rstrip("/") + "/", "")) if len(argv) > 3 else REPLACEMENTS
+    # The driver ran in /root/<the work folder's name> on the device (scripts/h200_run.sh WORKDIR).
+    replacements = (*REPLACEMENTS, (f"/root/{source.name}/", "WORKDIR/"))
+    if len(argv) > 3:
+        replacements = (*replacements, (argv[3].rstrip("/") + "/", ""))
     copied = 0
     for result in sorted(source.glob(f"{prefix}*/results/*.json")):
         target = dest / result.parent.parent.name / result.name

@@ -20,6 +20,9 @@
 #          pinned to CPUs $PINCPUS (pp*, taskset), sharing one reference cache so that each replicate
 #          starts only the speculative engine: does CPU placement set the per-start TPOT level?
 #          PINFROM numbers a later lease's replicates on from an earlier one's (default 1)
+# startseries: replicates es1..es$SERIES of the machinery cell with workload.engine_starts 3, sharing one
+#          reference cache (PINFROM-style numbering: STARTFROM, default 1), so that each replicate starts
+#          three speculative engines and reports their median latency: how a run of three starts spreads
 # pack:  analysis, and WORKDIR.tgz beside WORKDIR (results, r1's child logs, no caches)
 set -uo pipefail
 W=${1:?usage: scripts/h200_run.sh WORKDIR [STEPS]}
@@ -89,6 +92,13 @@ for step in $STEPS; do
         REFCACHE="$W/pin-refcache" suite "pu$r" "$MACHINERY"
         REFCACHE="$W/pin-refcache" PIN="${PINCPUS:-2,3}" suite "pp$r" "$MACHINERY"
       done ;;
+    startseries)
+      mkdir -p "$W/starts-cells"
+      edited_cell "$W/cells/$MACHINERY.json" "$W/starts-cells/$MACHINERY.json" \
+        "cell.pop('id'); cell['workload']['engine_starts'] = 3"
+      for r in $(seq "${STARTFROM:-1}" $((${STARTFROM:-1} + SERIES - 1))); do
+        CELLS="$W/starts-cells" REFCACHE="$W/starts-refcache" suite "es$r" "$MACHINERY"
+      done ;;
     host)
       { nproc; lscpu; cat /sys/fs/cgroup/cpu.max; numactl -H; nvidia-smi topo -m
         nvidia-smi -q -d CLOCK,PERFORMANCE,POWER; python3 -c 'import os; print(sorted(os.sched_getaffinity(0)))'
@@ -111,7 +121,7 @@ for step in $STEPS; do
       python3 benchmarks/suite_overhead.py analyze "$W" --out "$W/overhead.json" > "$W/overhead.txt" 2>&1
       say "analyze rc=$?"
       tar czf "$W.tgz" -C "$(dirname "$W")" --exclude=vllm-cache --exclude=refcache \
-        --exclude='r[2-9]/keep' --exclude='s*/keep' --exclude='m[a-z]*/keep' --exclude='as*/keep' --exclude='p[pu]*/keep' --exclude=pin-refcache "$(basename "$W")"
+        --exclude='r[2-9]/keep' --exclude='s*/keep' --exclude='m[a-z]*/keep' --exclude='as*/keep' --exclude='p[pu]*/keep' --exclude='es*/keep' --exclude=pin-refcache --exclude=starts-refcache "$(basename "$W")"
       say "packed $(du -h "$W.tgz" | cut -f1)" ;;
   esac
 done
