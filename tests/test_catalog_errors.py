@@ -117,7 +117,7 @@ BROKEN_FILES = [
         ["jobs/nightly.yaml: cells[1].hardwares: Extra inputs are not permitted"],
         id="unknown-field-in-entry"),
     pytest.param(
-        "nightly.yaml", "timeout_s: 900", "timeout_s: 900\nmax_runs: 50",
+        "nightly.yaml", "timeout_s: 1200", "timeout_s: 1200\nmax_runs: 50",
         ["jobs/nightly.yaml: max_runs: Input should be less than or equal to 20"],
         id="rerun-budget-out-of-range"),
     pytest.param(
