@@ -37,9 +37,10 @@ import numpy as np
 from h200_cells import GPU_BOUND_MODEL
 from scipy import special
 
+from fleet.change_place import PLACE_CREDIBILITY
 from fleet.model.catalog import model_slug
 from fleet.suite.metrics import metric_info
-from fleet.trends import PLACE_CREDIBILITY, Settings, detect
+from fleet.trends import Settings, detect
 
 ROOT = Path(__file__).resolve().parent.parent
 LENGTH = 100

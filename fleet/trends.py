@@ -15,9 +15,9 @@ Regressions", ICPE 2023), as Apache Otava implements it:
 2. merge: each proposed point is re-tested against its neighbouring segments only, and the weakest
    point whose p-value misses the final threshold (or whose change is below the minimum size) is
    dropped, its neighbours re-tested, until every point left passes;
-3. place: each point left moves to where one mean shift between its neighbours fits best by least
-   squares (see _relocated), and is tested again there; if any moved point would then miss a
-   threshold, all keep the places the merge left them at.
+3. place: each point left moves to the place between its neighbours most likely within 3 runs of where
+   one mean shift lies (fleet.change_place), and is tested again there; if any moved point would then
+   miss a threshold, all keep the places the merge left them at.
 A minimum segment length on both sides of a point keeps a single spike (one bad engine start) from
 being a change, and before any of it a Hampel-type filter (spikes) leaves out each point that stands
 more than SPIKE_THRESHOLD noise sd from the median of its neighbourhood: on the H200 one engine start in
@@ -35,10 +35,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats
 
+from fleet.change_place import SAME, place_range, relocated
 from fleet.suite.metrics import HOST_YARDSTICK, host_sensitive, metric_info
 
-#: Relative differences below this are float noise, not change (deterministic metrics repeat exactly).
-_SAME = 1e-9
 #: A point more than this many noise sd from its neighbourhood's median is a spike (spikes): beyond
 #: where normal noise reaches in 100-point series, well short of a whole slow start on the GPU-bound
 #: cell (+17 %, 6 sd of its 2.8 % typical spread).
@@ -83,8 +82,8 @@ class ChangePoint:
     p_value: float
     points_before: int
     points_after: int
-    #: Where the change lies with PLACE_CREDIBILITY (_place_range): values[earliest - 1] is before it and
-    #: values[latest] after it, so a bisection between those two runs' commits holds it.
+    #: Where the change lies with PLACE_CREDIBILITY (fleet.change_place): values[earliest - 1] is before
+    #: it and values[latest] after it, so a bisection between those two runs' commits holds it.
     earliest: int
     latest: int
 
@@ -195,7 +194,7 @@ def detect(values: Sequence[float], settings: Settings | None = None) -> list[Ch
     placed = []
     for position, point in enumerate(found, start=1):
         lo, hi = bounds[position - 1], bounds[position + 1]
-        earliest, latest = _place_range(series[lo:hi], point.index - lo)
+        earliest, latest = place_range(series[lo:hi], point.index - lo)
         # The search saw only the runs that are not spikes: a spike just before the range may be the
         # change's first run as well, so the range starts right after the last run seen before it.
         placed.append(replace(point, index=int(kept[point.index]), earliest=int(kept[lo + earliest - 1]) + 1,
@@ -223,7 +222,7 @@ def spikes(series: np.ndarray, half_window: int) -> np.ndarray:
         nearest = min(sides, key=lambda median: abs(series[i] - median))
         distance[i], level[i] = abs(series[i] - nearest), abs(nearest)
     noise = 1.4826 * float(np.median(distance))
-    found: np.ndarray = distance > np.maximum(SPIKE_THRESHOLD * noise, _SAME * level)
+    found: np.ndarray = distance > np.maximum(SPIKE_THRESHOLD * noise, SAME * level)
     # Spikes are rare; a series that would lose more is switching between levels (the H200's
     # non-speculative reference read two, 1.2 % apart, on one host), and is searched as it is.
     if np.count_nonzero(found) > MAX_SPIKE_SHARE * n:
@@ -237,9 +236,9 @@ def two_sample_pvalue(left: np.ndarray, right: np.ndarray) -> float:
     var_l = float(left.var(ddof=1)) if len(left) > 1 else 0.0
     var_r = float(right.var(ddof=1)) if len(right) > 1 else 0.0
     scale = max(abs(mean_l), abs(mean_r), 1e-300)
-    if abs(mean_l - mean_r) <= _SAME * scale:
+    if abs(mean_l - mean_r) <= SAME * scale:
         return 1.0
-    if var_l <= (_SAME * scale) ** 2 and var_r <= (_SAME * scale) ** 2:
+    if var_l <= (SAME * scale) ** 2 and var_r <= (SAME * scale) ** 2:
         return 0.0  # two constant runs of different values: the change is certain
     result = stats.ttest_ind(left, right, equal_var=True)
     pvalue = float(result.pvalue)
@@ -287,77 +286,6 @@ def _edivisive_candidate(segment: np.ndarray, min_segment: int) -> int | None:
     return int(taus[int(np.argmax(q))])
 
 
-def _relocated(series: np.ndarray, indices: list[int], min_segment: int) -> list[int]:
-    """Each change point moved to where one mean shift between its neighbours fits best (least squares).
-
-    E-divisive finds that the distribution changed, robustly, but places a mean shift of about two
-    run-to-run sd less precisely than least squares, the maximum-likelihood place under normal noise:
-    on the GPU-bound TPOT noise of benchmarks/change_points.py, 5 % steps within 3 points of where they
-    were planted 84.2 % -> 85.0 %, speedup 74.8 % both (400 series, seed 7; measured when this was
-    added, before that noise held a whole slow start and max_pvalue fell to 3e-5: 94.6 % -> 95.6 % and
-    91.1 % -> 92.0 %, 1,000 series).
-    """
-    moved = list(indices)
-    for position in range(len(moved)):
-        lo = moved[position - 1] if position > 0 else 0
-        hi = moved[position + 1] if position + 1 < len(moved) else len(series)
-        segment = series[lo:hi]
-        n = len(segment)
-        taus = np.arange(min_segment, n - min_segment + 1)
-        if len(taus) == 0:
-            continue
-        prefix = np.concatenate([[0.0], np.cumsum(segment)])
-        left = prefix[taus] / taus
-        right = (prefix[n] - prefix[taus]) / (n - taus)
-        score = taus * (n - taus) / n * (left - right) ** 2
-        moved[position] = lo + int(taus[int(np.argmax(score))])
-    return moved
-
-
-#: The share of a change's place likelihood its reported range holds (ChangePoint.earliest, .latest).
-PLACE_CREDIBILITY = 0.9
-
-
-def _place_range(segment: np.ndarray, index: int) -> tuple[int, int]:
-    """The fewest places in one run, `index` among them, that hold PLACE_CREDIBILITY of where one mean
-    shift in `segment` lies (its first run after the change).
-
-    The posterior of a single change's place under normal noise with both means and the spread unknown
-    (flat priors): p(tau) proportional to (tau (n - tau))^(-1/2) RSS(tau)^(-(n - 2) / 2) (Smith, "A
-    Bayesian approach to inference about a change-point in a sequence of random variables", Biometrika
-    1975). A 5 % step in the GPU-bound cell's TPOT is about two run-to-run sd: its place is known to a few
-    runs, not one, and a bisection started from the two runs around the point alone would often miss it.
-    Every place is a candidate, not only those min_segment from the segment's ends where the search may
-    put a point: a change a few runs before the newest is found at the latest place allowed, and its
-    range must reach the runs where it really lies.
-    """
-    n = len(segment)
-    taus = np.arange(1, n)
-    prefix = np.concatenate([[0.0], np.cumsum(segment)])
-    squares = np.concatenate([[0.0], np.cumsum(segment * segment)])
-    left = squares[taus] - prefix[taus] ** 2 / taus
-    right = (squares[n] - squares[taus]) - (prefix[n] - prefix[taus]) ** 2 / (n - taus)
-    residual = np.maximum(left + right, 0.0)
-    if residual.min() <= (_SAME * float(np.max(np.abs(segment)))) ** 2 * n:
-        return index, index  # a step in a (nearly) noiseless series: its place is certain
-    log_p = -0.5 * np.log(taus * (n - taus)) - 0.5 * (n - 2) * np.log(residual)
-    mass = np.exp(log_p - log_p.max())
-    mass /= mass.sum()
-    # From the likeliest place outwards, the likelier neighbour first, until the range holds enough and
-    # the reported point (placed by the search, which may differ by a run or two) is in it.
-    lo = hi = int(np.argmax(mass))
-    at = int(np.searchsorted(taus, index))
-    held = mass[lo]
-    while (held < PLACE_CREDIBILITY or not lo <= at <= hi) and (lo > 0 or hi < len(taus) - 1):
-        if hi == len(taus) - 1 or (lo > 0 and mass[lo - 1] >= mass[hi + 1]):
-            lo -= 1
-            held += mass[lo]
-        else:
-            hi += 1
-            held += mass[hi]
-    return int(taus[lo]), int(taus[hi])
-
-
 def _merge(series: np.ndarray, indices: list[int], settings: Settings) -> list[ChangePoint]:
     points = _tested(series, indices)
     while points:
@@ -372,12 +300,13 @@ def _merge(series: np.ndarray, indices: list[int], settings: Settings) -> list[C
 
 
 def _placed_best(series: np.ndarray, points: list[ChangePoint], settings: Settings) -> list[ChangePoint]:
-    """The points relocated by least squares, unless a moved point would then miss a threshold."""
+    """The points moved to their best places (fleet.change_place), unless a moved point would then miss a
+    threshold."""
     placed = [p.index for p in points]
-    relocated = _relocated(series, placed, settings.min_segment)
-    if relocated == placed:
+    moved_to = relocated(series, placed, settings.min_segment)
+    if moved_to == placed:
         return points
-    moved = _tested(series, relocated)
+    moved = _tested(series, moved_to)
     if all(p.p_value < settings.max_pvalue and abs(p.relative_change) >= settings.min_relative_change
            for p in moved):
         return moved

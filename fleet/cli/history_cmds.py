@@ -20,6 +20,7 @@ from fleet.alert import send, should_alert, slack_payload
 from fleet.backends.base import AttemptOutcome
 from fleet.baselines import find_baseline
 from fleet.catalog import list_tiers, load_catalog, load_tier
+from fleet.change_place import PLACE_CREDIBILITY
 from fleet.cli._common import Moment, check_window, counted, ensure_writable_dir, existing_dir, stderr
 from fleet.cost import JobSpan, account, cost_document, parse_price_overrides, prices_for
 from fleet.errors import ConfigError, FleetError
@@ -31,7 +32,7 @@ from fleet.matrix import expand
 from fleet.model import RunReport
 from fleet.report import render
 from fleet.select import parse_changed_files, select
-from fleet.trends import PLACE_CREDIBILITY, SeriesPoint, Settings, Trend, trends
+from fleet.trends import SeriesPoint, Settings, Trend, trends
 
 DEFAULT_DB = "runs/history.sqlite"
 

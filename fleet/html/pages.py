@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from fleet.change_place import PLACE_CREDIBILITY
 from fleet.cost import CostLine, CostSummary
 from fleet.html.svg import Band, Marker, position_bars, series_chart
 from fleet.model import Baseline, CellVerdict, RunReport, RunResult
 from fleet.report.text import troubleshooting_link
-from fleet.trends import PLACE_CREDIBILITY, SeriesPoint, Trend
+from fleet.trends import SeriesPoint, Trend
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _POSITION = "acceptance_rate_pos_"
