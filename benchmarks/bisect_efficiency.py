@@ -32,6 +32,9 @@ which commits are broken, never flakes and needs no runs of the ends: its runs a
 noise-free k-ary search using k slots a round, its rounds ceil(log_{k+1} N') for the N' testable
 candidates. fleet's two searches (--search): "posterior" (fleet.bisect_posterior, `fleet bisect`'s
 default) and "pinpoint" (fleet.bisect: each commit placed by three-valued comparisons).
+The "ceiling" line (benchmarks/bisect_ideal.py): at k = 4, on the trials without a broken range, a search
+told both levels and the exact density of the runs' noise, with no ends to run and nothing to verify; what
+the rounds bar leaves to any search on that noise, beside fleet's share on the same trials.
 --engine-starts M: every latency run (the ends', the probes', the baseline's spread) is the median of M
 engine starts, as a tier whose workload sets engine_starts: M measures it (fleet.suite.runner); a run then
 costs M starts, which the runs columns do not multiply.
@@ -53,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import smoothing
+from bisect_ideal import ideal_search, log_density
 from h200_cells import GPU_BOUND_MODEL, earlier_procedure
 
 from fleet.backends.sim_scenario import Noise
@@ -343,7 +347,33 @@ def main() -> None:
               f"{statistics.fmean(serial_runs) / statistics.fmean(o[1] for o in oracles):>9.2f}")
         for search, rows in by_size.items():
             print_by_size(family, search, rows)
+        if by_size:
+            print_ceiling(family, next(iter(by_size.values())))
         print(f"({time.time() - started:.0f} s)")
+
+
+def print_ceiling(family: Family, by_size: list[tuple[int, Trial, Outcome]]) -> None:
+    """The idealised search (bisect_ideal) at k = 4 on the trials without a broken range, beside fleet's
+    first search on the same trials: how much of the rounds bar the noise leaves to any search."""
+    one = family.noise.one if isinstance(family.noise, MedianNoise) else family.noise
+    starts = family.noise.starts if isinstance(family.noise, MedianNoise) else 1
+    density = log_density(one.residuals, one.jitter_sd, starts)
+    clean = [(bar, t, r) for bar, t, r in by_size if not t.broken]
+    ideal = [ideal_search(N, t.culprit, t.shift, family.noise, density, 4, FLAKY, random.Random(t.seed))
+             for _, t, _ in clean]
+    edges = [family.low + (family.high - family.low) * q for q in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    parts = []
+    for low, high in itertools.pairwise(edges):
+        rows = [(bar, i) for (bar, t, _), i in zip(clean, ideal, strict=True)
+                if min(low, high) <= t.shift <= max(low, high)]
+        share = _pct(i[0] and i[1] <= bar for bar, i in rows)
+        parts.append(f"{100 * low:+.1f}..{100 * high:+.1f} %: {share}")
+    print(f"ceiling k=4 ({len(clean)} trials without a broken range; bisect_ideal: told both levels and the "
+          f"noise's density, no ends, no verification): right<=bar "
+          f"{_pct(i[0] and i[1] <= bar for (bar, _, _), i in zip(clean, ideal, strict=True))}, mean rounds "
+          f"{statistics.fmean(i[1] for i in ideal):.2f}; fleet on the same trials "
+          f"{_pct(r[0] and r[2] <= bar for bar, _, r in clean)}, mean rounds "
+          f"{statistics.fmean(r[2] for _, _, r in clean):.2f}; ceiling by planted size: " + "; ".join(parts))
 
 
 def print_by_size(family: Family, search: str, by_size: list[tuple[int, Trial, Outcome]]) -> None:
