@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import judge_noise as jn
 import judge_power as jp
 import numpy as np
 
@@ -35,23 +36,24 @@ from fleet.model import RunResult
 OTHER_HOST = jp.REPO / "evidence" / "h200" / "pinseries2"
 
 
-def profiles(baseline_hosts: Path, other_host: Path) -> tuple[list[jp.Profile], list[jp.Profile]]:
+def profiles(baseline_hosts: Path, other_host: Path,
+             judged: jn.Judged) -> tuple[list[jn.Profile], list[jn.Profile]]:
     """(the measured H200 cells with the GPU-bound cell's latency on the baseline's hosts, the same cells
     with the latency of the other host's runs)."""
-    home = jp.with_gpu_bound_latency(jp.fit_profiles([baseline_hosts]))
+    home = jn.with_gpu_bound_latency(jn.fit_profiles([baseline_hosts], judged.columns))
     runs = [RunResult.model_validate_json(path.read_bytes()) for path in sorted(other_host.glob("*/*.json"))]
-    host = jp.fit_profile(other_host.name, runs, 1.0, 1.0)
+    host = jn.fit_profile(other_host.name, runs, 1.0, 1.0, judged.columns)
     away = [replace(p, source=f"{p.source}, latency on {host.source}", centres=host.centres,
                     residuals=host.residuals, bandwidth=host.bandwidth) for p in home]
     return home, away
 
 
-def nightly(home: list[jp.Profile], away: list[jp.Profile], reruns_stay: bool, rng: np.random.Generator,
+def nightly(home: list[jn.Profile], away: list[jn.Profile], reruns_stay: bool, rng: np.random.Generator,
             args: argparse.Namespace) -> tuple[bool, list[int], int, Counter[str]]:
     """(any FAIL, runs per cell, cells left INCONCLUSIVE, FAILs by metric) of one A/A nightly."""
     dealt = [i % len(home) for i in range(args.cells)]
     cells = [jp.make_cell(i, home[p].hardware) for i, p in enumerate(dealt)]
-    baselines = [jp.simulated_baseline(cell, home[p], rng, args.baseline_runs)
+    baselines = [jp.simulated_baseline(cell, home[p], rng, args.baseline_runs, args.judged.metrics)
                  for cell, p in zip(cells, dealt, strict=True)]
     family, pooled = family_size_of(baselines), pooled_spreads(baselines)
     candidates = []
@@ -79,13 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-metrics", choices=("p50", "all"), default="all",
                         help="as judge_power's: all judges the tails too, as a real nightly does")
     args = parser.parse_args(argv)
-    if args.latency_metrics == "all":
-        jp.judge_every_latency_metric()
-    home, away = profiles(jp.REPO / "evidence" / "h200", OTHER_HOST)
-    shift = ", ".join(f"{m} {100 * (away[0].centres[m] / home[0].centres[m] - 1):+.1f}%" for m in jp.COLUMNS)
+    args.judged = jn.judged(args.latency_metrics)
+    home, away = profiles(jp.REPO / "evidence" / "h200", OTHER_HOST, args.judged)
+    shift = ", ".join(f"{m} {100 * (away[0].centres[m] / home[0].centres[m] - 1):+.1f}%"
+                      for m in args.judged.columns)
     print(f"the other host against the baseline's (geometric means): {shift}")
-    print(f"{args.nightlies} A/A nightlies of {args.cells} cells x {len(jp.METRICS)} metrics, first attempts "
-          f"on the other host, baselines of {args.baseline_runs} runs, up to {args.max_runs} runs per cell")
+    print(f"{args.nightlies} A/A nightlies of {args.cells} cells x {len(args.judged.metrics)} metrics, first "
+          f"attempts on the other host, baselines of {args.baseline_runs} runs, "
+          f"up to {args.max_runs} runs per cell")
     print(f"{'reruns':8s} {'false alarm/nightly':>20s} {'runs/cell':>10s} {'INCONCLUSIVE':>13s}  "
           "FAILs by metric")
     for reruns_stay in (True, False):
