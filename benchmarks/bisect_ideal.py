@@ -19,11 +19,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-from scipy import special
+import smoothing
 
 #: Posterior mass on one commit at which the idealised search names it.
 NAMED_AT = 0.99
-SQRT_TAU = math.sqrt(2 * math.pi)
 #: Rounds after which a trial counts as not found (the bar is 7 at k = 4).
 GIVE_UP = 40
 
@@ -34,21 +33,8 @@ class RunNoise(Protocol):
 
 def log_density(residuals: list[float], jitter_sd: float, starts: int) -> Callable[[np.ndarray], np.ndarray]:
     """The exact log density of one run's relative noise: one draw of the smoothed bootstrap, or the
-    median of `starts` (odd) independent draws."""
-    centres = np.asarray(residuals)
-    width = max(jitter_sd, 1e-12)
-    half = (starts - 1) // 2
-
-    def density(x: np.ndarray) -> np.ndarray:
-        z = (x[:, None] - centres[None, :]) / width
-        one = special.logsumexp(-0.5 * z * z, axis=1) - math.log(len(centres) * width * SQRT_TAU)
-        if starts == 1:
-            return np.asarray(one)
-        below = np.clip(np.mean(special.ndtr(z), axis=1), 1e-300, 1.0 - 1e-16)
-        ways = math.lgamma(starts + 1) - 2 * math.lgamma(half + 1)
-        return np.asarray(ways + half * (np.log(below) + np.log1p(-below)) + one)
-
-    return density
+    median of `starts` (odd) independent draws (smoothing.log_density)."""
+    return smoothing.log_density(np.asarray(residuals), max(jitter_sd, 1e-12), starts)
 
 
 def ideal_search(commits: int, culprit: int, shift: float, noise: RunNoise, density: Callable[[np.ndarray],

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import smoothing
 from h200_cells import GPU_BOUND_MODEL
-from scipy import special
 
 from fleet.change_place import PLACE_CREDIBILITY
 from fleet.model.catalog import model_slug
@@ -115,7 +115,6 @@ def noise_classes(runs: dict[str, list[float]]) -> dict[str, tuple[float, str, S
     return classes
 
 
-SQRT_TAU = math.sqrt(2 * math.pi)
 #: The smoothed bootstrap's jitter, in units of the residuals' sd.
 JITTER = 0.3
 
@@ -131,22 +130,9 @@ def draw_noise(rng: np.random.Generator, shape: np.ndarray, size: int, starts: i
 
 
 def noise_log_density(shape: np.ndarray, cv: float, starts: int = 1) -> Callable[[np.ndarray], np.ndarray]:
-    """The exact log density of cv x draw_noise(shape, starts): a mixture of normals, one around each
-    residual; for the median of an odd number m = 2k + 1 of draws, m! / (k!)^2 F^k (1 - F)^k f."""
+    """The exact log density of cv x draw_noise(shape, starts) (smoothing.log_density)."""
     scale = cv / math.sqrt(float(np.var(shape, ddof=1)) + JITTER**2)
-    centres, width = shape * scale, JITTER * scale
-    half = (starts - 1) // 2
-
-    def log_density(noise: np.ndarray) -> np.ndarray:
-        z = (noise[:, None] - centres[None, :]) / width
-        one = special.logsumexp(-0.5 * z * z, axis=1) - math.log(len(centres) * width * SQRT_TAU)
-        if starts == 1:
-            return np.asarray(one)
-        below = np.clip(np.mean(special.ndtr(z), axis=1), 1e-300, 1.0 - 1e-16)
-        ways = math.lgamma(starts + 1) - 2 * math.lgamma(half + 1)
-        return np.asarray(ways + half * (np.log(below) + np.log1p(-below)) + one)
-
-    return log_density
+    return smoothing.log_density(shape * scale, JITTER * scale, starts)
 
 
 def oracle_place(series: np.ndarray, step: float, log_density: Callable[[np.ndarray], np.ndarray]) -> int:

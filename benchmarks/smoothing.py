@@ -13,9 +13,12 @@ to each draw (a smoothed bootstrap) fills the gaps between them. Two choices mat
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import special
+
+SQRT_TAU = math.sqrt(2 * math.pi)
 
 
 def bandwidth(values: Sequence[float] | np.ndarray) -> float:
@@ -33,3 +36,20 @@ def variance_kept(values: Sequence[float] | np.ndarray, h: float) -> float:
     """The factor that gives residual + N(0, h^2) draws the variance of `values` themselves."""
     sd = float(np.std(np.asarray(values, dtype=float), ddof=1))
     return 1.0 / math.sqrt(1.0 + (h / sd) ** 2) if sd > 0 else 1.0
+
+
+def log_density(centres: np.ndarray, width: float, starts: int = 1) -> Callable[[np.ndarray], np.ndarray]:
+    """The exact log density of a smoothed bootstrap's draw: a mixture of normals of sd `width`, one around
+    each of `centres`; for the median of an odd number m = 2k + 1 of draws, m! / (k!)^2 F^k (1 - F)^k f."""
+    half = (starts - 1) // 2
+
+    def density(x: np.ndarray) -> np.ndarray:
+        z = (x[:, None] - centres[None, :]) / width
+        one = special.logsumexp(-0.5 * z * z, axis=1) - math.log(len(centres) * width * SQRT_TAU)
+        if starts == 1:
+            return np.asarray(one)
+        below = np.clip(np.mean(special.ndtr(z), axis=1), 1e-300, 1.0 - 1e-16)
+        ways = math.lgamma(starts + 1) - 2 * math.lgamma(half + 1)
+        return np.asarray(ways + half * (np.log(below) + np.log1p(-below)) + one)
+
+    return density
