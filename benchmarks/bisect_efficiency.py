@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import smoothing
 from bisect_ideal import ideal_search, log_density
@@ -355,39 +356,38 @@ def main() -> None:
 def print_ceiling(family: Family, by_size: list[tuple[int, Trial, Outcome]]) -> None:
     """The idealised search (bisect_ideal) at k = 4 on the trials without a broken range, beside fleet's
     first search on the same trials: how much of the rounds bar the noise leaves to any search."""
-    one = family.noise.one if isinstance(family.noise, MedianNoise) else family.noise
-    starts = family.noise.starts if isinstance(family.noise, MedianNoise) else 1
-    density = log_density(one.residuals, one.jitter_sd, starts)
+    median = family.noise if isinstance(family.noise, MedianNoise) else MedianNoise(family.noise, 1)
+    density = log_density(median.one.residuals, median.one.jitter_sd, median.starts)
     clean = [(bar, t, r) for bar, t, r in by_size if not t.broken]
-    ideal = [ideal_search(N, t.culprit, t.shift, family.noise, density, 4, FLAKY, random.Random(t.seed))
-             for _, t, _ in clean]
-    edges = [family.low + (family.high - family.low) * q for q in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    parts = []
-    for low, high in itertools.pairwise(edges):
-        rows = [(bar, i) for (bar, t, _), i in zip(clean, ideal, strict=True)
-                if min(low, high) <= t.shift <= max(low, high)]
-        share = _pct(i[0] and i[1] <= bar for bar, i in rows)
-        parts.append(f"{100 * low:+.1f}..{100 * high:+.1f} %: {share}")
+    ideal = [(bar, t, ideal_search(N, t.culprit, t.shift, family.noise, density, 4, FLAKY,
+                                   random.Random(t.seed))) for bar, t, _ in clean]
+    parts = [f"{label}: {_pct(i[0] and i[1] <= bar for bar, _, i in rows)}"
+             for label, rows in planted_quarters(family, ideal)]
     print(f"ceiling k=4 ({len(clean)} trials without a broken range; bisect_ideal: told both levels and the "
           f"noise's density, no ends, no verification): right<=bar "
-          f"{_pct(i[0] and i[1] <= bar for (bar, _, _), i in zip(clean, ideal, strict=True))}, mean rounds "
-          f"{statistics.fmean(i[1] for i in ideal):.2f}; fleet on the same trials "
+          f"{_pct(i[0] and i[1] <= bar for bar, _, i in ideal)}, mean rounds "
+          f"{statistics.fmean(i[1] for _, _, i in ideal):.2f}; fleet on the same trials "
           f"{_pct(r[0] and r[2] <= bar for bar, _, r in clean)}, mean rounds "
           f"{statistics.fmean(r[2] for _, _, r in clean):.2f}; ceiling by planted size: " + "; ".join(parts))
 
 
 def print_by_size(family: Family, search: str, by_size: list[tuple[int, Trial, Outcome]]) -> None:
     """k = 4 by the size of the planted change: where the misses of the rounds bar are."""
-    if not by_size:
-        return
-    edges = [family.low + (family.high - family.low) * q for q in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    cells = []
-    for low, high in itertools.pairwise(edges):
-        rows = [(bar, r) for bar, t, r in by_size if min(low, high) <= t.shift <= max(low, high)]
-        if rows:
-            cells.append(f"{100 * low:+.1f}..{100 * high:+.1f} %: {_pct(r[0] for _, r in rows)} correct, "
-                         f"{_pct(r[2] <= bar for bar, r in rows)} <= bar ({len(rows)} trials)")
+    cells = [f"{label}: {_pct(r[0] for _, _, r in rows)} correct, {_pct(r[2] <= bar for bar, _, r in rows)} "
+             f"<= bar ({len(rows)} trials)" for label, rows in planted_quarters(family, by_size)]
     print(f"{search} k=4 by planted size: " + "; ".join(cells))
+
+
+Row = TypeVar("Row", bound=tuple[int, Trial, object])
+
+
+def planted_quarters(family: Family, rows: Sequence[Row]) -> list[tuple[str, list[Row]]]:
+    """(label, rows) of each quarter of the family's planted range that holds a (bar, trial, ...) row."""
+    edges = [family.low + (family.high - family.low) * q for q in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    quarters = [(f"{100 * low:+.1f}..{100 * high:+.1f} %",
+                 [row for row in rows if min(low, high) <= row[1].shift <= max(low, high)])
+                for low, high in itertools.pairwise(edges)]
+    return [(label, members) for label, members in quarters if members]
 
 
 def _pct(flags: Callable[[], object] | object) -> str:

@@ -57,5 +57,5 @@ def ideal_search(commits: int, culprit: int, shift: float, noise: RunNoise, dens
             if rng.random() < flaky:
                 continue
             value = (1 + shift if probe >= culprit else 1.0) * (1 + noise.draw(rng))
-            as_bad = density(np.asarray([value / (1 + shift) - 1.0]))[0] - math.log(abs(1 + shift))
-            evidence[probe] += as_bad - density(np.asarray([value - 1.0]))[0]
+            as_bad, as_good = density(np.asarray([value / (1 + shift) - 1.0, value - 1.0]))
+            evidence[probe] += as_bad - math.log(abs(1 + shift)) - as_good
