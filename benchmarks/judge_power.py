@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from h200_cells import GPU_BOUND_MODEL
 from judge_noise import (
+    REPO,
     YARDSTICK,
     Profile,
     core_of,
@@ -64,7 +65,6 @@ from fleet.model import (
 )
 from fleet.recording import record_baseline
 
-REPO = Path(__file__).resolve().parent.parent
 #: The RFC rule's tolerance, in percent: acceptance and match +-10 %, every latency metric +-15 %.
 RFC_COUNTS_TOLERANCE = {"acceptance_length": 10.0, "acceptance_rate": 10.0, "match_rate": 10.0}
 RFC_LATENCY_TOLERANCE = 15.0
