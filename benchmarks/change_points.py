@@ -124,7 +124,8 @@ def draw_noise(rng: np.random.Generator, shape: np.ndarray, size: int, starts: i
     the median of that many independent draws, as a run measured over several engine starts reports its
     latency (Workload.engine_starts; consecutive starts are uncorrelated, benchmarks/judge_power.py)."""
     if starts > 1:
-        return np.median(draw_noise(rng, shape, size * starts).reshape(size, starts), axis=1)
+        medians: np.ndarray = np.median(draw_noise(rng, shape, size * starts).reshape(size, starts), axis=1)
+        return medians
     draws = rng.choice(shape, size=size) + rng.normal(0.0, JITTER, size=size)
     return draws / math.sqrt(float(np.var(shape, ddof=1)) + JITTER**2)
 

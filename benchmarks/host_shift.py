@@ -29,11 +29,11 @@ import judge_noise as jn
 import judge_power as jp
 import numpy as np
 
-from fleet.judge.decide import family_size_of, pooled_spreads
+from fleet.judge.decide import ALPHA, family_size_of, pooled_spreads
 from fleet.judge.verdicts import CellCase, judge_cells
-from fleet.model import RunResult
+from fleet.model import Cell, RunResult
 
-OTHER_HOST = jp.REPO / "evidence" / "h200" / "pinseries2"
+OTHER_HOST = jn.REPO / "evidence" / "h200" / "pinseries2"
 
 
 def profiles(baseline_hosts: Path, other_host: Path,
@@ -58,14 +58,14 @@ def nightly(home: list[jn.Profile], away: list[jn.Profile], reruns_stay: bool, r
     family, pooled = family_size_of(baselines), pooled_spreads(baselines)
     candidates = []
     for cell, p, baseline in zip(cells, dealt, baselines, strict=True):
-        def run(n: int, cell: jp.Cell = cell, p: int = p) -> RunResult:
+        def run(n: int, cell: Cell = cell, p: int = p) -> RunResult:
             """The first attempt on the other host; each rerun there too, or on the baseline's hosts."""
             return jp.simulate_run(cell, (away if n == 0 or reruns_stay else home)[p], rng, None)
 
         candidates.append(jp.rerun_while_inconclusive(run, baseline, pooled, family, args.max_runs))
     cases = [CellCase(runs[-1], b, None, None, len(runs), None, None, tuple(runs))
              for runs, b in zip(candidates, baselines, strict=True)]
-    verdicts = judge_cells(cases, alpha=jp.ALPHA, max_runs=args.max_runs)
+    verdicts = judge_cells(cases, alpha=ALPHA, max_runs=args.max_runs)
     failing = Counter(m.metric for v in verdicts for m in v.metrics if m.status == "FAIL")
     return (any(v.status == "FAIL" for v in verdicts), [len(r) for r in candidates],
             sum(v.status == "INCONCLUSIVE" for v in verdicts), failing)
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="as judge_power's: all judges the tails too, as a real nightly does")
     args = parser.parse_args(argv)
     args.judged = jn.judged(args.latency_metrics)
-    home, away = profiles(jp.REPO / "evidence" / "h200", OTHER_HOST, args.judged)
+    home, away = profiles(jn.REPO / "evidence" / "h200", OTHER_HOST, args.judged)
     shift = ", ".join(f"{m} {100 * (away[0].centres[m] / home[0].centres[m] - 1):+.1f}%"
                       for m in args.judged.columns)
     print(f"the other host against the baseline's (geometric means): {shift}")

@@ -184,10 +184,11 @@ def one_nightly(
     pooled = pooled_spreads(baselines)
     candidates: list[list[RunResult]] = []
     for i, (cell, profile, baseline) in enumerate(zip(cell_objs, prof, baselines, strict=True)):
-        plant = planted if i in targets else None
-        candidates.append(rerun_while_inconclusive(
-            lambda _, cell=cell, profile=profile, plant=plant: simulate_run(cell, profile, rng, plant),
-            baseline, pooled, family, args.max_runs))
+        def run(_: int, cell: Cell = cell, profile: Profile = profile,
+                plant: tuple[str, float] | None = planted if i in targets else None) -> RunResult:
+            return simulate_run(cell, profile, rng, plant)
+
+        candidates.append(rerun_while_inconclusive(run, baseline, pooled, family, args.max_runs))
     cases = [
         CellCase(runs[-1], b, None, None, len(runs), None, None, tuple(runs))
         for runs, b in zip(candidates, baselines, strict=True)
@@ -332,12 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         "profiles": [p.source for p in profiles],
     }
     aa = [one_nightly(profiles, args.cells, rng, args, None) for _ in range(args.nightlies)]
-    rows = [
+    rows: list[tuple[str, float, float, float, str]] = [
         (
             "A/A: family-wise false alarm per nightly",
-            np.mean([any(s == "FAIL" for s in n["fleet"]) for n in aa]),
-            np.mean([any(s == "FAIL" for s in n["rfc"]) for n in aa]),
-            np.mean([np.mean(n["runs"]) for n in aa]),
+            float(np.mean([any(s == "FAIL" for s in n["fleet"]) for n in aa])),
+            float(np.mean([any(s == "FAIL" for s in n["rfc"]) for n in aa])),
+            float(np.mean([np.mean(n["runs"]) for n in aa])),
             "<= 1 %",
         )
     ]
@@ -372,9 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.planted} planted cells per regression nightly"
     )
     print(f"{'':46s} {'fleet':>8s} {'RFC ±10/15%':>12s} {'runs/cell':>10s} {'missed: PASS/INC':>17s}  bar")
-    for label, fleet, rfc, runs, bar in rows:
+    for label, fleet_share, rfc_share, runs_per_cell, wanted in rows:
         split_text = "/".join(f"{100 * m:.1f}%" for m in missed.get(label, {}).values())
-        print(f"{label:46s} {100 * fleet:7.1f}% {100 * rfc:11.1f}% {runs:10.2f} {split_text:>17s}  {bar}")
+        print(f"{label:46s} {100 * fleet_share:7.1f}% {100 * rfc_share:11.1f}% {runs_per_cell:10.2f} "
+              f"{split_text:>17s}  {wanted}")
     print(f"A/A cells left INCONCLUSIVE after reruns: {100 * inconclusive:.2f}%")
     columns = ("what", "fleet", "rfc", "runs_per_cell", "bar")
     out["rows"] = [dict(zip(columns, r, strict=True)) | missed.get(r[0], {}) for r in rows]

@@ -29,7 +29,7 @@ def bandwidth(values: Sequence[float] | np.ndarray) -> float:
     sd = float(np.std(array, ddof=1))
     quartiles = np.percentile(array, [25, 75])
     spread = min(sd, float(quartiles[1] - quartiles[0]) / 1.349) or sd
-    return 0.9 * spread * float(len(array)) ** -0.2
+    return float(0.9 * spread * float(len(array)) ** -0.2)
 
 
 def variance_kept(values: Sequence[float] | np.ndarray, h: float) -> float:

@@ -167,10 +167,10 @@ class Cluster:
         elif scenario in (SUITE_ERROR, XID, CONFIG):
             code = 2 if scenario == CONFIG else 3
             reason = {SUITE_ERROR: "engine_start_failed", XID: "engine_crashed", CONFIG: "ConfigError"}
-            document = error_result(cell, reason[scenario], code, "config" if scenario == CONFIG else "infra")
+            failed = error_result(cell, reason[scenario], code, "config" if scenario == CONFIG else "infra")
             extra = "NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus.\n" if scenario == XID else ""
             self._pod(job, phase="Failed", status=self._terminated(code, "Error"),
-                      log=noise + extra + encode_result(document.model_dump_json().encode()))
+                      log=noise + extra + encode_result(failed.model_dump_json().encode()))
             why = "PodFailurePolicy" if scenario == CONFIG else "BackoffLimitExceeded"
             self._end_job(job, ok=False, reason=why)
         elif scenario == OOM:
