@@ -13,9 +13,10 @@ from fleet.bisect_model import SearchPolicy
 from fleet.bisect_run import BisectOutcome, UntestableCommit, run_bisection
 from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, kube_commit_wiring
 from fleet.model import Cell, RunResult
-from fleet.render import RenderContext
+from fleet.render import LABEL_ATTEMPT, RenderContext
 from tests.builders import make_cell, ok_result
 from tests.kube.harness import FAST, FAST_API, Rig, rig
+from tests.test_kube_backend import avoided_nodes
 
 SHAS = [f"{index:02d}" + "c" * 38 for index in range(30)]
 CULPRIT = 19
@@ -38,9 +39,9 @@ def bisect_on_the_cluster(r: Rig, run_dir: Path,
                           prepare: Callable[[str], None] | None = None) -> BisectOutcome:
     backends: list[KubeBackend] = []
 
-    def factory(context: RenderContext, run_dir: Path) -> KubeBackend:
+    def factory(context: RenderContext, run_dir: Path, nodes: dict[str, set[str]]) -> KubeBackend:
         backends.append(make_backend(context, run_dir=run_dir, host=r.server.url, api_settings=FAST_API,
-                                     settings=FAST, sleep=r.clock.sleep, clock=r.clock))
+                                     settings=FAST, sleep=r.clock.sleep, clock=r.clock, nodes=nodes))
         return backends[-1]
 
     materialise, backend_for = kube_commit_wiring(make_cell("ngram-k4"), TEMPLATE, run_dir, factory, prepare)
@@ -66,6 +67,34 @@ def test_a_cluster_bisection_runs_each_commit_on_its_image_and_names_the_culprit
     measured = {SHAS[index] for index, record in enumerate(outcome.bisection.records) if record.samples}
     assert images == {TEMPLATE.format(sha=sha) for sha in measured}
     assert len(outcome.spans) == outcome.bisection.runs
+
+
+def test_a_commit_rerun_in_a_later_round_prefers_nodes_it_has_not_run_on(tmp_path: Path) -> None:
+    # Each round has backends of its own; what they learnt of where a commit ran must outlive them.
+    with rig(result=measured_on_its_image, nodes=("gpu-a", "gpu-b", "gpu-c", "gpu-d")) as r:
+        outcome = bisect_on_the_cluster(r, tmp_path / "bisect-ngram")
+        jobs = {job["metadata"]["name"]: job for job in r.emulator.list("jobs", "fleet")}
+        pods = r.emulator.list("pods", "fleet")
+    round_of: dict[tuple[str, int], int] = {}  # (sha, attempt) -> round, attempts numbered per commit
+    for number, log in enumerate(outcome.rounds, start=1):
+        for run in log.runs:
+            sha = SHAS[run.commit]
+            round_of[(sha, 1 + sum(key[0] == sha for key in round_of))] = number
+
+    def key(job: dict[str, Any]) -> tuple[str, int]:
+        image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+        return image.rsplit(":", 1)[1], int(job["metadata"]["labels"][LABEL_ATTEMPT])
+
+    ran_on = {key(jobs[pod["metadata"]["labels"]["job-name"]]): pod["spec"]["nodeName"] for pod in pods}
+    later = 0
+    for job in jobs.values():
+        sha, attempt = key(job)
+        earlier = {node for (other, n), node in ran_on.items()
+                   if other == sha and round_of[(other, n)] < round_of[(sha, attempt)]}
+        avoided = {node for values in avoided_nodes(job) for node in values}
+        assert earlier <= avoided, (sha[:2], attempt, earlier, avoided)
+        later += bool(earlier)
+    assert later > 0  # some commits (the culprit, its parent) ran again in later rounds
 
 
 def test_commits_whose_image_the_registry_lacks_are_skipped_and_the_answer_is_a_range(tmp_path: Path) -> None:

@@ -190,9 +190,11 @@ def make_backend(context: RenderContext, *, run_dir: Path | None = None, host: s
                  kubeconfig: str | None = None, kube_context: str | None = None,
                  api_settings: ApiSettings | None = None, settings: KubeSettings | None = None,
                  policy: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> KubeBackend:
-    """The kube backend for one run, talking to the cluster the credentials (or `host`) point at."""
+                 clock: Callable[[], float] = time.monotonic,
+                 nodes: dict[str, set[str]] | None = None) -> KubeBackend:
+    """The kube backend for one run, talking to the cluster the credentials (or `host`) point at; `nodes`:
+    where earlier backends of the run placed each cell's pods (KubeBackend.nodes), kept up to date."""
     api = OfficialKubeApi(api_client_for(host=host, kubeconfig=kubeconfig, context=kube_context),
                           context.namespace, settings=api_settings, sleep=sleep)
     return KubeBackend(api, context, run_dir=run_dir, settings=settings, policy=policy, sleep=sleep,
-                       clock=clock)
+                       clock=clock, nodes=nodes)

@@ -89,7 +89,8 @@ class KubeBackend:
     def __init__(self, api: KubeApi, context: RenderContext, *, run_dir: Path | None = None,
                  settings: KubeSettings | None = None, policy: RetryPolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 nodes: dict[str, set[str]] | None = None) -> None:
         if context.shards > 1:
             raise ConfigError("the kube backend does not gather sharded cells yet", where="shards",
                               fix="render with --dry-run, or run with shards=1")
@@ -113,8 +114,10 @@ class KubeBackend:
         self._watcher: threading.Thread | None = None
         self.adopted: list[str] = []
         self.created: list[str] = []
-        #: Per cell, the nodes its attempts' pods ran on: a later attempt prefers the others (render).
-        self.nodes: dict[str, set[str]] = {}
+        #: Per cell, the nodes its attempts' pods ran on: a later attempt prefers the others (render). Given,
+        #: it is the memory of earlier backends of the same run (a bisection's commit, round after round),
+        #: and this one adds to it.
+        self.nodes: dict[str, set[str]] = {} if nodes is None else nodes
 
     # -- submit ---------------------------------------------------------------------------------------
 

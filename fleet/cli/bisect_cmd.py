@@ -360,6 +360,9 @@ def kube_commit_wiring(cell: Cell, template: str, run_dir: Path, make_backend: C
 
     with_image(cell, template, "0")
     kubes: dict[str, Backend] = {}
+    # Per commit, where its pods ran: a commit rerun in a later round prefers another node, as a cell's
+    # rerun does (fleet.render._away_from), though each round has a backend of its own.
+    nodes: dict[str, dict[str, set[str]]] = {}
 
     def kube_backend(sha: str) -> Backend:
         if sha not in kubes or kubes[sha].closed:  # closed after its last round: a new one, same run id
@@ -368,7 +371,8 @@ def kube_commit_wiring(cell: Cell, template: str, run_dir: Path, make_backend: C
             image = template.format(sha=sha)
             context = RenderContext(run_id=f"{run_dir.name[:40]}-{sha[:12]}", vllm_version=sha,
                                     image_overrides={"nvidia": image, "amd": image, "cpu": image})
-            kubes[sha] = make_backend(context, run_dir=run_dir / "commits" / sha[:12])
+            kubes[sha] = make_backend(context, run_dir=run_dir / "commits" / sha[:12],
+                                      nodes=nodes.setdefault(sha, {}))
         return kubes[sha]
 
     return (lambda sha: with_image(cell, template, sha)), kube_backend
