@@ -3,6 +3,7 @@ backend (the official client against the emulated API server), and the search na
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,14 @@ def measured_on_its_image(cell: Cell) -> RunResult:
     return ok_result(cell).model_copy(update={"metrics": {"acceptance_length": 2.2 * drop}})
 
 
+def image_of(job: dict[str, Any]) -> str:
+    image: str = job["spec"]["template"]["spec"]["containers"][0]["image"]
+    return image
+
+
 def job_images(r: Rig) -> set[str]:
     jobs: list[dict[str, Any]] = r.emulator.list("jobs", "fleet")
-    return {job["spec"]["template"]["spec"]["containers"][0]["image"] for job in jobs}
+    return {image_of(job) for job in jobs}
 
 
 def bisect_on_the_cluster(r: Rig, run_dir: Path,
@@ -76,14 +82,14 @@ def test_a_commit_rerun_in_a_later_round_prefers_nodes_it_has_not_run_on(tmp_pat
         jobs = {job["metadata"]["name"]: job for job in r.emulator.list("jobs", "fleet")}
         pods = r.emulator.list("pods", "fleet")
     round_of: dict[tuple[str, int], int] = {}  # (sha, attempt) -> round, attempts numbered per commit
+    attempts: Counter[str] = Counter()
     for number, log in enumerate(outcome.rounds, start=1):
         for run in log.runs:
-            sha = SHAS[run.commit]
-            round_of[(sha, 1 + sum(key[0] == sha for key in round_of))] = number
+            attempts[SHAS[run.commit]] += 1
+            round_of[(SHAS[run.commit], attempts[SHAS[run.commit]])] = number
 
     def key(job: dict[str, Any]) -> tuple[str, int]:
-        image = job["spec"]["template"]["spec"]["containers"][0]["image"]
-        return image.rsplit(":", 1)[1], int(job["metadata"]["labels"][LABEL_ATTEMPT])
+        return image_of(job).rsplit(":", 1)[1], int(job["metadata"]["labels"][LABEL_ATTEMPT])
 
     ran_on = {key(jobs[pod["metadata"]["labels"]["job-name"]]): pod["spec"]["nodeName"] for pod in pods}
     later = 0
