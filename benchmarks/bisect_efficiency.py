@@ -1,9 +1,10 @@
 """How well, how fast and how cheaply `fleet bisect` finds a planted regression, against serial bisection.
 
 Seeded trials over N = 1,000 commits: one planted regression per trial, broken ranges, 5 % flaky runs.
-fleet's search (fleet.bisect + fleet.compare, exactly as `fleet bisect` runs them) with k = 1, 2, 4, 8
-slots per round, beside serial bisection with one run per commit (git bisect / asv find: each commit is
-placed by whichever end its single run is nearer; a failed run is skipped as `git bisect skip` does).
+fleet's search (fleet.bisect.search + fleet.judge.compare, exactly as `fleet bisect` runs them) with
+k = 1, 2, 4, 8 slots per round, beside serial bisection with one run per commit (git bisect / asv find:
+each commit is placed by whichever end its single run is nearer; a failed run is skipped as
+`git bisect skip` does).
 
 Noise, from real repeated runs (say which with every table): every RunResult under evidence/h200/runs/,
 series/, mseries/ and mseries2/ (vLLM 0.26.0, four leases of an H200, each run a fresh engine start), grouped
@@ -30,8 +31,8 @@ goes to another commit in the same round; an engine that crashes on every start 
 The "oracle" knows each commit's side exactly from one run, knows
 which commits are broken, never flakes and needs no runs of the ends: its runs are the probes of a
 noise-free k-ary search using k slots a round, its rounds ceil(log_{k+1} N') for the N' testable
-candidates. fleet's two searches (--search): "posterior" (fleet.bisect_posterior, `fleet bisect`'s
-default) and "pinpoint" (fleet.bisect: each commit placed by three-valued comparisons).
+candidates. fleet's two searches (--search): "posterior" (fleet.bisect.posterior, `fleet bisect`'s
+default) and "pinpoint" (fleet.bisect.search: each commit placed by three-valued comparisons).
 The "ceiling" line (benchmarks/bisect_ideal.py): at k = 4, on the trials without a broken range, a search
 told both levels and the exact density of the runs' noise, with no ends to run and nothing to verify; what
 the rounds bar leaves to any search on that noise, beside fleet's share on the same trials.
@@ -60,12 +61,12 @@ import smoothing
 from bisect_ideal import ideal_search, log_density
 from h200_cells import GPU_BOUND_MODEL, earlier_procedure
 
-from fleet.backends.sim_scenario import Noise
-from fleet.bisect import _spread, rounds_lower_bound
-from fleet.bisect_model import Observation
-from fleet.bisect_posterior import metric_policy, start_bisection
-from fleet.compare import Spread, compare
-from fleet.suite.metrics import MetricClass, metric_info
+from fleet.backends.sim.scenario import Noise
+from fleet.bisect.posterior import metric_policy, start_bisection
+from fleet.bisect.search import _spread, rounds_lower_bound
+from fleet.bisect.terms import Observation
+from fleet.judge.compare import Spread, compare
+from fleet.model.metrics import MetricClass, metric_info
 
 REPO = Path(__file__).resolve().parent.parent
 N = 1000

@@ -1,7 +1,7 @@
-"""Does fleet.trends find real steps and leave noise alone? Simulated histories built from real noise.
+"""Does fleet.judge.trends find real steps and leave noise alone? Simulated histories built from real noise.
 
 Bars (issue 5): >= 95 % of planted 5 % steps found within 3 points of where they were planted, and
-<= 1 % false change points per 100-point series. Beside them, how often the range fleet.trends reports
+<= 1 % false change points per 100-point series. Beside them, how often the range fleet.judge.trends reports
 to bisect (ChangePoint.earliest .. latest, PLACE_CREDIBILITY sure) holds the planted step, and its width.
 
 Noise comes from measurements, not from a textbook distribution:
@@ -38,10 +38,10 @@ import numpy as np
 import smoothing
 from h200_cells import GPU_BOUND_MODEL
 
-from fleet.change_place import PLACE_CREDIBILITY
+from fleet.judge.change_place import PLACE_CREDIBILITY
+from fleet.judge.trends import Settings, detect
 from fleet.model.catalog import model_slug
-from fleet.suite.metrics import metric_info
-from fleet.trends import Settings, detect
+from fleet.model.metrics import metric_info
 
 ROOT = Path(__file__).resolve().parent.parent
 LENGTH = 100

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fleet.catalog import load_catalog, load_tier  # noqa: E402
-from fleet.matrix import expand  # noqa: E402
 from fleet.model import Cell  # noqa: E402
+from fleet.plan.catalog import load_catalog, load_tier  # noqa: E402
+from fleet.plan.matrix import expand  # noqa: E402
 
 
 def synthetic_cells(n: int) -> list[Cell]:
@@ -49,9 +49,9 @@ def serve() -> None:
 
 
 def controller(n: int, url: str) -> None:
-    from fleet.backends.kube import make_backend
-    from fleet.controller import execute
-    from fleet.render import RenderContext
+    from fleet.backends.kube.client import make_backend
+    from fleet.plan.render import RenderContext
+    from fleet.run.controller import execute
 
     cells = synthetic_cells(n)
     run_id = f"scale-{n}"
@@ -67,7 +67,7 @@ def controller(n: int, url: str) -> None:
 
 
 def render_time(n: int) -> float:
-    from fleet.render import RenderContext, render_run
+    from fleet.plan.render import RenderContext, render_run
 
     cells = synthetic_cells(n)
     context = RenderContext(run_id="scale")

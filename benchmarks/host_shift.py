@@ -5,7 +5,7 @@ On the seventh H200 lease (evidence/h200/pinseries2) the same vLLM ran the GPU-b
 non-speculative reference only +2.4 %. Nothing changed but the host, so every FAIL there is a false
 alarm. The judge reruns an INCONCLUSIVE cell and decides on its best run, which assumes the reruns are
 independent engine starts; a rerun loop kept on one host is not. On Kubernetes a rerun now prefers a
-node the cell has not run on (fleet.render._away_from). This benchmark shows what that buys.
+node the cell has not run on (fleet.plan.render._away_from). This benchmark shows what that buys.
 
 Simulated A/A nightlies (benchmarks/judge_power.py's machinery: CELLS cells of the measured H200 cells'
 acceptance with the GPU-bound cell's latency; each baseline recorded by fleet's record_baseline from

@@ -47,7 +47,7 @@ import yaml
 from h200_cells import GPU_BOUND_MODEL, earlier_procedure
 
 from fleet.model import RunResult
-from fleet.suite.metrics import HOST_YARDSTICK
+from fleet.model.metrics import HOST_YARDSTICK
 
 REPO = Path(__file__).resolve().parent.parent
 #: Drawn with the judged latency of the same run (one residual row), so a slow host slows both: the
@@ -242,7 +242,7 @@ def core_of(profile: Profile, column: int) -> tuple[float, float]:
     from fleet.judge.best_run import harm_values, set_aside, slow_starts
     from fleet.judge.noisy import FLOOR_LOG_SD
     from fleet.judge.stats import harm_sign
-    from fleet.suite.metrics import metric_info
+    from fleet.model.metrics import metric_info
 
     info = metric_info(profile.columns[column])
     logs = profile.residuals[:, column]

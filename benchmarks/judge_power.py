@@ -48,6 +48,7 @@ from judge_noise import (
     with_gpu_bound_latency,
 )
 
+from fleet.baselines.record import record_baseline
 from fleet.judge.decide import ALPHA, decide, family_size_of, gather, pooled_spreads
 from fleet.judge.noisy import MIN_PRIOR_CELLS
 from fleet.judge.rfc_rule import judge_metric
@@ -63,7 +64,6 @@ from fleet.model import (
     Variant,
     Workload,
 )
-from fleet.recording import record_baseline
 
 #: The RFC rule's tolerance, in percent: acceptance and match +-10 %, every latency metric +-15 %.
 RFC_COUNTS_TOLERANCE = {"acceptance_length": 10.0, "acceptance_rate": 10.0, "match_rate": 10.0}

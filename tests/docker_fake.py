@@ -1,4 +1,4 @@
-"""The docker SDK faked at its port (the module fleet.images imports when it builds): builds, pushes and
+"""The docker SDK faked at its port (the module fleet.plan.images imports when it builds): builds, pushes and
 digest reads are recorded, never made."""
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from fleet.cost import JobSpan
-from fleet.history import RunRecord
+from fleet.history.store import RunRecord
 from fleet.model import (
     Cell,
     CellVerdict,
@@ -17,6 +16,7 @@ from fleet.model import (
     Variant,
     Workload,
 )
+from fleet.plan.cost import JobSpan
 
 H100 = Hardware(name="h100", vendor="nvidia", gpu_count=2, price_per_hour_usd=3.0)
 

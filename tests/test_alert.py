@@ -1,4 +1,4 @@
-"""fleet.alert: a Slack-compatible webhook on FAIL, sent to a local HTTP server (127.0.0.1 only)."""
+"""fleet.notify.slack: a Slack-compatible webhook on FAIL, sent to a local HTTP server (127.0.0.1 only)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from fleet.alert import send, should_alert, slack_payload
 from fleet.cli.history_cmds import record_and_alert
 from fleet.errors import InfrastructureError
-from fleet.history import HistoryStore
+from fleet.history.store import HistoryStore
 from fleet.model import MetricVerdict, RunReport
+from fleet.notify.slack import send, should_alert, slack_payload
 from tests.history_builders import gpu_cell, stepped_history, verdict
 from tests.test_history_cli import write_run_dir
 

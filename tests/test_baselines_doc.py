@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.baselines import load_baseline
+from fleet.baselines.store import load_baseline
 from fleet.cli import main
 from fleet.cli.docs_cmd import baselines_page
 

@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
-from fleet.baselines import (
+from fleet.baselines.store import (
     baseline_json_schema,
     baseline_path,
     baseline_to_json,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import jsonschema
 
-from fleet.baselines import baseline_json_schema, baseline_to_json, load_baseline
+from fleet.baselines.record import record_baseline
+from fleet.baselines.store import baseline_json_schema, baseline_to_json, load_baseline
 from fleet.model import Hardware, MatchSummary, RunResult, SpecCounters
-from fleet.recording import record_baseline
 from tests.builders import make_cell, ok_result
 
 REPO = Path(__file__).resolve().parent.parent

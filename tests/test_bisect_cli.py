@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from fleet.baselines import baseline_path, save_baseline
-from fleet.bisect_commits import with_image
-from fleet.bisect_run import UntestableCommit, render_text
+from fleet.backends.git import with_image
+from fleet.baselines.store import baseline_path, save_baseline
 from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, find_cell, image_builder
 from fleet.errors import ConfigError
-from fleet.images import build_plan
 from fleet.model import Baseline, MetricBaseline
+from fleet.plan.images import build_plan
+from fleet.run.bisection import UntestableCommit, render_text
 from tests.conftest import Fleet
 from tests.docker_fake import fake_docker
 

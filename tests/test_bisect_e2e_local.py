@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.history import HistoryStore
+from fleet.history.store import HistoryStore
 from fleet.suite.models import resolve_model
 from tests.test_e2e_local import degrade_draft
 

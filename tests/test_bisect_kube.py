@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fleet.backends.kube import make_backend
-from fleet.backends.kube_backend import KubeBackend
-from fleet.bisect_model import SearchPolicy
-from fleet.bisect_run import BisectOutcome, UntestableCommit, run_bisection
+from fleet.backends.kube.backend import KubeBackend
+from fleet.backends.kube.client import make_backend
+from fleet.bisect.terms import SearchPolicy
 from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, kube_commit_wiring
 from fleet.model import Cell, RunResult
-from fleet.render import LABEL_ATTEMPT, RenderContext
+from fleet.plan.render import LABEL_ATTEMPT, RenderContext
+from fleet.run.bisection import BisectOutcome, UntestableCommit, run_bisection
 from tests.builders import make_cell, ok_result
 from tests.kube.harness import FAST, FAST_API, Rig, rig
 from tests.test_kube_backend import avoided_nodes

@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from fleet.bisect import Bisection, rounds_lower_bound
-from fleet.bisect_model import Observation, SearchPolicy
-from fleet.bisect_posterior import (
+from fleet.bisect.posterior import (
     END_PATIENCE,
     PosteriorBisection,
     culprit_posterior,
     likelihood_noise,
 )
-from fleet.compare import Spread
+from fleet.bisect.search import Bisection, rounds_lower_bound
+from fleet.bisect.terms import Observation, SearchPolicy
+from fleet.judge.compare import Spread
 from tests.test_bisect_search import drive as search_drive
 from tests.test_bisect_search import judge as comparator
 

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from fleet.bisect import Bisection, rounds_lower_bound
-from fleet.bisect_model import Observation, SearchPolicy
-from fleet.bisect_posterior import metric_policy, start_bisection
-from fleet.compare import Comparison, Spread, compare, smallest_rank_p_value
+from fleet.bisect.posterior import metric_policy, start_bisection
+from fleet.bisect.search import Bisection, rounds_lower_bound
+from fleet.bisect.terms import Observation, SearchPolicy
+from fleet.judge.compare import Comparison, Spread, compare, smallest_rank_p_value
 
 Judge = Callable[[Sequence[float], Sequence[float], float, Spread | None], Comparison]
 
@@ -153,7 +153,7 @@ def test_a_latency_slowdown_is_verified_by_its_best_run_before_the_rank_tests_co
 def test_a_culprit_slow_on_its_placing_run_and_one_more_is_not_yet_verified() -> None:
     # Its first run put it on the bad side because it read slow; the second may be a slow start as well
     # (one in twenty), which a search that probes dozens of commits meets often enough to name wrong ones.
-    from fleet.bisect import _Plan
+    from fleet.bisect.search import _Plan
 
     search = Bisection(4, judge("latency"), metric_policy("tpot_p50_ms", 4), Spread(0.0265, 19))
     search.records[0].samples = [2.67, 2.70, 2.64]
@@ -167,7 +167,7 @@ def test_a_culprit_slow_on_its_placing_run_and_one_more_is_not_yet_verified() ->
 
 
 def test_a_latency_run_that_read_zero_leaves_the_verification_to_the_rank_tests() -> None:
-    from fleet.bisect import _Plan
+    from fleet.bisect.search import _Plan
 
     search = Bisection(4, judge("latency"), metric_policy("tpot_p50_ms", 4), Spread(0.0265, 19))
     search.records[0].samples = [2.67, 2.70, 2.64]
@@ -198,7 +198,7 @@ def test_a_culprit_whose_runs_rank_against_the_ends_is_not_verified_one_sided() 
     # The ends rose 10 %; the culprit's mean rose too, but only through one slow start: six of its seven
     # runs are 5 % faster than its parent's. The rank tests saw a fall, so their p may not be halved as
     # if for a rise (a review found this verified a wrong culprit at p 0.0076).
-    from fleet.bisect import _Plan
+    from fleet.bisect.search import _Plan
 
     search = Bisection(4, judge("latency"), SearchPolicy(slots=4, verify_on_samples=True), Spread(0.0265, 30))
     search.records[0].samples = [100.0 + 0.2 * i for i in range(12)]

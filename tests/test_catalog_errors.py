@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fleet.catalog import display_path, load_catalog, load_tier, tier_file
 from fleet.errors import ConfigError, ExitCode
-from fleet.matrix import expand
 from fleet.model import Cell
+from fleet.plan.catalog import display_path, load_catalog, load_tier, tier_file
+from fleet.plan.matrix import expand
 
 SHIPPED_JOBS = Path(__file__).resolve().parent.parent / "jobs"
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.catalog import load_catalog, load_tier
-from fleet.ci_pipelines import CiOptions, buildkite_pipeline, github_workflow, shard_timeout_minutes
 from fleet.cli import main
 from fleet.errors import ConfigError
-from fleet.matrix import expand
+from fleet.plan.catalog import load_catalog, load_tier
+from fleet.plan.matrix import expand
+from fleet.plan.pipelines import CiOptions, buildkite_pipeline, github_workflow, shard_timeout_minutes
 
 REPO = Path(__file__).resolve().parent.parent
 JOBS = REPO / "jobs"

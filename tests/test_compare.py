@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from fleet.compare import COUNTS_NOISE_FLOOR, Spread, Verdict, compare, compare_best_run, high_threshold
+from fleet.judge.compare import COUNTS_NOISE_FLOOR, Spread, Verdict, compare, compare_best_run, high_threshold
 
 
 def test_identical_counter_metrics_are_same_from_one_run_each() -> None:

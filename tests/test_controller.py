@@ -9,9 +9,9 @@ import pytest
 
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.cli.kube_cmds import earlier_results
-from fleet.controller import execute, new_run_id
 from fleet.model import ResultError, RunResult
-from fleet.retry import RetryPolicy
+from fleet.plan.retry import RetryPolicy
+from fleet.run.controller import execute, new_run_id
 from tests.builders import make_cell, ok_result
 
 

@@ -1,10 +1,12 @@
-"""fleet.cost: GPU-hours and dollars from Job spans, GPU counts and per-pool prices."""
+"""fleet.plan.cost: GPU-hours and dollars from Job spans, GPU counts and per-pool prices."""
 
 from __future__ import annotations
 
 import pytest
 
-from fleet.cost import (
+from fleet.errors import ConfigError
+from fleet.model import Hardware
+from fleet.plan.cost import (
     JobSpan,
     account,
     cost_document,
@@ -13,8 +15,6 @@ from fleet.cost import (
     prices_for,
     render_cost_text,
 )
-from fleet.errors import ConfigError
-from fleet.model import Hardware
 
 
 def span(cell: str, hardware: str, gpus: int, seconds: float, attempt: int = 1) -> JobSpan:

@@ -8,15 +8,15 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from fleet.baselines.record import record_baseline
 from fleet.judge import judge_cells, summarize
 from fleet.judge.best_run import PRIOR_RUNS, PRIOR_SLOW, SlowRecord, prior_slow_runs
 from fleet.judge.verdicts import CellCase
 from fleet.model import Baseline, Cell, Measurement, RequestTiming, RunResult
-from fleet.recording import record_baseline
 from fleet.report import render_text
+from fleet.suite.derive import median_over_starts
 from fleet.suite.engines.base import EngineRun
 from fleet.suite.engines.vllm_job import child_job
-from fleet.suite.metrics import median_over_starts
 from fleet.suite.prompts import load_prompts
 from fleet.suite.runner import run_suite
 from tests.test_judge_moderation import PATTERN

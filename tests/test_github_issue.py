@@ -1,4 +1,4 @@
-"""fleet.github_issue: one issue per regressed tier, opened then commented on, against a local fake GitHub."""
+"""fleet.notify.github: one issue per regressed tier, opened then commented on, against a fake GitHub."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 
 from fleet.cli.history_cmds import notify
 from fleet.errors import ConfigError, InfrastructureError
-from fleet.github_issue import LABEL, MAX_BODY, GitHubTarget, issue_body, open_or_update, target_from
 from fleet.model import MetricVerdict, RunReport
+from fleet.notify.github import LABEL, MAX_BODY, GitHubTarget, issue_body, open_or_update, target_from
 from fleet.report import render
 from tests.conftest import Fleet
 from tests.history_builders import gpu_cell, verdict

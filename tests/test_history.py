@@ -1,4 +1,4 @@
-"""fleet.history: recording runs, querying series, idempotence, run directories and schema upgrades."""
+"""fleet.history.store: recording runs, querying series, idempotence, run directories and schema upgrades."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.cost import JobSpan, iso_to_epoch
 from fleet.errors import ConfigError
-from fleet.history import SCHEMA_VERSION, BisectionRecord, HistoryStore, load_run_dir, save_jobs
+from fleet.history.store import SCHEMA_VERSION, BisectionRecord, HistoryStore, load_run_dir, save_jobs
+from fleet.plan.cost import JobSpan, iso_to_epoch
 from tests.history_builders import gpu_cell, run_record
 
 CELL = gpu_cell()

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.cli.history_cmds import history, job_span, trends_cmd
-from fleet.cost import JobSpan
 from fleet.errors import ConfigError
-from fleet.history import BisectionRecord, HistoryStore, RunRecord, save_jobs
+from fleet.history.store import BisectionRecord, HistoryStore, RunRecord, save_jobs
+from fleet.plan.cost import JobSpan
 from tests.history_builders import gpu_cell, stepped_history
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.history import SCHEMA_VERSION, HistoryStore
+from fleet.history.store import SCHEMA_VERSION, HistoryStore
 from tests.history_builders import gpu_cell, run_record
 
 WRITERS = 4

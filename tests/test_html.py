@@ -1,4 +1,4 @@
-"""fleet.html: static run, trends and index pages with inline SVG; nothing loaded from anywhere."""
+"""fleet.report.html: static run, trends and index pages with inline SVG; nothing loaded from anywhere."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fleet.baselines import baseline_path, save_baseline
+from fleet.baselines.store import baseline_path, save_baseline
 from fleet.cli.history_cmds import report
-from fleet.cost import account
-from fleet.history import HistoryStore
-from fleet.html import Band, render_run_page, render_trends_page, series_chart
+from fleet.history.store import HistoryStore
+from fleet.judge.trends import trends
 from fleet.model import Baseline, MetricBaseline, model_slug
-from fleet.trends import trends
+from fleet.plan.cost import account
+from fleet.report.html import Band, render_run_page, render_trends_page, series_chart
 from tests.history_builders import POSITIONS, gpu_cell, run_record, stepped_history
 
 CELL = gpu_cell()

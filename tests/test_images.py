@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from fleet.backends.docker_build import run_build
 from fleet.errors import ConfigError, InfrastructureError
-from fleet.images import CUDA_COMMIT_BASE, build_plan, run_build
+from fleet.plan.images import CUDA_COMMIT_BASE, build_plan
 from tests.docker_fake import fake_docker
 
 ROOT = Path(__file__).resolve().parents[1]

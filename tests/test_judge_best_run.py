@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from fleet.baselines.record import record_baseline
 from fleet.judge import judge_cells
 from fleet.judge.best_run import PRIOR_RUNS, CoreModel, SlowRecord, set_aside, slow_starts
 from fleet.judge.decide import pooled_spreads
 from fleet.judge.noisy import WORST_CHANGE_TAIL, core_log_values, worst_change
 from fleet.judge.verdicts import CellCase
 from fleet.model import Baseline, MetricBaseline, MetricVerdict, RunResult
-from fleet.recording import record_baseline
 from fleet.report.text import metric_lines_pass
 from tests.test_judge_moderation import PATTERN  # ten standardised values a cell's runs are spread by
 from tests.test_judge_stats import BASE_COUNTS, run

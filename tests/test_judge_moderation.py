@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fleet.baselines import find_baseline, save_baseline
+from fleet.baselines.record import record_baseline
+from fleet.baselines.store import find_baseline, save_baseline
 from fleet.cli import main
-from fleet.controller import make_rerun_check
 from fleet.judge import judge_cells
 from fleet.judge.noisy import (
     MIN_RUNS_TO_FAIL,
@@ -26,7 +26,7 @@ from fleet.judge.noisy import (
 )
 from fleet.judge.verdicts import CellCase
 from fleet.model import Baseline, MetricBaseline, RunResult
-from fleet.recording import record_baseline
+from fleet.run.controller import make_rerun_check
 from tests.test_judge_stats import BASE_COUNTS, run
 
 #: Ten standardised log values (mean 0, sd 1): a cell's recorded runs are a spread times these, so that its

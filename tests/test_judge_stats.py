@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from fleet.baselines.record import record_baseline
 from fleet.judge import ALPHA, benjamini_hochberg, decide, gather, holm, judge_cell, judge_cells
 from fleet.judge.acceptance import accepted_per_draft_variance
 from fleet.judge.verdicts import CellCase
 from fleet.model import Baseline, Hardware, MatchSummary, MetricBaseline, RunResult, SpecCounters
-from fleet.recording import record_baseline
 from tests.builders import make_cell, ok_result
 
 GPU = Hardware(name="h200", vendor="nvidia", gpu_count=1)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from fleet.backends.base import Attempt, AttemptOutcome
-from fleet.backends.kube_backend import KubeBackend
-from fleet.controller import CellOutcome, execute, judge_run
+from fleet.backends.kube.backend import KubeBackend
 from fleet.model import Cell
-from fleet.render import job_name
+from fleet.plan.render import job_name
 from fleet.report.text import render_text
+from fleet.run.controller import CellOutcome, execute, judge_run
 from tests.builders import make_cell
 from tests.kube import cluster as sc
 from tests.kube.emulator import Faults

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fleet.backends.kube_status import (
+from fleet.backends.kube.status import (
     encode_result,
     extract_result,
     job_facts,

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from fleet.catalog import load_catalog, load_tier
 from fleet.cli.kube_cmds import dry_run_yaml, kube_context, run_kube, start_kube_run
-from fleet.controller import judge_run
-from fleet.history import HistoryStore
-from fleet.matrix import expand
-from fleet.runstate import RunState, read_run_state
+from fleet.history.store import HistoryStore
+from fleet.plan.catalog import load_catalog, load_tier
+from fleet.plan.matrix import expand
+from fleet.run.controller import judge_run
+from fleet.run.state import RunState, read_run_state
 from tests.kube import cluster as sc
 from tests.kube.emulator import Faults
 from tests.kube.harness import FAST, FAST_API, rig
@@ -132,7 +132,7 @@ def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
 def test_resuming_a_run_of_the_local_backend_is_refused_before_it_says_it_resumes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fleet.cli import main
-    from fleet.runstate import RunState, write_run_state
+    from fleet.run.state import RunState, write_run_state
     from tests.builders import make_cell
 
     write_run_state(tmp_path / "local-r1", RunState(run_id="local-r1", tier="local", backend="local",
@@ -166,7 +166,7 @@ def test_fleet_resume_reruns_a_cell_only_if_the_rule_it_was_submitted_with_leave
     # for the noisy test (rerun); inside the RFC rule's 10 % (pass, nothing to rerun).
     from click.testing import CliRunner
 
-    from fleet.baselines import baseline_path, save_baseline
+    from fleet.baselines.store import baseline_path, save_baseline
     from fleet.cli.kube_cmds import resume
     from fleet.model import Baseline, Cell, MetricBaseline, Provenance, RunResult
     from tests.builders import make_cell

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.catalog import Catalog, list_tiers, load_catalog, load_tier
-from fleet.matrix import cells_touched_by, dependency_matches, expand, filter_cells
 from fleet.model import METHODS_NEEDING_DRAFT, Cell, Hardware, Tier, TierEntry, Variant, Workload
+from fleet.plan.catalog import Catalog, list_tiers, load_catalog, load_tier
+from fleet.plan.matrix import cells_touched_by, dependency_matches, expand, filter_cells
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 GPU_POOLS = {"l4", "a100", "h100", "h200", "mi300"}

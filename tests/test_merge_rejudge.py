@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fleet.controller import CellOutcome, judge_run
-from fleet.cost import JobSpan
-from fleet.history import RunRecord
+from fleet.baselines.record import record_baseline
+from fleet.history.store import RunRecord
 from fleet.judge.verdicts import CellCase, judge_cells
 from fleet.model import RunReport, RunResult
-from fleet.recording import record_baseline
+from fleet.plan.cost import JobSpan
+from fleet.run.controller import CellOutcome, judge_run
 from tests.conftest import Fleet
 from tests.test_history_cli import write_run_dir
 

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from fleet.render import NODE_NAME_ENV
+from fleet.plan.render import NODE_NAME_ENV
 from fleet.suite.provenance import build_provenance
 
 

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from fleet.baselines.record import FLOORS_PCT, MIN_COUNTS, SPREAD_MULTIPLIER, metric_baseline, record_baseline
 from fleet.model import Hardware, MatchSummary, RunResult, SpecCounters
-from fleet.recording import FLOORS_PCT, MIN_COUNTS, SPREAD_MULTIPLIER, metric_baseline, record_baseline
 from tests.builders import make_cell, ok_result
 
 

@@ -9,10 +9,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from fleet.catalog import load_catalog, load_tier
-from fleet.matrix import expand
 from fleet.model import Cell
-from fleet.render import RenderContext, job_name, label_value, render_job, render_run, to_yaml
+from fleet.plan.catalog import load_catalog, load_tier
+from fleet.plan.matrix import expand
+from fleet.plan.render import RenderContext, job_name, label_value, render_job, render_run, to_yaml
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 

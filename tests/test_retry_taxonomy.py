@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleet.model import ResultError
-from fleet.retry import (
+from fleet.plan.retry import (
     DEFAULT_BUDGETS,
     JobFacts,
     PodFacts,

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fleet.catalog import load_catalog, load_tier
 from fleet.cli.history_cmds import select_cmd
-from fleet.matrix import expand
 from fleet.model import Cell
-from fleet.select import parse_changed_files, select
+from fleet.plan.catalog import load_catalog, load_tier
+from fleet.plan.matrix import expand
+from fleet.plan.select import parse_changed_files, select
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 ALL = {"eagle3", "eagle", "ngram", "ngram_gpu", "draft_model", "mtp", "medusa", "suffix"}

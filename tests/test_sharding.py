@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.catalog import load_catalog, load_tier
 from fleet.cli import main
-from fleet.cost import JobSpan
 from fleet.errors import ConfigError
 from fleet.judge.verdicts import summarize
-from fleet.matrix import expand
 from fleet.model import CellVerdict, RunReport, Status
-from fleet.sharding import assign_shards, expected_costs, merge_reports, recorded_seconds, shard_cells
+from fleet.plan.catalog import load_catalog, load_tier
+from fleet.plan.cost import JobSpan
+from fleet.plan.matrix import expand
+from fleet.plan.sharding import assign_shards, expected_costs, merge_reports, recorded_seconds, shard_cells
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 STATUSES: list[Status] = ["PASS", "FAIL", "INCONCLUSIVE", "NO_BASELINE", "SKIPPED", "ERROR"]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from fleet.backends.base import Attempt
-from fleet.backends.sim import SimBackend
-from fleet.backends.sim_scenario import Scenario, draw_run, load_scenario
-from fleet.bisect_commits import with_image
+from fleet.backends.git import with_image
+from fleet.backends.sim.backend import SimBackend
+from fleet.backends.sim.scenario import Scenario, draw_run, load_scenario
 from fleet.errors import ConfigError
 from tests.builders import make_cell
 

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fleet.model import Measurement, RequestTiming, SpecCounters
-from fleet.suite.metrics import (
-    METRICS,
-    derive_metrics,
-    first_divergence,
-    match_summary,
-    metric_info,
-    position_metric,
-)
+from fleet.model.metrics import METRICS, metric_info, position_metric
+from fleet.suite.derive import derive_metrics, first_divergence, match_summary
 
 
 def _timing(index: int, e2e: float, ttft: float = 0.01, out: int = 11) -> RequestTiming:

@@ -1,12 +1,12 @@
-"""fleet.trends: change points in a metric's history (Hunter / Otava's E-divisive + t-test)."""
+"""fleet.judge.trends: change points in a metric's history (Hunter / Otava's E-divisive + t-test)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fleet.change_place import PLACE_WITHIN, best_place, least_squares_place
-from fleet.trends import SeriesPoint, Settings, detect, spikes, trends
+from fleet.judge.change_place import PLACE_WITHIN, best_place, least_squares_place
+from fleet.judge.trends import SeriesPoint, Settings, detect, spikes, trends
 
 
 def noisy(level: float, count: int, cv: float, seed: int) -> list[float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fleet import retry
+from fleet.plan import retry
 from fleet.judge.verdicts import judge_cell, summarize
 from fleet.model import ResultError
 from fleet.report.text import TROUBLESHOOTING_DOC, render_text, troubleshooting_link
@@ -17,7 +17,7 @@ SECTION_PARTS = ("**Means:**", "**Confirm:**", "**Do:**")
 
 
 def taxonomy() -> set[str]:
-    """The reasons fleet/retry.py names: its reason constants and every reason it budgets retries for."""
+    """The reasons fleet/plan/retry.py names: its reason constants and every reason it budgets retries for."""
     constants = {value for name, value in vars(retry).items()
                  if name.isupper() and isinstance(value, str) and not name.startswith("_")}
     return constants | set(retry.DEFAULT_BUDGETS)

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 import pytest
 
-from fleet.catalog import load_catalog, load_tier
-from fleet.matrix import expand
 from fleet.model import Cell
+from fleet.plan.catalog import load_catalog, load_tier
+from fleet.plan.matrix import expand
 from fleet.suite.engines.vllm_config import (
     FIXED_LLM_ARGS,
     attention_backends,

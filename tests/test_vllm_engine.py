@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from fleet.catalog import load_catalog, load_tier
-from fleet.matrix import expand
 from fleet.model import Cell, RunResult
+from fleet.plan.catalog import load_catalog, load_tier
+from fleet.plan.matrix import expand
 from fleet.suite.engines.base import EngineConfigError
 from fleet.suite.engines.vllm import VllmEngine
 from fleet.suite.engines.vllm_config import cache_root

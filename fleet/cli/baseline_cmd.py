@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from fleet.backends.local import LocalBackend
-from fleet.baselines import baseline_path, baseline_to_json, save_baseline
+from fleet.baselines.record import record_baseline
+from fleet.baselines.store import baseline_path, baseline_to_json, save_baseline
 from fleet.cli._common import ensure_writable_dir, stderr
-from fleet.cli.preflight import check_models
 from fleet.cli.run_cmds import (
     Progress,
     baselines_option,
@@ -22,10 +22,10 @@ from fleet.cli.run_cmds import (
     read_result,
     variant_option,
 )
-from fleet.controller import execute, new_run_id
 from fleet.errors import ConfigError, ExitCode
 from fleet.model import Cell, RunResult, model_slug
-from fleet.recording import record_baseline
+from fleet.run.controller import execute, new_run_id
+from fleet.run.preflight import check_models
 
 
 @click.group()

@@ -22,9 +22,8 @@ from typing import Any, Literal
 import click
 
 from fleet.backends.base import Backend
-from fleet.backends.local import LocalBackend, suite_command
-from fleet.baselines import find_baseline
-from fleet.bisect_commits import (
+from fleet.backends.docker_build import docker_sdk, pinned_tag, run_build
+from fleet.backends.git import (
     CHECKOUT_PLACEHOLDER,
     SHA_PLACEHOLDER,
     commits_between,
@@ -35,8 +34,25 @@ from fleet.bisect_commits import (
     with_image,
     worktree,
 )
-from fleet.bisect_posterior import metric_policy
-from fleet.bisect_run import (
+from fleet.backends.local import LocalBackend, suite_command
+from fleet.baselines.store import find_baseline
+from fleet.bisect.posterior import metric_policy
+from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
+from fleet.errors import ConfigError, FleetError
+from fleet.history.store import BisectionRecord, HistoryStore
+from fleet.judge.compare import Spread
+from fleet.model import Cell
+from fleet.model.metrics import metric_info
+from fleet.plan.catalog import list_tiers, load_catalog, load_tier
+from fleet.plan.images import (
+    COMMIT_IMAGE_TEMPLATE,
+    CUDA_RELEASE_BASE,
+    WHEEL_INDEX_TEMPLATE,
+    build_plan,
+    image_tag,
+)
+from fleet.plan.matrix import expand
+from fleet.run.bisection import (
     BisectOutcome,
     UntestableCommit,
     describe_round,
@@ -45,25 +61,7 @@ from fleet.bisect_run import (
     report_document,
     run_bisection,
 )
-from fleet.catalog import list_tiers, load_catalog, load_tier
-from fleet.cli._common import ensure_writable_dir, existing_dir, stderr
-from fleet.compare import Spread
-from fleet.controller import new_run_id
-from fleet.errors import ConfigError, FleetError
-from fleet.history import BisectionRecord, HistoryStore
-from fleet.images import (
-    COMMIT_IMAGE_TEMPLATE,
-    CUDA_RELEASE_BASE,
-    WHEEL_INDEX_TEMPLATE,
-    build_plan,
-    docker_sdk,
-    image_tag,
-    pinned_tag,
-    run_build,
-)
-from fleet.matrix import expand
-from fleet.model import Cell
-from fleet.suite.metrics import metric_info
+from fleet.run.controller import new_run_id
 
 DEFAULT_IMAGE_TEMPLATES = {"kube": COMMIT_IMAGE_TEMPLATE, "sim": "sim:{sha}", "local": ""}
 
@@ -177,7 +175,7 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
         if scenario is None:
             raise ConfigError("the sim backend needs a scenario", where="--scenario",
                               fix="pass --scenario FILE (see tests/fixtures/bisect/)")
-        from fleet.backends.sim_scenario import load_scenario
+        from fleet.backends.sim.scenario import load_scenario
 
         scenario_model = load_scenario(scenario)
     commits = _commits(good, bad, repo, commits_file,
@@ -284,9 +282,9 @@ def _wiring(backend: str, cell: Cell, template: str, repo: Path | None, run_dir:
 
         return local_cell, local_backend
     if backend == "sim":
-        from fleet.backends.sim import FAILURE_REASONS as SIM_FAILURE_REASONS
-        from fleet.backends.sim import SimBackend
-        from fleet.backends.sim_scenario import Scenario
+        from fleet.backends.sim.backend import FAILURE_REASONS as SIM_FAILURE_REASONS
+        from fleet.backends.sim.backend import SimBackend
+        from fleet.backends.sim.scenario import Scenario
 
         assert isinstance(scenario_model, Scenario)
         sim = SimBackend(scenario_model, image_template=template, seed=seed,
@@ -343,7 +341,7 @@ def image_builder(template: str, root: Path, wheel_index: str | None = None) -> 
 def _kube_wiring(cell: Cell, template: str, run_dir: Path, prepare: Callable[[str], None] | None
                  ) -> tuple[Callable[[str], Cell], Callable[[str], Backend]]:
     try:
-        from fleet.backends.kube import make_backend
+        from fleet.backends.kube.client import make_backend
     except ImportError as err:
         raise ConfigError(f"the kube backend is not available: {err}", where="--backend",
                           fix="pip install 'fleet[kube]', or use --backend local or sim") from err
@@ -356,12 +354,12 @@ def kube_commit_wiring(cell: Cell, template: str, run_dir: Path, make_backend: C
     """Each commit's cell and backend on the cluster: its Jobs run on `template`'s image of that commit,
     under a run id of their own (Job names derive from run id, cell id and attempt); `prepare(sha)` runs
     once per commit before its first Job (it builds the image, or raises UntestableCommit)."""
-    from fleet.render import RenderContext
+    from fleet.plan.render import RenderContext
 
     with_image(cell, template, "0")
     kubes: dict[str, Backend] = {}
     # Per commit, where its pods ran: a commit rerun in a later round prefers another node, as a cell's
-    # rerun does (fleet.render._away_from), though each round has a backend of its own.
+    # rerun does (fleet.plan.render._away_from), though each round has a backend of its own.
     nodes: dict[str, dict[str, set[str]]] = {}
 
     def kube_backend(sha: str) -> Backend:

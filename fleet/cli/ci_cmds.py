@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 import yaml
 
-from fleet.catalog import load_tier
-from fleet.ci_pipelines import CiOptions, buildkite_pipeline, github_workflow
 from fleet.cli.run_cmds import jobs_option, plan_cells
+from fleet.plan.catalog import load_tier
+from fleet.plan.pipelines import CiOptions, buildkite_pipeline, github_workflow
 
 num_shards_option = click.option("--num-shards", type=click.IntRange(min=1), default=4, show_default=True,
                                  help="Parallel jobs the tier's cells are split across.")

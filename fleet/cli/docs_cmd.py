@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from fleet.baselines import load_baseline
-from fleet.baselines_doc import render_baselines_doc
+from fleet.baselines.store import load_baseline
 from fleet.cli._common import existing_dir
 from fleet.errors import ConfigError
+from fleet.report.baselines_page import render_baselines_doc
 
 
 @click.group()

@@ -16,23 +16,23 @@ from typing import Any
 
 import click
 
-from fleet.alert import send, should_alert, slack_payload
 from fleet.backends.base import AttemptOutcome
-from fleet.baselines import find_baseline
-from fleet.catalog import list_tiers, load_catalog, load_tier
-from fleet.change_place import PLACE_CREDIBILITY
+from fleet.baselines.store import find_baseline
 from fleet.cli._common import Moment, check_window, counted, ensure_writable_dir, existing_dir, stderr
-from fleet.cost import JobSpan, account, cost_document, parse_price_overrides, prices_for
 from fleet.errors import ConfigError, FleetError
-from fleet.github_issue import GitHubTarget, open_or_update, target_from
-from fleet.history import HistoryStore, load_run_dir, save_jobs
-from fleet.html import Band, baseline_band, render_index, render_run_page, render_trends_page
+from fleet.history.store import HistoryStore, load_run_dir, save_jobs
+from fleet.judge.change_place import PLACE_CREDIBILITY
+from fleet.judge.trends import SeriesPoint, Settings, Trend, trends
 from fleet.judge.verdicts import bisect_command
-from fleet.matrix import expand
 from fleet.model import RunReport
+from fleet.notify.github import GitHubTarget, open_or_update, target_from
+from fleet.notify.slack import send, should_alert, slack_payload
+from fleet.plan.catalog import list_tiers, load_catalog, load_tier
+from fleet.plan.cost import JobSpan, account, cost_document, parse_price_overrides, prices_for
+from fleet.plan.matrix import expand
+from fleet.plan.select import parse_changed_files, select
 from fleet.report import render
-from fleet.select import parse_changed_files, select
-from fleet.trends import SeriesPoint, Settings, Trend, trends
+from fleet.report.html import Band, baseline_band, render_index, render_run_page, render_trends_page
 
 DEFAULT_DB = "runs/history.sqlite"
 

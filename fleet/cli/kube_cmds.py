@@ -13,17 +13,18 @@ from typing import Any
 import click
 
 from fleet.backends.base import AttemptOutcome
+from fleet.backends.docker_build import run_build
 from fleet.cli._common import counted, stderr
 from fleet.cli.history_cmds import catalog_prices, github_target, job_span, notify_options, price_option
-from fleet.controller import CellOutcome, RerunCheck, execute, make_rerun_check
-from fleet.cost import JobSpan
 from fleet.errors import ConfigError
-from fleet.images import DEFAULT_REPOSITORY, WHEEL_INDEX_TEMPLATE, build_plan, run_build
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.model import Cell, RunResult, Tier
-from fleet.render import RenderContext, render_run, to_yaml
+from fleet.plan.cost import JobSpan
+from fleet.plan.images import DEFAULT_REPOSITORY, WHEEL_INDEX_TEMPLATE, build_plan
+from fleet.plan.render import RenderContext, render_run, to_yaml
 from fleet.report import FORMATS, Format
-from fleet.runstate import RunState, read_run_state, write_run_state
+from fleet.run.controller import CellOutcome, RerunCheck, execute, make_rerun_check
+from fleet.run.state import RunState, read_run_state, write_run_state
 
 
 def kube_context(tier: Tier, run_id: str, *, namespace: str = "fleet", vllm_version: str = "latest",
@@ -72,11 +73,12 @@ def run_kube(state: RunState, *, run_dir: Path, host: str | None = None, kubecon
              max_runs: int = 1) -> list[CellOutcome]:
     """Drive the run in run.json to a final outcome per cell (new, half-done or finished alike).
 
-    `backend_options` go to fleet.backends.kube.make_backend (timings, sleep and clock in tests). A cell
-    whose Job of attempt n is adopted keeps the results its attempts before n left in the run directory.
+    `backend_options` go to fleet.backends.kube.client.make_backend (timings, sleep and clock in tests).
+    A cell whose Job of attempt n is adopted keeps the results its attempts before n left in the run
+    directory.
     """
     try:  # the kubernetes client loads only for cluster runs
-        from fleet.backends.kube import make_backend
+        from fleet.backends.kube.client import make_backend
     except ImportError as err:
         raise ConfigError(f"the kube backend is not available: {err}", where="--backend kube",
                           fix="pip install -e '.[kube]' (the kubernetes client), or use --backend local"

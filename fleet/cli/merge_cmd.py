@@ -30,15 +30,15 @@ from fleet.cli.run_cmds import (
     report_dir_option,
     variant_option,
 )
-from fleet.controller import CellOutcome, judge_run
-from fleet.cost import account, cost_document
-from fleet.documents import read_document
 from fleet.errors import ConfigError
-from fleet.history import RunRecord, load_run_dir
+from fleet.history.store import RunRecord, load_run_dir
 from fleet.judge import ALPHA, Method, Rule
 from fleet.model import CellVerdict, RunReport
+from fleet.model.documents import read_document
+from fleet.plan.cost import account, cost_document
+from fleet.plan.sharding import merge_reports, rerun_budget
 from fleet.report import FILE_NAMES, Format
-from fleet.sharding import merge_reports, rerun_budget
+from fleet.run.controller import CellOutcome, judge_run
 
 #: Verdicts that came from judging measurements, so that the merge judges them again.
 JUDGED = ("PASS", "FAIL", "INCONCLUSIVE")

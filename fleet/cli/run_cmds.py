@@ -14,8 +14,7 @@ import click
 
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.backends.local import LocalBackend
-from fleet.baselines import baseline_json_schema, result_json_schema
-from fleet.catalog import list_tiers, load_catalog, load_tier
+from fleet.baselines.store import baseline_json_schema, result_json_schema
 from fleet.cli._common import counted, ensure_writable_dir, existing_dir, stderr
 from fleet.cli.history_cmds import (
     catalog_prices,
@@ -26,8 +25,19 @@ from fleet.cli.history_cmds import (
     record_and_alert,
 )
 from fleet.cli.kube_cmds import dry_run_yaml, kube_context, kube_options, run_kube, start_kube_run
-from fleet.cli.preflight import check_baselines, check_models
-from fleet.controller import (
+from fleet.errors import ConfigError
+from fleet.history.store import HistoryStore
+from fleet.judge import METHODS, RULES, Method, Rule
+from fleet.judge.noisy import DEFAULT_MAX_RUNS
+from fleet.model import Baseline, Cell, RunReport, RunResult
+from fleet.model.documents import read_document
+from fleet.notify.github import GitHubTarget
+from fleet.plan.catalog import list_tiers, load_catalog, load_tier
+from fleet.plan.cost import CostSummary, JobSpan, account, cost_document, render_cost_text
+from fleet.plan.matrix import expand, filter_cells
+from fleet.plan.sharding import recorded_seconds, shard_cells
+from fleet.report import FILE_NAMES, FORMATS, Format, render
+from fleet.run.controller import (
     CellOutcome,
     execute,
     judge_run,
@@ -35,18 +45,8 @@ from fleet.controller import (
     new_run_id,
     outcomes_from_files,
 )
-from fleet.cost import CostSummary, JobSpan, account, cost_document, render_cost_text
-from fleet.documents import read_document
-from fleet.errors import ConfigError
-from fleet.github_issue import GitHubTarget
-from fleet.history import HistoryStore
-from fleet.judge import METHODS, RULES, Method, Rule
-from fleet.judge.noisy import DEFAULT_MAX_RUNS
-from fleet.matrix import expand, filter_cells
-from fleet.model import Baseline, Cell, RunReport, RunResult
-from fleet.report import FILE_NAMES, FORMATS, Format, render
-from fleet.runstate import RunState, write_run_state
-from fleet.sharding import recorded_seconds, shard_cells
+from fleet.run.preflight import check_baselines, check_models
+from fleet.run.state import RunState, write_run_state
 
 jobs_option = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
                            show_default=True, help="Directory with hardware.yaml, variants.yaml and tiers.")

@@ -40,10 +40,10 @@ import numpy as np
 from fleet.judge.assessment import Assessment, Role
 from fleet.judge.stats import Direction, robust_sd, tails
 from fleet.model import MetricBaseline, RunResult
-from fleet.suite.metrics import REFERENCE_PREFIX, metric_info
+from fleet.model.metrics import REFERENCE_PREFIX, metric_info
 
 _POSITION = re.compile(r"acceptance_rate_pos_(\d+)")
-#: The metric kinds (fleet.suite.metrics) judged as counts of drafts and prompts (assess_count).
+#: The metric kinds (fleet.suite.derive) judged as counts of drafts and prompts (assess_count).
 COUNT_KINDS = ("acceptance", "match")
 
 

@@ -37,7 +37,7 @@ The test, on h = log value signed so that harm is up (latency as is, speedup and
 - The best run trusts the fastest run: an anomalously fast one (a truncated run) would hide a
   regression, and starts that are slow together (one slow host for a whole rerun loop) are likelier
   than r^n. fleet's runs are whole engine starts, and on Kubernetes each rerun prefers a node the cell
-  has not run on yet (fleet.render._away_from): one H200 host ran a GPU-bound cell's TPOT p90 18 % above
+  has not run on yet (fleet.plan.render._away_from): one H200 host ran a GPU-bound cell's TPOT p90 18 % above
   two others with the same vLLM, and a loop kept on it made 6 of 18 A/A rerun loops FAIL when judged
   alone (evidence/h200/pinseries2). The local backend has one host: its reruns share it.
 """

@@ -50,7 +50,7 @@ from fleet.judge.noisy import (
 from fleet.judge.rfc_rule import judge_metric
 from fleet.judge.stats import z_for_tail
 from fleet.model import Baseline, MetricBaseline, MetricVerdict, RunResult, Status
-from fleet.suite.metrics import HOST_YARDSTICK, host_sensitive, metric_info
+from fleet.model.metrics import HOST_YARDSTICK, host_sensitive, metric_info
 
 Rule = Literal["auto", "rfc"]
 RULES: tuple[Rule, ...] = ("auto", "rfc")

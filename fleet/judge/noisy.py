@@ -79,7 +79,7 @@ FLOOR_LOG_SD = 0.02
 MIN_RUNS_TO_FAIL = 3
 #: The rank test corroborates; 0.05 is a level it can reach with 3 candidates vs 5 recorded (min p 1/56).
 RANK_ALPHA = 0.05
-#: Successful runs per cell the controller's INCONCLUSIVE loop makes by default (fleet.controller).
+#: Successful runs per cell the controller's INCONCLUSIVE loop makes by default (fleet.run.controller).
 DEFAULT_MAX_RUNS = 5
 #: The share of the false-alarm budget spent at the last look (run max_runs); runs 3..max_runs - 1 split
 #: the rest equally.

@@ -34,7 +34,7 @@ from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads, sett
 from fleet.judge.multiple import Method
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.model import Baseline, Cell, CellVerdict, MetricVerdict, ResultError, RunReport, RunResult, Status
-from fleet.suite.metrics import metric_info
+from fleet.model.metrics import metric_info
 
 _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
     ("FAIL", ExitCode.REGRESSION),

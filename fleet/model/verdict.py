@@ -66,5 +66,5 @@ class RunReport(Strict):
     alpha: float | None = None
     #: The controller's rerun budget per cell, over whose looks the noisy tests split their budget.
     max_runs: int | None = None
-    #: GPU-hours and cost per cell, pool and run (fleet.cost.cost_document), where accounted.
+    #: GPU-hours and cost per cell, pool and run (fleet.plan.cost.cost_document), where accounted.
     cost: dict[str, Any] | None = None

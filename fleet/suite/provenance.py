@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fleet.model import Provenance
-from fleet.render import NODE_NAME_ENV
+from fleet.plan.render import NODE_NAME_ENV
 
 _FIELDS = frozenset(Provenance.model_fields)
 

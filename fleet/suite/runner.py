@@ -24,9 +24,9 @@ from pydantic import Field, ValidationError
 from fleet.errors import ConfigError, ExitCode
 from fleet.model import Cell, EngineStart, Measurement, ResultError, RunResult
 from fleet.model._base import Strict
+from fleet.suite.derive import derive_metrics, median_over_starts, start_latency
 from fleet.suite.engines import get_engine
 from fleet.suite.engines.base import Engine, EngineFailure, Unsupported
-from fleet.suite.metrics import derive_metrics, median_over_starts, start_latency
 from fleet.suite.prompts import load_prompts
 from fleet.suite.provenance import build_provenance, fleet_version, utc_now
 

@@ -2,7 +2,7 @@
 
 Each Job gets a pod and then the status a real cluster would write for a scripted scenario. Successful
 pods' logs carry the result document framed exactly as the container's entry point frames it
-(fleet.backends.kube_status.encode_result), so the backend reads them the way it reads a real pod's log.
+(fleet.backends.kube.status.encode_result), so the backend reads them the way it reads a real pod's log.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fleet.backends.kube_status import encode_result
+from fleet.backends.kube.status import encode_result
 from fleet.model import Cell, Provenance, ResultError, RunResult
 from tests.builders import ok_result
 from tests.kube.emulator import Emulator, _now

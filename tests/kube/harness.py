@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.backends.kube import ApiSettings, make_backend
-from fleet.backends.kube_backend import KubeBackend, KubeSettings
-from fleet.render import RenderContext
+from fleet.backends.kube.backend import KubeBackend, KubeSettings
+from fleet.backends.kube.client import ApiSettings, make_backend
+from fleet.plan.render import RenderContext
 from tests.kube.cluster import Cluster
 from tests.kube.emulator import Emulator, EmulatorServer, Faults
 
