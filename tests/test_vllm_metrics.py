@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import prometheus_client
 import pytest
 
 from fleet.suite.engines.vllm_metrics import (
@@ -138,3 +139,70 @@ def test_end_to_end_is_the_clients_measurement_when_a_request_was_sent_alone() -
 def test_missing_request_stats_is_an_error_when_log_stats_were_off() -> None:
     with pytest.raises(MissingRequestStats):
         request_timing(0, prompt_tokens=10, output_tokens=5, stats=None)
+
+
+def with_timestamps(text: str) -> str:
+    """The same scrape with a millisecond timestamp after every sample, as the text format allows."""
+    return "\n".join(f"{line} 1795892200493" if line.strip() else line for line in text.splitlines())
+
+
+def test_prometheus_text_gives_the_same_delta_when_samples_carry_timestamps() -> None:
+    prometheus = child_result("draft_model-k4-speculative")["prometheus"]
+    from_text = snapshot_delta(prometheus_text_entries(with_timestamps(prometheus["before"])),
+                               prometheus_text_entries(with_timestamps(prometheus["after"])))
+    assert from_text == snapshot_delta(prometheus_text_entries(prometheus["before"]),
+                                       prometheus_text_entries(prometheus["after"]))
+    [drafts] = [e for e in prometheus_text_entries(with_timestamps(prometheus["after"]))
+                if canonical_name(e["name"]) == "vllm:spec_decode_num_drafts"]
+    assert drafts["value"] == 5208 and drafts["labels"] == {"engine": "0",
+                                                            "model_name": "fleet/assets/tiny-stdlib/target"}
+
+
+def test_prometheus_text_gives_the_same_delta_when_tabs_separate_the_value() -> None:
+    prometheus = child_result("ngram-k4-speculative")["prometheus"]
+    tabbed = {key: prometheus[key].replace("} ", "}\t") for key in ("before", "after")}
+    assert tabbed["after"] != prometheus["after"]
+    from_text = snapshot_delta(prometheus_text_entries(tabbed["before"]),
+                               prometheus_text_entries(tabbed["after"]))
+    assert from_text is not None
+    assert from_text == snapshot_delta(prometheus_text_entries(prometheus["before"]),
+                                       prometheus_text_entries(prometheus["after"]))
+
+
+def test_escaped_label_values_read_unescaped_and_keep_label_sets_apart() -> None:
+    text = "\n".join([
+        '# HELP vllm:spec_decode_num_drafts_total Number of spec decoding drafts.',
+        '# TYPE vllm:spec_decode_num_drafts_total counter',
+        'vllm:spec_decode_num_drafts_total{engine="0",model_name="org/m \\"v2\\", a\\\\b"} 3.0',
+        'vllm:spec_decode_num_drafts_total{engine="0",model_name="org/m \\"v2\\", c\\nd"} 4.0',
+    ]) + "\n"
+    entries = prometheus_text_entries(text)
+    assert [e["labels"]["model_name"] for e in entries] == ['org/m "v2", a\\b', 'org/m "v2", c\nd']
+    totals = spec_totals(entries)
+    assert totals is not None and (totals.num_drafts, totals.label_sets) == (7, 2)
+
+
+def test_counters_read_from_text_equal_what_prometheus_client_exported() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    drafts = prometheus_client.Counter("vllm:spec_decode_num_drafts", "drafts", ["engine", "model_name"],
+                                       registry=registry)
+    per_pos = prometheus_client.Counter("vllm:spec_decode_num_accepted_tokens_per_pos", "accepted",
+                                        ["engine", "model_name", "position"], registry=registry)
+    awkward = 'C:\\models\\"draft", v1\n'
+    drafts.labels("0", awkward).inc(11)
+    drafts.labels("1", awkward).inc(5)
+    for position, count in enumerate([9, 4, 1]):
+        per_pos.labels("0", awkward, str(position)).inc(count)
+    entries = prometheus_text_entries(prometheus_client.generate_latest(registry).decode("utf-8"))
+    assert {e["labels"]["model_name"] for e in entries} == {awkward}
+    totals = spec_totals(entries)
+    assert totals is not None
+    assert (totals.num_drafts, totals.accepted_per_position, totals.label_sets) == (16, (9, 4, 1), 2)
+
+
+def test_a_counter_family_without_the_total_suffix_is_read_as_a_counter() -> None:
+    text = "# TYPE vllm:spec_decode_num_drafts counter\nvllm:spec_decode_num_drafts{engine=\"0\"} 8\n" \
+           "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine=\"0\"} 2\n"
+    [drafts] = prometheus_text_entries(text)
+    assert (drafts["name"], drafts["labels"], drafts["value"]) == (
+        "vllm:spec_decode_num_drafts_total", {"engine": "0"}, 8)

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from fleet.model import RequestTiming, SpecCounters
 
 NUM_DRAFTS = "vllm:spec_decode_num_drafts"
@@ -160,25 +162,15 @@ def snapshot_delta(before: Iterable[Mapping[str, Any]],
 def prometheus_text_entries(text: str) -> list[dict[str, Any]]:
     """Counter samples from Prometheus text exposition (what vLLM serves on /metrics), as snapshot entries.
 
-    Only `_total` samples are read: they are the counters. This is an independent way to read the same
-    registry the reader walks, used to check that the suite's numbers are vLLM's.
+    Only counters are read: `_total` samples (prometheus_client names a `counter` family's samples so even
+    where an older exporter left the suffix off). This is an independent way to read the same registry the
+    reader walks, used to check that the suite's numbers are vLLM's. prometheus_client, the library vLLM
+    exports with, parses the text, so escaped label values, tabs and timestamps read as Prometheus reads them.
     """
-    entries: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        name, _, label_text = head.partition("{")
-        if not name.endswith("_total"):
-            continue
-        labels: dict[str, str] = {}
-        for part in label_text.rstrip("}").split('",'):
-            if "=" in part:
-                key, _, raw = part.partition("=")
-                labels[key.strip()] = raw.strip().strip('"')
-        entries.append({"name": name, "kind": "counter", "labels": labels, "value": int(float(value))})
-    return entries
+    return [{"name": sample.name, "kind": "counter", "labels": dict(sample.labels),
+             "value": int(sample.value)}
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name.endswith("_total")]
 
 
 def request_stats(metrics: object) -> dict[str, Any] | None:
