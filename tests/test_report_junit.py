@@ -9,6 +9,7 @@ import pytest
 import xmlschema
 
 from fleet.model import CellVerdict, MetricVerdict, ResultError, RunReport, Status
+from fleet.plan.cost import JobSpan, account, cost_document
 from fleet.report import FORMATS, render
 from fleet.report.junit import render_junit
 from fleet.report.markdown import render_markdown
@@ -146,3 +147,41 @@ def test_a_costed_run_carries_its_gpu_hours_in_the_junit_suite_and_each_case() -
     assert (properties["gpu_hours"], properties["cost_usd"]) == ("1", "3")
     first = suite.findall("testcase")[0].find("system-out")
     assert first is not None and "GPU time: 1.000 GPU-h, $3.00 (2 jobs)" in (first.text or "")
+
+
+def accounted(report: RunReport, spans: list[JobSpan]) -> RunReport:
+    """The report as `fleet submit` writes it: the attempts' spans accounted into its `cost`."""
+    return report.model_copy(update={"cost": cost_document(account(spans, {"l4": 0.8}))})
+
+
+START = 1_762_351_200.0  # 2025-11-05T14:00:00Z, the run's start
+TIMED = accounted(EVERY_STATUS, [
+    JobSpan("eagle3__m0__l4", "l4", 1, START, START + 120.0),
+    # a retried cell: both attempts' time counts
+    JobSpan("eagle3__m1__l4", "l4", 1, START, START + 100.0, attempt=1),
+    JobSpan("eagle3__m1__l4", "l4", 1, START + 100.0, START + 150.5, attempt=2),
+    JobSpan("eagle3__m2__l4", "l4", 1, START, START + 30.25),
+])
+
+
+def test_every_testcase_carries_the_time_its_cells_jobs_took_and_the_suite_their_total() -> None:
+    document = render_junit(TIMED)
+    SCHEMA.validate(document)
+    root = ET.fromstring(document)
+    [suite] = root.findall("testsuite")
+    times = {case.get("name"): case.get("time") for case in suite.findall("testcase")}
+    assert times == {"eagle3__m0__l4": "120.000", "eagle3__m1__l4": "150.500", "eagle3__m2__l4": "30.250",
+                     "eagle3__m3__l4": "0.000", "eagle3__m4__l4": "0.000", "eagle3__m5__l4": "0.000"}
+    assert suite.get("time") == "300.750"
+    assert root.get("time") == "2700.000"  # the run's wall clock: its cells ran in parallel
+
+
+def test_the_times_survive_the_report_json_round_trip() -> None:
+    reread = RunReport.model_validate_json(render(TIMED, "json"))
+    assert render_junit(reread) == render_junit(TIMED)
+
+
+def test_testcases_carry_no_made_up_time_when_the_run_was_not_accounted() -> None:
+    [suite] = ET.fromstring(render_junit(EVERY_STATUS)).findall("testsuite")
+    assert all(case.get("time") is None for case in suite.findall("testcase"))
+    assert suite.get("time") == "2700.000"

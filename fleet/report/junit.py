@@ -10,6 +10,14 @@ Statuses map onto JUnit's four outcomes by what they mean for the run's exit cod
 Every test case carries all its metric lines in <system-out>, so a reviewer sees passing numbers too,
 and, when the run was costed, its GPU time; the run's total GPU-hours and dollars are suite properties
 (`gpu_hours`, `cost_usd`), where a CI dashboard can chart them.
+
+Times, in seconds: a testcase's is the time its cell's Jobs took, every attempt's span added (retries and
+reruns cost time too), as the run's accounting (`RunReport.cost`, from the attempts' JobSpans) has it; a
+cell the accounting shows no Job for took 0 s. The testsuite's is the sum of its testcases', so a CI
+server's per-suite figure agrees with its cases; the testsuites root keeps the run's wall clock, start to
+finish, which is shorter where cells ran in parallel. A report without accounting (one merged from shards
+without their jobs files) has no per-cell times: its testcases carry none rather than a made-up 0, and its
+testsuite falls back to the run's wall clock.
 """
 
 from __future__ import annotations
@@ -22,12 +30,25 @@ from fleet.model import CellVerdict, RunReport
 from fleet.report.text import metric_line_fail, metric_lines_pass
 
 
-def _seconds(started: str, finished: str) -> str:
+def _seconds(started: str, finished: str) -> float:
     try:
         delta = datetime.fromisoformat(finished) - datetime.fromisoformat(started)
     except ValueError:
-        return "0"
-    return f"{max(delta.total_seconds(), 0.0):.3f}"
+        return 0.0
+    return max(delta.total_seconds(), 0.0)
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+def cell_seconds(report: RunReport) -> dict[str, float] | None:
+    """Each cell's Job time in seconds, all attempts added, from the run's accounting; None without one."""
+    per_cell = (report.cost or {}).get("per_cell")
+    if per_cell is None or any("wall_hours" not in line for line in per_cell.values()):
+        return None
+    seconds = {cell_id: float(line["wall_hours"]) * 3600.0 for cell_id, line in per_cell.items()}
+    return {cell.cell_id: seconds.get(cell.cell_id, 0.0) for cell in report.cells}
 
 
 def _metric_text(cell: CellVerdict, cost: dict[str, Any] | None) -> str:
@@ -40,8 +61,11 @@ def _metric_text(cell: CellVerdict, cost: dict[str, Any] | None) -> str:
     return "\n".join([cell.message, *lines]) + "\n"
 
 
-def _testcase(parent: ET.Element, cell: CellVerdict, tier: str, cost: dict[str, Any] | None = None) -> None:
+def _testcase(parent: ET.Element, cell: CellVerdict, tier: str, cost: dict[str, Any] | None = None,
+              seconds: float | None = None) -> None:
     case = ET.SubElement(parent, "testcase", name=cell.cell_id, classname=f"fleet.{tier}.{cell.hardware}")
+    if seconds is not None:
+        case.set("time", _time(seconds))
     if cell.status == "FAIL":
         failed = [metric_line_fail(m).strip() for m in cell.metrics if m.status == "FAIL"]
         node = ET.SubElement(case, "failure", type="regression", message=cell.message)
@@ -69,10 +93,12 @@ def render_junit(report: RunReport) -> str:
         "failures": str(counts["FAIL"]),
         "errors": str(counts["ERROR"] + counts["NO_BASELINE"]),
     }
-    time = _seconds(report.started_at, report.finished_at)
-    root = ET.Element("testsuites", {"name": "fleet", "time": time, **totals})
+    wall = _seconds(report.started_at, report.finished_at)
+    per_cell_seconds = cell_seconds(report)
+    suite_seconds = wall if per_cell_seconds is None else sum(per_cell_seconds.values())
+    root = ET.Element("testsuites", {"name": "fleet", "time": _time(wall), **totals})
     suite = ET.SubElement(root, "testsuite", {
-        "name": f"fleet.{report.tier}", "time": time, **totals,
+        "name": f"fleet.{report.tier}", "time": _time(suite_seconds), **totals,
         "skipped": str(counts["SKIPPED"] + counts["INCONCLUSIVE"]),
         "timestamp": report.started_at, "id": report.run_id})
     properties = ET.SubElement(suite, "properties")
@@ -87,6 +113,7 @@ def render_junit(report: RunReport) -> str:
             ET.SubElement(properties, "property", name=name, value=f"{cost['total'][name]:.6g}")
     per_cell = cost.get("per_cell", {})
     for cell in report.cells:
-        _testcase(suite, cell, report.tier, per_cell.get(cell.cell_id))
+        _testcase(suite, cell, report.tier, per_cell.get(cell.cell_id),
+                  None if per_cell_seconds is None else per_cell_seconds[cell.cell_id])
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
