@@ -9,10 +9,19 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from fleet.errors import ConfigError
 from fleet.model import Cell
 from fleet.plan.catalog import load_catalog, load_tier
 from fleet.plan.matrix import expand
-from fleet.plan.render import RenderContext, job_name, label_value, render_job, render_run, to_yaml
+from fleet.plan.render import (
+    DATASET_ROOT,
+    RenderContext,
+    job_name,
+    label_value,
+    render_job,
+    render_run,
+    to_yaml,
+)
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
@@ -91,6 +100,7 @@ def test_job_is_non_privileged_with_shm_secret_token_deadline_ttl_and_failure_po
     disruption = [{"type": "DisruptionTarget", "status": "True"}]
     assert rules[0] == {"action": "Ignore", "onPodConditions": disruption}
     assert rules[1]["action"] == "FailJob" and rules[1]["onExitCodes"]["values"] == [2]
+    assert rules[1]["onPodConditions"] == []  # required by Kubernetes 1.26-1.28's schema
 
 
 def test_caches_are_pvcs_only_when_named() -> None:
@@ -104,6 +114,29 @@ def test_caches_are_pvcs_only_when_named() -> None:
     assert volumes["compile-cache"]["persistentVolumeClaim"] == {"claimName": "vllm-cc"}
     env = {e["name"]: e.get("value") for e in named["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FLEET_VLLM_CACHE_ROOT"] == "/var/cache/fleet/vllm"
+
+
+def test_a_cell_reading_a_dataset_mounts_the_dataset_pvc_read_only_where_its_prompts_live() -> None:
+    cell = cell_on("l4")
+    assert cell.workload.prompts.startswith(DATASET_ROOT + "/")
+    pod = render_job(cell, 1, RenderContext(run_id="r"))["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["datasets"]["persistentVolumeClaim"] == {"claimName": "fleet-datasets", "readOnly": True}
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "datasets"]
+    assert mount == {"name": "datasets", "mountPath": DATASET_ROOT, "readOnly": True}
+
+
+def test_a_bundled_prompt_cell_mounts_no_dataset_volume() -> None:
+    cell = cell_on("l4").model_copy(update={"workload": cell_on("l4").workload.model_copy(
+        update={"prompts": "bundled:tiny-stdlib"})})
+    pod = render_job(cell, 1, RenderContext(run_id="r", dataset_pvc=None))["spec"]["template"]["spec"]
+    assert "datasets" not in {v["name"] for v in pod["volumes"]}
+
+
+def test_a_dataset_cell_without_a_dataset_pvc_is_a_config_error_naming_the_fix() -> None:
+    with pytest.raises(ConfigError, match="mounts no dataset volume") as caught:
+        render_job(cell_on("l4"), 1, RenderContext(run_id="r", dataset_pvc=None))
+    assert "docs/operating.md" in caught.value.line()
 
 
 def test_sharded_cell_becomes_an_indexed_job_with_per_index_backoff() -> None:
