@@ -49,11 +49,11 @@ def test_report_writes_a_page_per_run_a_trends_page_and_an_index(tmp_path: Path)
     assert index.count('href="run-nightly-') == 16
 
 
-def test_trends_page_marks_the_planted_change_with_its_commits_and_the_baseline_band(tmp_path: Path) -> None:
+def test_trends_page_marks_the_planted_change_its_commits_and_the_baselines_rfc_range(tmp_path: Path) -> None:
     page = (write_site(tmp_path) / "trends.html").read_text()
     assert "regression" in page and "-8." in page
     assert "09ababababab → 10ababababab" in page  # the commits either side of the change
-    assert "baseline band 1.995 to 2.205" in page  # 2.1 +- 5 %
+    assert "baseline RFC range 1.995 to 2.205" in page  # 2.1 +- 5 %
 
 
 def test_run_page_has_verdicts_position_bars_with_baseline_and_cost(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_run_page_has_verdicts_position_bars_with_baseline_and_cost(tmp_path: Pa
     assert "Verdicts" in page and 'class="s FAIL"' in page
     assert "acceptance rate per draft position" in page
     assert page.count("<title>position ") == 3
-    assert "baseline 0.558 to 0.682" in page  # pos 0: 0.62 +- 10 %
+    assert "baseline RFC range 0.558 to 0.682" in page  # pos 0: 0.62 +- 10 %
     assert "GPU time and cost" in page and "$3.00" in page  # 30 min on 2 GPUs at $3
 
 

@@ -354,6 +354,6 @@ def test_line_gets_more_decimals_when_rounding_would_contradict_the_verdict() ->
 def test_json_report_round_trips_with_indent_two() -> None:
     _, report = render_one(make_result(FAIL_METRICS, "2025-11-05T14:36:33Z"), RFC_BASELINE)
     document = render_json(report)
-    assert document.startswith('{\n  "schema_version": 1,') and document.endswith("}\n")
+    assert document.startswith('{\n  "schema_version": 2,') and document.endswith("}\n")
     assert RunReport.model_validate_json(document) == report
     assert json.loads(document)["cells"][0]["metrics"][1]["status"] == "FAIL"

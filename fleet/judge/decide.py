@@ -297,13 +297,14 @@ def _verdict(a: Assessment, status: Status, adjusted_p: float, z: float, alpha: 
     if info is not None and info.unit == "ratio":  # a rate's band cannot leave [0, 1]
         lo, hi = max(lo, 0.0), min(hi, 1.0)
     harmful_bound = hi if a.better == "lower" else lo
-    tolerance = 100.0 * abs(harmful_bound - a.expected) / abs(a.expected) if a.expected else None
+    # The band's own name: it comes from the recorded spread, not from the baseline's tolerance_pct.
+    band = 100.0 * abs(harmful_bound - a.expected) / abs(a.expected) if a.expected else None
     detail = a.detail
     if status == "PASS" and a.p_benefit <= alpha:
         detail += "; improved beyond the recorded spread: consider re-recording the baseline"
     return MetricVerdict(
         metric=a.metric, status=status, observed=a.observed, expected=a.expected, lo=lo, hi=hi,
-        tolerance_pct=round(tolerance, 1) if tolerance is not None and tolerance > 0 else None,
+        band_pct=round(band, 1) if band is not None and band > 0 else None, band_runs=a.recorded_runs,
         rule=f"{a.test}; {method} over the run, alpha {alpha:g}", detail=detail,
         # The p a FAIL was decided on, of which adjusted_p is the adjustment (a noisy metric's core p, which
         # decided PASS vs INCONCLUSIVE, is in its detail).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from fleet.model._base import Strict
 from fleet.model.result import ResultError
@@ -21,7 +21,15 @@ class MetricVerdict(Strict):
     expected: float | None = None
     lo: float | None = None
     hi: float | None = None
+    #: The baseline's RFC tolerance (lo and hi are expected ± tolerance_pct): set only where the RFC rule
+    #: judged the metric, so a reviewer who edits tolerance_pct in a baseline sees that number here.
     tolerance_pct: float | None = None
+    #: Where the statistical judge decided instead: how far the band's harmful edge (lo or hi, from the
+    #: recorded spread, the family size and alpha) lies from expected, in percent, and over how many
+    #: recorded runs that spread was measured. Never under the name tolerance_pct: editing the baseline's
+    #: tolerance_pct does not move it.
+    band_pct: float | None = None
+    band_runs: int | None = Field(default=None, ge=1)
     rule: str = ""
     detail: str = ""
     p_value: float | None = None
@@ -51,7 +59,9 @@ class CellVerdict(Strict):
 
 
 class RunReport(Strict):
-    schema_version: Literal[1] = 1
+    #: 2: a statistically judged metric's band is `band_pct` (version 1, still read, put it under
+    #: `tolerance_pct`).
+    schema_version: Literal[2] = 2
     run_id: str
     tier: str
     backend: str
@@ -68,3 +78,25 @@ class RunReport(Strict):
     max_runs: int | None = None
     #: GPU-hours and cost per cell, pool and run (fleet.plan.cost.cost_document), where accounted.
     cost: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _band_out_of_tolerance(cls, data: Any) -> Any:
+        """A version-1 report (the history keeps them) put the statistical band under tolerance_pct: read
+        it as band_pct, so an old report re-rendered shows no number under a name it does not have."""
+        if not isinstance(data, dict) or data.get("schema_version") != 1:
+            return data
+        cells = [dict(cell, metrics=[_v1_metric(m) for m in cell.get("metrics", [])])
+                 if isinstance(cell, dict) else cell for cell in data.get("cells", [])]
+        return {**data, "schema_version": 2, "cells": cells}
+
+
+#: The rule name of fleet.judge.rfc_rule, the only judge whose tolerance_pct is the baseline's.
+RFC_RULE_PREFIX = "rfc28135"
+
+
+def _v1_metric(metric: Any) -> Any:
+    if not isinstance(metric, dict) or str(metric.get("rule", "")).startswith(RFC_RULE_PREFIX) \
+            or metric.get("tolerance_pct") is None:
+        return metric
+    return {**{k: v for k, v in metric.items() if k != "tolerance_pct"}, "band_pct": metric["tolerance_pct"]}

@@ -7,6 +7,7 @@ lines, so the page stays short when all is well and says exactly what broke when
 from __future__ import annotations
 
 from fleet.model import CellVerdict, MetricVerdict, RunReport
+from fleet.report.limits import limit_text
 from fleet.report.text import summary_line
 
 _ICON = {"PASS": "✅", "FAIL": "❌", "ERROR": "⚠️", "NO_BASELINE": "❓", "SKIPPED": "⏭️", "INCONCLUSIVE": "🔁"}
@@ -21,11 +22,13 @@ def _number(value: float | None) -> str:
 
 
 def _metric_row(m: MetricVerdict) -> str:
-    band = "—" if m.lo is None or m.hi is None else f"[{_number(m.lo)}, {_number(m.hi)}]"
+    named = limit_text(m)
+    bounds = "—" if m.lo is None or m.hi is None else f"[{_number(m.lo)}, {_number(m.hi)}]"
+    bounds += f" ({named})" if named and m.lo is not None and m.hi is not None else ""
     p = "—" if m.adjusted_p is None else f"{m.adjusted_p:.2g}"
     return (
         f"| {_ICON.get(m.status, '')} {m.status} | `{m.metric}` | {_number(m.observed)} | "
-        f"{_number(m.expected)} | {band} | {p} | {_cell(m.detail)} |"
+        f"{_number(m.expected)} | {bounds} | {p} | {_cell(m.detail)} |"
     )
 
 
@@ -34,7 +37,7 @@ def _details(cell: CellVerdict) -> list[str]:
         f"<details><summary>{_ICON[cell.status]} <code>{cell.cell_id}</code>: {_cell(cell.message)}"
         "</summary>",
         "",
-        "| status | metric | observed | expected | band | adjusted p | detail |",
+        "| status | metric | observed | expected | bounds | adjusted p | detail |",
         "|---|---|---|---|---|---|---|",
     ]
     lines += [_metric_row(m) for m in cell.metrics]

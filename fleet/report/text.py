@@ -36,6 +36,7 @@ from pathlib import PurePath
 
 from fleet.judge.verdicts import MISSING_BASELINE, baseline_record_command, bisect_command
 from fleet.model import Baseline, CellVerdict, MetricVerdict, RunReport, RunResult
+from fleet.report.limits import band_text, fmt_pct
 
 HEADER = "===== Speculative Decoding Regression Test Results ====="
 FOOTER = "=" * 49
@@ -104,10 +105,6 @@ def fmt_expected(value: float, fmt: MetricFormat) -> str:
         fraction = fraction.rstrip("0").ljust(fmt.expected_min_decimals, "0")
         text = f"{integer}.{fraction}" if fraction else integer
     return text
-
-
-def fmt_pct(value: float) -> str:
-    return f"{value:g}"
 
 
 def fmt_duration(started_at: str | None, finished_at: str | None) -> str:
@@ -208,6 +205,8 @@ def _metric_texts(m: MetricVerdict) -> _MetricTexts:
     expected_text = "?" if m.expected is None else fmt_expected(m.expected, fmt)
     if m.tolerance_pct is not None:
         expected_text += f" ±{fmt_pct(m.tolerance_pct)}%"
+    elif m.band_pct is not None:
+        expected_text += f"; {band_text(m)}"
     beyond = (m.observed is not None and m.lo is not None and m.hi is not None
               and not m.lo <= m.observed <= m.hi)
     return _MetricTexts(m.metric, m.status, value, bounds, expected_text, beyond)

@@ -18,6 +18,7 @@ from fleet.judge.trends import SeriesPoint, Trend
 from fleet.model import Baseline, CellVerdict, RunReport, RunResult
 from fleet.plan.cost import CostLine, CostSummary
 from fleet.report.html.svg import Band, Marker, position_bars, series_chart
+from fleet.report.limits import limit_text
 from fleet.report.text import troubleshooting_link
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -159,10 +160,11 @@ def _cell_section(verdict: CellVerdict, result: RunResult | None, baseline: Base
                      "fleet's repository</p>")
     rows = [f"<tr><td>{escape(m.metric)}</td><td>{_badge(m.status)}</td><td class=n>{_opt(m.observed)}</td>"
             f"<td class=n>{_opt(m.expected)}</td><td class=n>[{_opt(m.lo)}, {_opt(m.hi)}]</td>"
+            f"<td>{escape(limit_text(m))}</td>"
             f"<td class=n>{_opt(m.p_value)}</td><td>{escape(m.rule)}</td><td>{escape(m.detail)}</td></tr>"
             for m in verdict.metrics]
     if rows:
-        headers = ["metric", "status", "observed", "expected", "band", "p", "rule", "detail"]
+        headers = ["metric", "status", "observed", "expected", "bounds", "bounds are", "p", "rule", "detail"]
         parts.append(_table(headers, rows))
     if result is not None:
         positions = sorted((int(k.removeprefix(_POSITION)), v) for k, v in result.metrics.items()
@@ -171,12 +173,12 @@ def _cell_section(verdict: CellVerdict, result: RunResult | None, baseline: Base
             bands = [baseline_band(baseline, f"{_POSITION}{index}") for index, _ in positions]
             parts.append(position_bars([v for _, v in positions], bands,
                                        title="acceptance rate per draft position (bars: this run; "
-                                             "green: baseline band)"))
+                                             "green: the baseline's RFC range, expected ± tolerance_pct)"))
     return "".join(parts)
 
 
 def baseline_band(baseline: Baseline | None, metric: str) -> Band | None:
-    """The baseline's band for one metric, or None when the baseline does not judge it."""
+    """The baseline's RFC range (expected ± tolerance_pct) for one metric, or None when it names none."""
     entry = baseline.baselines.get(metric) if baseline else None
     return Band(entry.expected, entry.lo, entry.hi) if entry else None
 

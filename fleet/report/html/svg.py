@@ -17,7 +17,7 @@ COLOR_POINT, COLOR_BAND, COLOR_CHANGE, COLOR_BAR = "#1f5fa8", "#cfe3cf", "#c0392
 
 @dataclass(frozen=True)
 class Band:
-    """The baseline's expected value and its [lo, hi] acceptance band."""
+    """The baseline's expected value and its RFC range [lo, hi] (expected ± tolerance_pct)."""
 
     expected: float
     lo: float
@@ -50,7 +50,7 @@ def series_chart(values: Sequence[float], labels: Sequence[str], *, title: str, 
     if band is not None:
         parts.append(f'<rect x="{LEFT}" y="{y(band.hi):.1f}" width="{WIDTH - LEFT - RIGHT}" '
                      f'height="{max(0.5, y(band.lo) - y(band.hi)):.1f}" fill="{COLOR_BAND}">'
-                     f"<title>baseline band {_num(band.lo)} to {_num(band.hi)}</title></rect>")
+                     f"<title>baseline RFC range {_num(band.lo)} to {_num(band.hi)}</title></rect>")
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(band.expected):.1f}" '
                      f'y2="{y(band.expected):.1f}" stroke="#5a8f5a" stroke-dasharray="4 3"/>')
     path = " ".join(f"{'M' if i == 0 else 'L'}{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
@@ -94,7 +94,7 @@ def position_bars(observed: Sequence[float], bands: Sequence[Band | None], *, ti
         if band is not None:
             parts.append(f'<line x1="{middle:.1f}" x2="{middle:.1f}" y1="{y(band.hi):.1f}" '
                          f'y2="{y(band.lo):.1f}" '
-                         f'stroke="#2d6a2d" stroke-width="3"><title>baseline {_num(band.lo)} to '
+                         f'stroke="#2d6a2d" stroke-width="3"><title>baseline RFC range {_num(band.lo)} to '
                          f"{_num(band.hi)} (expected {_num(band.expected)})</title></line>")
             parts.append(f'<line x1="{middle - 8:.1f}" x2="{middle + 8:.1f}" y1="{y(band.expected):.1f}" '
                          f'y2="{y(band.expected):.1f}" stroke="#2d6a2d" stroke-width="2"/>')
