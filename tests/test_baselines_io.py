@@ -22,7 +22,8 @@ from fleet.errors import ConfigError
 from fleet.model import Baseline, Cell, Hardware, Provenance, RunResult, Variant, Workload
 from tests.builders import DELETE, edit
 
-# The RFC #28135 example, verbatim (it spells hardware `gpu_type`).
+# The RFC #28135 benchmark example, verbatim (it spells hardware `gpu_type`); the file is
+# tests/data/rfc28135/benchmark_gpu_type.json, with the RFC's other spellings beside it.
 RFC_BASELINE: dict[str, Any] = {
     "variant": "eagle3",
     "model": "meta-llama/Llama-3.1-8B-Instruct",
@@ -83,8 +84,13 @@ def test_rfc_example_loads_as_is_when_it_uses_gpu_type(tmp_path: Path) -> None:
 MALFORMED: list[tuple[str, Any, str]] = [
     ("not_json", '{"variant": "eagle3",}', "not valid JSON: Expecting property name enclosed in double"),
     ("not_an_object", "[1, 2]", "(top level): a baseline must be a JSON object, not list"),
-    ("missing_field", rfc_with(last_updated=DELETE), "last_updated: Field required"),
+    (
+        "missing_field",
+        rfc_with(baselines__speedup__expected=DELETE),
+        "baselines.speedup.expected: Field required",
+    ),
     ("missing_hardware", rfc_with(gpu_type=DELETE), "hardware (gpu_type): Field required"),
+    ("missing_metrics", rfc_with(baselines=DELETE), "baselines (metrics): Field required"),
     (
         "negative_tolerance",
         rfc_with(baselines__acceptance_rate__tolerance_pct=-5),

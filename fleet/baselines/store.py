@@ -102,14 +102,21 @@ def baseline_to_json(baseline: Baseline) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
+#: Fields the RFC's own examples spell another way: fleet's name -> the RFC's (vLLM #28135).
+RFC_SPELLINGS = {"hardware": "gpu_type", "baselines": "metrics"}
+
+
 def baseline_json_schema() -> dict[str, Any]:
-    """JSON Schema of a baseline file, as accepted on input (`gpu_type` allowed for `hardware`)."""
+    """JSON Schema of a baseline file, as accepted on input (the RFC's spellings included)."""
     schema = Baseline.model_json_schema(mode="validation")
     properties = schema["properties"]
-    # pydantic documents only the first alias; the RFC's own files spell the field `gpu_type`.
-    properties["gpu_type"] = {**properties["hardware"], "title": "Gpu Type (RFC #28135 name of hardware)"}
-    schema["required"] = [name for name in schema["required"] if name != "hardware"]
-    schema["oneOf"] = [{"required": ["hardware"]}, {"required": ["gpu_type"]}]
+    # pydantic documents only the first alias: each field takes either of its names, never both.
+    one_of_each = []
+    for name, rfc_name in RFC_SPELLINGS.items():
+        properties[rfc_name] = {**properties[name], "title": f"{rfc_name} (RFC #28135 name of {name})"}
+        one_of_each.append({"oneOf": [{"required": [name]}, {"required": [rfc_name]}]})
+    schema["required"] = [name for name in schema["required"] if name not in RFC_SPELLINGS]
+    schema["allOf"] = one_of_each
     return schema
 
 
@@ -127,8 +134,8 @@ def _schema_error(path: Path, exc: ValidationError) -> ConfigError:
         message = "unknown field (a typo?); fleet rejects fields it does not know"
     elif first["type"] in ("model_type", "dict_type") and not first["loc"]:
         message = f"a baseline must be a JSON object, not {type(first['input']).__name__}"
-    elif first["type"] == "missing" and field == "hardware":
-        field = "hardware (gpu_type)"
+    elif first["type"] == "missing" and field in RFC_SPELLINGS:
+        field = f"{field} ({RFC_SPELLINGS[field]})"
     others = [".".join(str(part) for part in e["loc"]) or "(top level)" for e in errors[1:]]
     more = f" (and {len(others)} more: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
     more = more if others else ""

@@ -1,8 +1,10 @@
 """Baseline: the expected value of each metric for one (hardware, variant, model), as a reviewed file.
 
-The document is a superset of the RFC's Appendix B (vLLM #28135): a file written by hand in that
-format validates as it is (`gpu_type` is accepted for `hardware`). fleet's extensions record how the
-numbers were obtained: how many runs, their spread and raw values, and the environment they ran in.
+The document is a superset of the RFC's baseline JSON (vLLM #28135): a file written by hand in any of
+the RFC's spellings validates as it is: `gpu_type` for `hardware`, `metrics` for `baselines`, and
+`last_updated` left out. fleet writes `hardware`, `baselines` and `last_updated`. fleet's extensions
+record how the numbers were obtained: how many runs, their spread and raw values, and the environment
+they ran in.
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ class Baseline(Strict):
     draft_model: str | None = None
     hardware: str = Field(validation_alias=AliasChoices("hardware", "gpu_type"))
     dataset: str | None = None
-    baselines: dict[str, MetricBaseline] = Field(min_length=1)
-    last_updated: str
+    baselines: dict[str, MetricBaseline] = Field(min_length=1,
+                                                 validation_alias=AliasChoices("baselines", "metrics"))
+    #: None only in a hand-written file that does not say (the RFC's examples do not all carry it).
+    last_updated: str | None = None
     baseline_commit: str | None = None
     notes: str = ""
     # fleet's extensions

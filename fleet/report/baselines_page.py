@@ -41,7 +41,7 @@ def _spread(metric: MetricBaseline) -> str:
 def _section(path: str, baseline: Baseline) -> list[str]:
     draft = f", draft `{baseline.draft_model}`" if baseline.draft_model else ""
     lines = [f"### {baseline.variant} on `{baseline.model}`{draft}", ""]
-    facts = [f"file `{path}`", f"updated {baseline.last_updated}"]
+    facts = [f"file `{path}`", f"updated {baseline.last_updated or 'unknown'}"]
     if baseline.dataset:
         facts.append(f"dataset `{baseline.dataset}`")
     provenance = baseline.provenance

@@ -268,7 +268,7 @@ def _fail_body(
     lines += [metric_line_fail(m) for m in cell.metrics if m.status == "FAIL"]
     lines += ["", f"Baseline: {_file_name(cell.baseline_path)}"]
     if baseline is not None:
-        lines.append(f"Last updated: {baseline.last_updated}")
+        lines.append(f"Last updated: {baseline.last_updated or 'unknown'}")
     commit = _commit(result)
     lines.append(f"Commit: {commit or 'unknown'}")
     good = baseline.baseline_commit if baseline is not None else None
