@@ -88,7 +88,7 @@ def test_job_is_non_privileged_with_shm_secret_token_deadline_ttl_and_failure_po
     container = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "privileged": False,
-                                            "capabilities": {"drop": ["ALL"]}}
+                                            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": cell.hardware.shm_size}
     token = next(e for e in container["env"] if e["name"] == "HF_TOKEN")

@@ -271,8 +271,10 @@ def render_job(cell: Cell, attempt: int, context: RenderContext,
         "env": _env(cell, attempt, context),
         "resources": _resources(cell),
         "volumeMounts": mounts,
+        # A read-only root: the suite and the engine write only to the volumes above (results, /tmp as
+        # HOME, the model and compile caches, /dev/shm).
         "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
-                            "capabilities": {"drop": ["ALL"]}},
+                            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod_spec: dict[str, Any] = {

@@ -62,6 +62,11 @@ def read_prompt_file(path: Path) -> list[str]:
     """Every prompt in the file, in order."""
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ConfigError(f"no prompt file at {path}", where="workload.prompts",
+                          cause="nothing put the dataset there: no image carries it, nothing downloads it",
+                          fix="in a Kubernetes Job the file comes from the fleet-datasets volume: fill it as "
+                              "docs/operating.md ('Datasets') says; elsewhere, fix the path") from err
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read prompt file: {err}", where=str(path),
                           fix="check the path in workload.prompts") from err
