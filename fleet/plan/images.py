@@ -16,8 +16,9 @@ CUDA_COMMIT_BASE = "public.ecr.aws/q9t5s3a7/vllm-ci-postmerge-repo"
 CUDA_RELEASE_BASE = "vllm/vllm-openai"
 #: vLLM's wheel of each main commit since v0.5.3 (a PEP 503 index per commit); its images expire in days.
 WHEEL_INDEX_TEMPLATE = "https://wheels.vllm.ai/{sha}"
-#: AMD's prebuilt vLLM images; their tags encode ROCm and a date, and there are no per-commit tags.
-ROCM_BASE = "rocm/vllm"
+#: vLLM's official ROCm images (its installation docs, "pre-built images"), tagged per release; no
+#: per-commit tags.
+ROCM_BASE = "vllm/vllm-openai-rocm"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 #: Where `fleet images build` tags its images unless told otherwise.
 DEFAULT_REPOSITORY = "ghcr.io/fleet-ci"
