@@ -1,7 +1,11 @@
-"""The RFC #28135 rule: a metric passes when it lies within expected ± tolerance_pct, on both sides.
+"""The RFC #28135 rule: a metric fails when it leaves expected ± tolerance_pct on its harmful side.
 
 It is the seed's rule and the default whenever a baseline carries no recorded spread, so it stays
-deliberately simple and symmetric; statistically aware rules live beside it in fleet.judge.
+deliberately simple; statistically aware rules live beside it in fleet.judge. The RFC's range is
+symmetric, but its purpose is to catch regressions: a metric whose registry entry says which way is
+better (fleet.model.metrics, `better`) fails only beyond the bound on the worse side. A TTFT 23 %
+faster than expected is not a regression; it passes, and the detail says it is better than the range
+(a hint to re-record the baseline). A metric the registry does not know is judged on both sides.
 
 Boundaries, with the reasons:
 - Both bounds are inclusive: a value printed equal to a bound in a report must not be a regression.
@@ -20,6 +24,7 @@ import math
 from collections.abc import Mapping
 
 from fleet.model import Baseline, MetricBaseline, MetricVerdict, Status
+from fleet.model.metrics import metric_info
 
 RULE = "rfc28135: expected ± tolerance_pct"
 _REL_SLACK = 1e-9
@@ -31,14 +36,28 @@ def within_tolerance(observed: float, expected: MetricBaseline) -> bool:
     return expected.lo - slack <= observed <= expected.hi + slack
 
 
+def harmful(name: str, observed: float, expected: MetricBaseline) -> bool:
+    """True when observed lies beyond the RFC range on the side where the metric is worse (either side
+    for a metric the registry does not know)."""
+    if within_tolerance(observed, expected):
+        return False
+    info = metric_info(name)
+    if info is None:
+        return True
+    return observed > expected.hi if info.better == "lower" else observed < expected.lo
+
+
 def judge_metric(name: str, observed: float | None, expected: MetricBaseline) -> MetricVerdict:
     """One metric against its baseline entry."""
     if observed is None:
         return _verdict(name, expected, "FAIL", None, "metric missing from result")
     if math.isnan(observed):
         return _verdict(name, expected, "FAIL", observed, "metric is NaN in result")
-    status: Status = "PASS" if within_tolerance(observed, expected) else "FAIL"
-    return _verdict(name, expected, status, observed, _deviation(observed, expected))
+    status: Status = "FAIL" if harmful(name, observed, expected) else "PASS"
+    detail = _deviation(observed, expected)
+    if status == "PASS" and not within_tolerance(observed, expected):
+        detail += "; better than the range, not a regression: consider re-recording the baseline"
+    return _verdict(name, expected, status, observed, detail)
 
 
 def judge_metrics(observed: Mapping[str, float], baseline: Baseline) -> list[MetricVerdict]:
