@@ -51,6 +51,7 @@ import json
 import math
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ from typing import TypeVar
 import smoothing
 from bisect_ideal import ideal_search, log_density
 from h200_cells import GPU_BOUND_MODEL, earlier_procedure
+from markdown_section import markdown_section
 
 from fleet.backends.sim.scenario import Noise
 from fleet.bisect.posterior import metric_policy, start_bisection
@@ -307,7 +309,14 @@ def main() -> None:
     parser.add_argument("--engine-starts", type=int, default=1,
                         help="engine starts per run (a tier's workload.engine_starts): each latency run is "
                         "the median of this many")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="also write what is printed into this doc, as the section of this command")
     args = parser.parse_args()
+    with markdown_section(args.markdown, "bisect_efficiency", sys.argv[1:]):
+        report(args)
+
+
+def report(args: argparse.Namespace) -> None:
     every = families(args.engine_starts)
     chosen = every if args.families is None else [every[i] for i in args.families]
     print(f"N = {N} commits, {args.trials} seeded trials per row, {FLAKY:.0%} flaky runs, broken range in "

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import smoothing
 from h200_cells import GPU_BOUND_MODEL
+from markdown_section import markdown_section
 
 from fleet.judge.change_place import PLACE_CREDIBILITY
 from fleet.judge.trends import Settings, detect
@@ -206,7 +207,14 @@ def main(argv: list[str] | None = None) -> int:
                         "the one reference start stay single draws, as fleet.suite.runner keeps them")
     parser.add_argument("--classes", nargs="+", default=None,
                         help="only these noise classes (all by default)")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="also write what is printed into this doc, as the section of this command")
     args = parser.parse_args(argv)
+    with markdown_section(args.markdown, "change_points", sys.argv[1:] if argv is None else argv):
+        return report(parser, args)
+
+
+def report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.engine_starts < 1 or args.engine_starts % 2 == 0:
         parser.error("--engine-starts takes an odd number (a median of an even number has no simple density)")
     settings = Settings()

@@ -47,6 +47,7 @@ from judge_noise import (
     per_run,
     with_gpu_bound_latency,
 )
+from markdown_section import markdown_section
 
 from fleet.baselines.record import record_baseline
 from fleet.judge.decide import ALPHA, decide, family_size_of, gather, pooled_spreads
@@ -267,7 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         help="engine starts per run (a tier's workload.engine_starts): each simulated run's latency is the "
         "median of this many independent draws of one start's",
     )
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="also write what is printed into this doc, as the section of this command")
     args = parser.parse_args(argv)
+    with markdown_section(args.markdown, "judge_power", sys.argv[1:] if argv is None else argv):
+        return report(args)
+
+
+def report(args: argparse.Namespace) -> int:
     args.judged = judged(args.latency_metrics)
     noisy, metrics = args.judged.noisy, args.judged.metrics
     profiles = fit_profiles([p for p in args.data if p.exists()], args.judged.columns, args.hardware)
