@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from fleet.cli.history_cmds import record_and_alert
 from fleet.errors import InfrastructureError
 from fleet.history.store import HistoryStore
 from fleet.model import MetricVerdict, RunReport
 from fleet.notify.slack import send, should_alert, slack_payload
+from fleet.run.deliver import record_and_alert
 from tests.history_builders import gpu_cell, stepped_history, verdict
 from tests.test_history_cli import write_run_dir
 

@@ -12,11 +12,12 @@ import pytest
 
 from fleet.backends.git import with_image
 from fleet.baselines.store import baseline_path, save_baseline
-from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, find_cell, image_builder
 from fleet.errors import ConfigError
 from fleet.model import Baseline, MetricBaseline
 from fleet.plan.images import build_plan
+from fleet.run.bisect_setup import DEFAULT_IMAGE_TEMPLATES, image_builder
 from fleet.run.bisection import UntestableCommit, render_text
+from fleet.run.plan import find_cell
 from tests.conftest import Fleet
 from tests.docker_fake import fake_docker
 

@@ -11,9 +11,9 @@ from typing import Any
 from fleet.backends.kube.backend import KubeBackend
 from fleet.backends.kube.client import make_backend
 from fleet.bisect.terms import SearchPolicy
-from fleet.cli.bisect_cmd import DEFAULT_IMAGE_TEMPLATES, kube_commit_wiring
 from fleet.model import Cell, RunResult
 from fleet.plan.render import LABEL_ATTEMPT, RenderContext
+from fleet.run.bisect_setup import DEFAULT_IMAGE_TEMPLATES, kube_commit_wiring
 from fleet.run.bisection import BisectOutcome, UntestableCommit, run_bisection
 from tests.builders import make_cell, ok_result
 from tests.kube.harness import FAST, FAST_API, Rig, rig

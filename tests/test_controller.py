@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from fleet.backends.base import Attempt, AttemptOutcome
-from fleet.cli.kube_cmds import earlier_results
 from fleet.model import ResultError, RunResult
 from fleet.plan.retry import RetryPolicy
 from fleet.run.controller import execute, new_run_id
+from fleet.run.kube import earlier_results
 from tests.builders import make_cell, ok_result
 
 
@@ -173,7 +173,7 @@ def test_resume_reads_the_earlier_attempts_results_from_the_run_directory(tmp_pa
 
 def test_progress_calls_a_rerun_of_an_inconclusive_cell_a_rerun_and_a_retry_after_a_failure_a_retry(
         capsys: pytest.CaptureFixture[str]) -> None:
-    from fleet.cli.run_cmds import Progress
+    from fleet.cli._progress import CellProgress as Progress
 
     cell = make_cell("ngram-k4")
     progress = Progress(1)

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from fleet.cli.history_cmds import notify
 from fleet.errors import ConfigError, InfrastructureError
 from fleet.model import MetricVerdict, RunReport
 from fleet.notify.github import LABEL, MAX_BODY, GitHubTarget, issue_body, open_or_update, target_from
 from fleet.report import render
+from fleet.run.deliver import notify
 from tests.conftest import Fleet
 from tests.history_builders import gpu_cell, verdict
 

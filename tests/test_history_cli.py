@@ -9,10 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from fleet.backends.base import Attempt, AttemptOutcome
-from fleet.cli.history_cmds import history, job_span, trends_cmd
+from fleet.cli.history_cmds import history, trends_cmd
 from fleet.errors import ConfigError
 from fleet.history.store import BisectionRecord, HistoryStore, RunRecord, save_jobs
 from fleet.plan.cost import JobSpan
+from fleet.run.deliver import job_span
 from tests.history_builders import gpu_cell, stepped_history
 
 

@@ -27,6 +27,7 @@ from fleet.judge.noisy import (
 from fleet.judge.verdicts import CellCase
 from fleet.model import Baseline, MetricBaseline, RunResult
 from fleet.run.controller import make_rerun_check
+from fleet.run.plan import BaselineSet
 from tests.test_judge_stats import BASE_COUNTS, run
 
 #: Ten standardised log values (mean 0, sd 1): a cell's recorded runs are a spread times these, so that its
@@ -190,7 +191,7 @@ def test_the_controllers_rerun_check_judges_by_the_loops_own_budget(tmp_path: Pa
     cell = run(BASE_COUNTS, name="c0").cell
     save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
     candidates = slower(baseline, 0.08, "c0")  # five runs, +8 %
-    again = [make_rerun_check([cell], tmp_path / "baselines", max_runs=budget)(cell, candidates)
+    again = [make_rerun_check([cell], BaselineSet(tmp_path / "baselines"), max_runs=budget)(cell, candidates)
              for budget in (5, 10)]
     # The fifth run is the last look of a budget of 5 (FAIL: no rerun) and an early look of one of 10.
     assert again == [False, True]
@@ -257,7 +258,7 @@ def test_a_replaying_engine_is_rerun_once_not_to_the_budget_and_told_what_can_de
     cell = run(counts, name="c0").cell
     save_baseline(find_baseline(tmp_path / "baselines", cell)[1], baseline)
     dropped = run([int(0.85 * c) for c in counts], drafts=200, name="c0")  # inconclusive on 200 drafts
-    again = make_rerun_check([cell], tmp_path / "baselines", max_runs=5)
+    again = make_rerun_check([cell], BaselineSet(tmp_path / "baselines"), max_runs=5)
     assert again(cell, [dropped]) is True  # one run cannot say whether the engine replays
     assert again(cell, [dropped, dropped]) is False
     case = CellCase(dropped, baseline, None, None, 2, None, candidates=(dropped, dropped))
@@ -283,4 +284,5 @@ def test_a_replaying_cell_is_still_rerun_where_its_pools_spread_makes_more_runs_
     pool = [find_baseline(tmp_path / "baselines", cell)[0] for cell in cells]
     case = CellCase(dropped, pool[0], None, None, 5, None, candidates=(dropped,) * 5)
     assert judge_cells([case], pool=[b for b in pool if b is not None], max_runs=5)[0].status == "FAIL"
-    assert make_rerun_check(cells, tmp_path / "baselines", max_runs=5)(cells[0], [dropped, dropped]) is True
+    again = make_rerun_check(cells, BaselineSet(tmp_path / "baselines"), max_runs=5)
+    assert again(cells[0], [dropped, dropped]) is True

@@ -15,6 +15,7 @@ from fleet.model import Cell
 from fleet.plan.render import job_name
 from fleet.report.text import render_text
 from fleet.run.controller import CellOutcome, execute, judge_run
+from fleet.run.plan import BaselineSet
 from tests.builders import make_cell
 from tests.kube import cluster as sc
 from tests.kube.emulator import Faults
@@ -144,7 +145,7 @@ def test_each_failure_reason_uses_its_budget_and_reaches_the_report_with_its_exi
     assert outcome.error is not None and outcome.error.reason == reason
     assert outcome.error.exit_code == exit_code
     assert outcome.attempts == budget
-    report, baselines = judge_run([outcome], baselines_root=tmp_path, run_id="run-f", tier="local",
+    report, baselines = judge_run([outcome], baselines=BaselineSet(tmp_path), run_id="run-f", tier="local",
                                   backend="kube", started_at="t0", finished_at="t1")
     text = render_text(report, {}, baselines)
     assert reason in text and f"Exit code: {exit_code}" in text

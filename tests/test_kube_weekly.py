@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from fleet.cli.kube_cmds import dry_run_yaml, kube_context, run_kube, start_kube_run
 from fleet.history.store import HistoryStore
 from fleet.plan.catalog import load_catalog, load_tier
 from fleet.plan.matrix import expand
 from fleet.run.controller import judge_run
+from fleet.run.kube import dry_run_yaml, kube_context, run_kube, start_kube_run
+from fleet.run.plan import BaselineSet
 from fleet.run.state import RunState, read_run_state
 from tests.kube import cluster as sc
 from tests.kube.emulator import Faults
@@ -52,7 +53,7 @@ def weekly_report(tmp_path: Path, rate: float) -> tuple[list[tuple[str, str]], d
         outcomes = run_kube(state, run_dir=run_dir, host=r.server.url, backend_options=options)
         created = dict(r.emulator.created)
         injected = sum(r.emulator.faults.injected.values())
-    report, _ = judge_run(outcomes, baselines_root=ROOT / "baselines", run_id=run_id, tier="weekly",
+    report, _ = judge_run(outcomes, baselines=BaselineSet(ROOT / "baselines"), run_id=run_id, tier="weekly",
                           backend="kube", started_at="t0", finished_at="t1")
     verdicts = [(cell.cell_id, cell.status) for cell in report.cells]
     return verdicts, created, injected

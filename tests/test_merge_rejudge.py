@@ -11,6 +11,7 @@ from fleet.judge.verdicts import CellCase, judge_cells
 from fleet.model import RunReport, RunResult
 from fleet.plan.cost import JobSpan
 from fleet.run.controller import CellOutcome, judge_run
+from fleet.run.plan import BaselineSet
 from tests.conftest import Fleet
 from tests.test_history_cli import write_run_dir
 
@@ -30,7 +31,7 @@ def outcome(result: RunResult, path: str) -> CellOutcome:
 
 def judged(items: list[RunResult], run_id: str, **extra: object) -> RunReport:
     report, _ = judge_run([outcome(r, f"cells/{r.cell.id}/result.attempt-1.json") for r in items],
-                          baselines_root=BASELINES, run_id=run_id, tier="h200", backend="local",
+                          baselines=BaselineSet(BASELINES), run_id=run_id, tier="h200", backend="local",
                           started_at="2026-11-28T03:00:00+00:00", finished_at="2026-11-28T03:10:00+00:00",
                           **extra)  # type: ignore[arg-type]
     return report

@@ -1,25 +1,20 @@
-"""What several commands share: paths with defaults, the stderr console, version, writability checks."""
+"""What several commands share: the version, date options, and (from fleet.run.common) the stderr console
+and the folder checks."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from importlib import metadata
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from fleet.errors import ConfigError
+from fleet.run.common import counted, ensure_writable_dir, existing_dir, stderr
 
-# soft_wrap: a line is never broken at 80 columns when stderr is not a terminal (CI logs, pipes).
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def counted(n: int, noun: str) -> str:
-    """`1 cell`, `2 cells`: a count with its noun."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+__all__ = [
+    "Moment", "check_window", "counted", "ensure_writable_dir", "existing_dir", "fleet_version", "stderr",
+]
 
 
 def fleet_version() -> str:
@@ -27,25 +22,6 @@ def fleet_version() -> str:
         return metadata.version("fleet")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def ensure_writable_dir(path: Path, *, option: str) -> None:
-    """Create `path` if needed and prove it writable before any work is spent."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create output directory {path}: {err.strerror}", where=option,
-                          fix=f"pass a writable directory to {option}") from err
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"output directory {path} is not writable", where=option,
-                          fix=f"pass a writable directory to {option}")
-
-
-def existing_dir(path: Path, *, option: str, what: str) -> Path:
-    if not path.is_dir():
-        raise ConfigError(f"{what} directory {path} does not exist", where=option,
-                          fix=f"run from the repository root or pass {option} DIR")
-    return path
 
 
 if TYPE_CHECKING:  # click's ParamType is generic only from click 8.2 on; fleet runs with 8.1 too

@@ -9,23 +9,16 @@ from pathlib import Path
 
 import click
 
-from fleet.backends.local import LocalBackend
 from fleet.baselines.record import record_baseline
 from fleet.baselines.store import baseline_path, baseline_to_json, save_baseline
 from fleet.cli._common import ensure_writable_dir, stderr
-from fleet.cli.run_cmds import (
-    Progress,
-    baselines_option,
-    hardware_option,
-    jobs_option,
-    plan_cells,
-    read_result,
-    variant_option,
-)
-from fleet.errors import ConfigError, ExitCode
+from fleet.cli._options import baselines_option, hardware_option, jobs_option, variant_option
+from fleet.cli._progress import cell_progress
+from fleet.errors import ConfigError
 from fleet.model import Cell, RunResult, model_slug
-from fleet.run.controller import execute, new_run_id
+from fleet.run.plan import plan_cells, read_result
 from fleet.run.preflight import check_models
+from fleet.run.record import measure_replicates
 
 
 @click.group()
@@ -69,20 +62,9 @@ def record(tier: str, replicates: int, update: bool, jobs_dir: Path, baselines_d
     ensure_writable_dir(runs_dir, option="--runs-dir")
     for path in targets.values():
         ensure_writable_dir(path.parent, option="--baselines")
-    collected: dict[str, list[RunResult]] = {cell.id: [] for cell in cells}
-    for replicate in range(1, replicates + 1):
-        run_id = new_run_id(f"{tier}-record")
-        stderr.print(f"replicate {replicate}/{replicates}: run {run_id}")
-        progress = Progress(len(cells))
-        backend = LocalBackend(runs_dir / run_id, on_start=progress.started)
-        for outcome in execute(cells, backend, run_id=run_id, on_outcome=progress.ended):
-            if outcome.error is not None or outcome.result is None:
-                reason = outcome.error.reason if outcome.error else "no result"
-                stderr.print(f"{outcome.cell.id} failed in replicate {replicate} ({reason}); "
-                             "no baseline written")
-                config = outcome.error is not None and outcome.error.category == "config"
-                sys.exit(int(ExitCode.CONFIG if config else ExitCode.INFRASTRUCTURE))
-            collected[outcome.cell.id].append(outcome.result)
+    collected = measure_replicates(cells, replicates, tier=tier, runs_dir=runs_dir, progress=cell_progress)
+    if not isinstance(collected, dict):
+        sys.exit(int(collected))
     options = ["--tier", tier, "--runs", str(replicates)]
     options += ["--hardware", hardware] if hardware else []
     options += ["--variant", variant] if variant else []

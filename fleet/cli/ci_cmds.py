@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 import yaml
 
-from fleet.cli.run_cmds import jobs_option, plan_cells
+from fleet.cli._options import jobs_option
 from fleet.errors import ConfigError
 from fleet.plan.catalog import load_tier
 from fleet.plan.pipelines import CiOptions, buildkite_pipeline, github_workflow, vllm_test_area
 from fleet.plan.vllm_ci import VLLM_QUEUES
+from fleet.run.plan import plan_cells
 
 num_shards_option = click.option("--num-shards", type=click.IntRange(min=1), default=4, show_default=True,
                                  help="Parallel jobs the tier's cells (each pool's, on Buildkite) are split "

@@ -8,42 +8,21 @@ SQLAlchemy URL to a team's shared server database. `fleet submit` records every 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from fleet.backends.base import AttemptOutcome
-from fleet.baselines.store import find_baseline
-from fleet.cli._common import Moment, check_window, counted, ensure_writable_dir, existing_dir, stderr
-from fleet.errors import ConfigError, FleetError
-from fleet.history.store import HistoryStore, load_run_dir, save_jobs
+from fleet.cli._common import Moment, check_window, counted, existing_dir, stderr
+from fleet.cli._options import db_option, jobs_option, json_option, price_option
 from fleet.judge.change_place import PLACE_CREDIBILITY
 from fleet.judge.trends import SeriesPoint, Settings, Trend, trends
 from fleet.judge.verdicts import bisect_command
-from fleet.model import RunReport
-from fleet.notify.github import GitHubTarget, open_or_update, target_from
-from fleet.notify.slack import send, should_alert, slack_payload
 from fleet.plan.catalog import list_tiers, load_catalog, load_tier
-from fleet.plan.cost import JobSpan, account, cost_document, parse_price_overrides, prices_for
 from fleet.plan.matrix import expand
 from fleet.plan.select import parse_changed_files, select
-from fleet.report import render
-from fleet.report.html import Band, baseline_band, render_index, render_run_page, render_trends_page
-
-DEFAULT_DB = "runs/history.sqlite"
-
-db_option = click.option("--db", default=DEFAULT_DB, show_default=True, envvar="FLEET_HISTORY_DB",
-                         help="History database: a SQLite file, or a SQLAlchemy URL "
-                              "(postgresql+psycopg://host/fleet) shared by a team.")
-jobs_option = click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"),
-                           show_default=True, help="Directory with hardware.yaml, variants.yaml and tiers.")
-price_option = click.option("--price", "price_items", multiple=True, metavar="POOL=USD",
-                            help="Price per GPU-hour of a pool, over jobs/hardware.yaml (repeatable).")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")
+from fleet.run.history_views import SeriesFilter, query_history, trend_series, write_site
 
 
 def series_filters(function: Any) -> Any:
@@ -60,76 +39,6 @@ def series_filters(function: Any) -> Any:
     ]):
         function = option(function)
     return function
-
-
-def job_span(outcome: AttemptOutcome, purpose: str = "run") -> JobSpan:
-    """The accounting view of one attempt: its pool, GPUs requested and wall span ("bisect" for a
-    bisection's runs, so a cell's regular cost and what hunting its culprit cost stay apart)."""
-    cell = outcome.attempt.cell
-    return JobSpan(cell.id, cell.hardware.name, cell.hardware.gpu_count, outcome.started_at,
-                   outcome.finished_at, outcome.attempt.number, purpose)
-
-
-def catalog_prices(jobs_dir: Path, price_items: Sequence[str]) -> dict[str, float]:
-    """jobs/hardware.yaml's price per GPU-hour of each pool, with `--price POOL=USD` over it."""
-    overrides = parse_price_overrides(price_items)
-    if not jobs_dir.is_dir():
-        return overrides
-    return prices_for(load_catalog(jobs_dir).hardware.values(), overrides)
-
-
-def record_and_alert(run_dir: Path, report: RunReport, spans: Sequence[JobSpan], *,
-                     prices: Mapping[str, float], db: str | None, webhook: str | None,
-                     link: str | None, github: GitHubTarget | None = None) -> None:
-    """After `fleet submit` wrote its reports: keep the Jobs' spans and the cost beside them, record
-    the run in the history, and alert on FAIL. Neither the history nor the webhook may hide the
-    verdict: their failures are printed, and the run's exit code stays the judge's."""
-    save_jobs(run_dir, spans)
-    (run_dir / "cost.json").write_text(json.dumps(cost_document(account(spans, prices)), indent=2) + "\n")
-    if db:
-        try:
-            with HistoryStore.open(db) as store:
-                store.record_run(load_run_dir(run_dir, prices=prices, link=link))
-        except FleetError as err:
-            stderr.print(f"run not recorded in the history: {err.line()}")
-    notify(report, webhook=webhook, link=link, github=github)
-
-
-def notify(report: RunReport, *, webhook: str | None, link: str | None, github: GitHubTarget | None) -> None:
-    """On FAIL: the chat webhook and the tier's GitHub issue. A failed delivery is printed, never raised:
-    the run's exit code stays the judge's."""
-    if not should_alert(report):
-        return
-    if webhook:
-        try:
-            send(webhook, slack_payload(report, link))
-        except FleetError as err:
-            stderr.print(f"alert not sent: {err.line()}")
-    if github is not None:
-        try:
-            done = open_or_update(github, report, render(report, "markdown"), link)
-            stderr.print(f"GitHub issue #{done.number} {done.action}: {done.url}")
-        except FleetError as err:
-            stderr.print(f"GitHub issue not updated: {err.line()}")
-
-
-def notify_options(function: Any) -> Any:
-    """--alert-webhook, --report-url and --github-issue-repo, shared by submit and merge."""
-    for option in reversed([
-        click.option("--alert-webhook", default=None, envvar="FLEET_ALERT_WEBHOOK",
-                     help="Slack-compatible incoming webhook, posted to when a cell FAILs."),
-        click.option("--report-url", default=None, envvar="FLEET_REPORT_URL",
-                     help="Where this run's HTML page is published, {run_id} filled in; alerts link to it."),
-        click.option("--github-issue-repo", default=None, envvar="FLEET_GITHUB_REPO", metavar="OWNER/NAME",
-                     help="On FAIL, open (or comment on) the tier's issue in this repository; the token "
-                          "comes from FLEET_GITHUB_TOKEN or GITHUB_TOKEN, never from a flag."),
-    ]):
-        function = option(function)
-    return function
-
-
-def github_target(repo: str | None) -> GitHubTarget | None:
-    return target_from(repo, os.environ)
 
 
 @click.command()
@@ -149,37 +58,30 @@ def history(db: str, imports: tuple[Path, ...], cell_id: str | None, metric: str
             price_items: tuple[str, ...], as_json: bool) -> None:
     """Record runs, and query measurements by cell, metric, pool, date or vLLM commit."""
     check_window(since, until)
-    with HistoryStore.open(db, create=bool(imports)) as store:
-        prices = catalog_prices(jobs_dir, price_items) if imports else {}
-        for run_dir in imports:
-            existing_dir(run_dir, option="--import", what="run")
-            store.record_run(load_run_dir(run_dir, prices=prices))
-            stderr.print(f"recorded {run_dir}")
-        if list_bisections:
-            found = store.bisections([cell_id] if cell_id else None)
-            if as_json:
-                click.echo(json.dumps(found, indent=2))
-                return
-            for b in found:
-                answer = b["last_commit"] or "-"
-                click.echo(f"{b['bisection_id']}  {b['cell_id']}  {b['metric']}  {b['status']}"
-                           f"{' verified' if b['verified'] else ''}  {str(answer)[:12]}  "
-                           f"{b['gpu_hours'] or 0:.3f} GPU-h ${b['cost_usd'] or 0:,.2f}")
-            click.echo(f"{len(found)} bisections")
+    filters = SeriesFilter(cell_id, metric, hardware, tier, since, until, commit)
+    answer = query_history(db, imports=imports, jobs_dir=jobs_dir, price_items=price_items, filters=filters,
+                           list_runs=list_runs, list_bisections=list_bisections)
+    if answer.kind == "bisections":
+        if as_json:
+            click.echo(json.dumps(list(answer.bisections), indent=2))
             return
-        filtered = any(v is not None for v in (cell_id, metric, hardware, commit, until))
-        if list_runs or not filtered:
-            rows = store.runs(since=since, tier=tier)
-            if as_json:
-                click.echo(json.dumps([row.__dict__ for row in rows], indent=2))
-                return
-            for row in rows:
-                cost = f"{row.gpu_hours or 0:.3f} GPU-h ${row.cost_usd or 0:,.2f}"
-                click.echo(f"{row.run_id}  {row.tier}  {row.status}  {row.started_at}  {cost}")
-            click.echo(counted(len(rows), "run"))
+        for b in answer.bisections:
+            found = b["last_commit"] or "-"
+            click.echo(f"{b['bisection_id']}  {b['cell_id']}  {b['metric']}  {b['status']}"
+                       f"{' verified' if b['verified'] else ''}  {str(found)[:12]}  "
+                       f"{b['gpu_hours'] or 0:.3f} GPU-h ${b['cost_usd'] or 0:,.2f}")
+        click.echo(f"{len(answer.bisections)} bisections")
+        return
+    if answer.kind == "runs":
+        if as_json:
+            click.echo(json.dumps([row.__dict__ for row in answer.runs], indent=2))
             return
-        points = store.series(cell_id=cell_id, metric=metric, hardware=hardware, tier=tier, since=since,
-                              until=until, commit=commit)
+        for row in answer.runs:
+            cost = f"{row.gpu_hours or 0:.3f} GPU-h ${row.cost_usd or 0:,.2f}"
+            click.echo(f"{row.run_id}  {row.tier}  {row.status}  {row.started_at}  {cost}")
+        click.echo(counted(len(answer.runs), "run"))
+        return
+    points = answer.points
     if as_json:
         click.echo(json.dumps([p.__dict__ for p in points], indent=2))
         return
@@ -208,9 +110,7 @@ def trends_cmd(db: str, cell_id: str | None, metric: str | None, hardware: str |
     """
     check_window(since, until)
     settings = Settings(min_segment, max_pvalue, min_change_pct / 100)
-    with HistoryStore.open(db, create=False) as store:
-        points = store.series(cell_id=cell_id, metric=metric, hardware=hardware, tier=tier, since=since,
-                              until=until, commit=commit)
+    points = trend_series(db, SeriesFilter(cell_id, metric, hardware, tier, since, until, commit))
     found = trends(points, settings)
     if as_json:
         click.echo(json.dumps([trend_document(t) for t in found], indent=2))
@@ -257,46 +157,9 @@ def trend_document(t: Trend) -> dict[str, Any]:
 def report(html_dir: Path, run_dirs: tuple[Path, ...], db: str, run_ids: tuple[str, ...],
            since: str | None, baselines_dir: Path, jobs_dir: Path, price_items: tuple[str, ...]) -> None:
     """Static HTML pages with charts: each run, the trends, and an index. Open offline."""
-    ensure_writable_dir(html_dir, option="--html")
-    with HistoryStore.open(db, create=bool(run_dirs)) as store:
-        prices = catalog_prices(jobs_dir, price_items) if run_dirs else {}
-        for run_dir in run_dirs:
-            existing_dir(run_dir, option="RUN_DIR", what="run")
-            store.record_run(load_run_dir(run_dir, prices=prices))
-        runs = store.runs()
-        if not runs:
-            raise ConfigError("the history has no run yet", where=db,
-                              fix="pass run directories (fleet report --html DIR runs/<run-id>) or run "
-                                  "`fleet history --import runs/<run-id>`")
-        chosen = [r for r in runs if r.run_id in run_ids] if run_ids else runs[-50:]
-        unknown = sorted(set(run_ids) - {r.run_id for r in runs})
-        if unknown:  # before anything is written
-            raise ConfigError(f"no run {', '.join(unknown)} in the history", where=f"--run / {db}",
-                              fix="list the recorded runs with `fleet history --runs`")
-        written: set[str] = set()
-        all_bisections = store.bisections()
-        for row in chosen:
-            run_report = store.report(row.run_id)
-            assert run_report is not None
-            cells = store.cells(row.run_id)
-            baselines = {cid: b for cid, cell in cells.items()
-                         if (b := find_baseline(baselines_dir, cell)[0]) is not None}
-            cost = account(store.jobs(row.run_id), store.prices(row.run_id))
-            cell_ids = {c.cell_id for c in run_report.cells}
-            page = render_run_page(run_report, store.results(row.run_id), baselines, cost,
-                                   [b for b in all_bisections if b["cell_id"] in cell_ids])
-            name = f"run-{row.run_id}.html"
-            (html_dir / name).write_text(page)
-            written.add(name)
-        points = store.series(since=since)
-        latest = store.cells()
-    found = trends(points)
-    (html_dir / "trends.html").write_text(render_trends_page(
-        points, found, _bands(points, latest, baselines_dir),
-        subtitle=f"{len(points)} measurements from {len(runs)} runs" + (f" since {since}" if since else ""),
-        bisections=all_bisections))
-    (html_dir / "index.html").write_text(render_index(runs, pages=written))
-    click.echo(f"wrote {len(written)} run pages, trends.html and index.html to {html_dir}")
+    written = write_site(html_dir, run_dirs, db=db, run_ids=run_ids, since=since, baselines_dir=baselines_dir,
+                         jobs_dir=jobs_dir, price_items=price_items)
+    click.echo(f"wrote {written} run pages, trends.html and index.html to {html_dir}")
 
 
 @click.command(name="select")
@@ -326,17 +189,6 @@ def select_cmd(changed_source: Any, tiers: tuple[str, ...], jobs_dir: Path, as_j
     stderr.print(f"{len(chosen)} of {counted(len(cells), 'cell')} touched by "
                  f"{counted(len(changed), 'changed file')}")
     sys.stdout.flush()
-
-
-def _bands(points: Sequence[SeriesPoint], cells: dict[str, Any], root: Path) -> dict[tuple[str, str], Band]:
-    bands: dict[tuple[str, str], Band] = {}
-    for cell_id, cell in cells.items():
-        baseline = find_baseline(root, cell)[0]
-        for metric in {p.metric for p in points if p.cell_id == cell_id}:
-            band = baseline_band(baseline, metric)
-            if band is not None:
-                bands[(cell_id, metric)] = band
-    return bands
 
 
 def _commit(point: SeriesPoint) -> str:

@@ -89,7 +89,8 @@ def comparator(metric: str) -> Comparator:
 def recorded_noise(baseline: Baseline | None, metric: str) -> Spread | None:
     """The metric's spread over the runs the cell's baseline recorded, relative to their mean (None below
     three runs), handed to the search as its starting noise. (The judge uses the robust sd of the logs of
-    the same runs: within 0.1 % of this for TPOT on the GPU-bound cell, smaller for heavy host tails.)"""
+    the same runs: close to this for TPOT on the GPU-bound cell, smaller for heavy host tails;
+    docs/bisecting.md#noise-the-comparison-assumes.)"""
     entry = baseline.baselines.get(metric) if baseline is not None else None
     values = entry.values if entry is not None else None
     if not values or len(values) < 3 or not statistics.fmean(values):

@@ -1,8 +1,8 @@
 """The controller's loop: submit every cell, gather each outcome, retry what the policy allows, judge.
 
-It owns no I/O of its own beyond what it is handed: the backend runs cells, `fleet.baselines.store` reads the
-baseline files, and the callers decide where reports go. That keeps one loop for the local machine, the
-cluster and the tests.
+It owns no I/O of its own beyond what it is handed: the backend runs cells, the run's BaselineSet reads
+the baseline files (once each), and the callers decide where reports go. That keeps one loop for the
+local machine, the cluster and the tests.
 
 Two kinds of "again": an infrastructure failure is retried by the RetryPolicy (the same replicate,
 attempt budget per reason); a cell the judge finds INCONCLUSIVE is rerun as a new replicate (another
@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.backends.base import Attempt, AttemptOutcome, Backend
-from fleet.baselines.store import find_baseline
 from fleet.judge.decide import (
     ALPHA,
     Rule,
@@ -36,6 +35,7 @@ from fleet.judge.noisy import DEFAULT_MAX_RUNS
 from fleet.judge.verdicts import CellCase, judge_cells, summarize
 from fleet.model import Baseline, Cell, ResultError, RunReport, RunResult
 from fleet.plan.retry import RetryPolicy
+from fleet.run.plan import BaselineSet
 
 #: Decides after each successful run whether the cell needs another one (INCONCLUSIVE).
 RerunCheck = Callable[[Cell, Sequence[RunResult]], bool]
@@ -116,7 +116,7 @@ def execute(
 
 def make_rerun_check(
     cells: Sequence[Cell],
-    baselines_root: Path,
+    baselines: BaselineSet,
     *,
     rule: Rule = "auto",
     alpha: float = ALPHA,
@@ -129,13 +129,12 @@ def make_rerun_check(
     `family`: every cell of the whole run when `cells` is one shard of it (default: `cells`).
     `max_runs`: the loop's budget, as `execute` is given it (the noisy tests spend alpha over its looks).
     """
-    baselines = {cell.id: find_baseline(baselines_root, cell)[0] for cell in cells}
-    pool = whole_run_baselines(family if family is not None else cells, baselines_root, known=baselines)
+    pool = baselines.recorded(family if family is not None else cells)
     family_size = family_size_of(pool)
     pooled = pooled_spreads(pool)
 
     def check(cell: Cell, results: Sequence[RunResult]) -> bool:
-        baseline = baselines.get(cell.id)
+        baseline = baselines.of(cell)
         if baseline is None:
             return False
         evidence = gather(list(results), baseline, rule, pooled, max_runs)
@@ -147,19 +146,10 @@ def make_rerun_check(
     return check
 
 
-def whole_run_baselines(cells: Sequence[Cell], baselines_root: Path, *,
-                        known: Mapping[str, Baseline | None] | None = None) -> list[Baseline]:
-    """The baselines recorded for these cells (cells without one are left out); those in `known`
-    (already read, by cell id) are not read again."""
-    have = known or {}
-    found = (have[cell.id] if cell.id in have else find_baseline(baselines_root, cell)[0] for cell in cells)
-    return [baseline for baseline in found if baseline is not None]
-
-
 def judge_run(
     outcomes: Sequence[CellOutcome],
     *,
-    baselines_root: Path,
+    baselines: BaselineSet,
     run_id: str,
     tier: str,
     backend: str,
@@ -179,11 +169,11 @@ def judge_run(
     budget the outcomes were made under.
     """
     cases = []
-    baselines: dict[str, Baseline] = {}
+    found: dict[str, Baseline] = {}
     for outcome in outcomes:
-        baseline, path = find_baseline(baselines_root, outcome.cell)
+        baseline, path = baselines.lookup(outcome.cell)
         if baseline is not None:
-            baselines[outcome.cell.id] = baseline
+            found[outcome.cell.id] = baseline
         cases.append(CellCase(
             outcome.result,
             baseline,
@@ -194,13 +184,13 @@ def judge_run(
             cell=outcome.cell,
             candidates=outcome.candidates,
         ))
-    pool = whole_run_baselines(family, baselines_root, known=baselines) if family is not None else None
+    pool = baselines.recorded(family) if family is not None else None
     verdicts = judge_cells(cases, rule=rule, alpha=alpha, method=method, pool=pool,
                            family_size=family_size_of(pool) if pool is not None else None, max_runs=max_runs)
     report = summarize(verdicts, run_id=run_id, tier=tier, backend=backend,
                        started_at=started_at, finished_at=finished_at, rule=rule,
                        error_control=method, alpha=alpha, max_runs=max_runs)
-    return report, baselines
+    return report, found
 
 
 def outcomes_from_files(documents: Sequence[tuple[Path, RunResult]]) -> list[CellOutcome]:

@@ -1,8 +1,8 @@
 """Checks made before any cell runs, so that a bad input costs nothing and writes nothing.
 
-Every baseline a run will be judged against is read and validated, and every model the reference
-engine will load from this machine must exist: discovering either after an hour of GPU time, or with
-half a run directory written, is what this avoids.
+Every model the reference engine will load from this machine must exist (and every baseline the run
+will be judged against is read and validated: fleet.run.plan.BaselineSet.read_all): discovering either
+after an hour of GPU time, or with half a run directory written, is what this avoids.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from fleet.baselines.store import find_baseline
 from fleet.errors import ConfigError
 from fleet.model import Cell
 from fleet.suite.models import BUNDLED_PREFIX, resolve_model
@@ -36,15 +35,3 @@ def check_models(cells: Sequence[Cell], jobs_dir: Path = Path("jobs"), *, paths:
             if _local_model_ref(ref) and not (Path(resolved).expanduser() / "config.json").is_file():
                 raise ConfigError(f"no model at {resolved} (no config.json there)", where=where,
                                   fix="point it at a Hugging Face model folder, or use a bundled: model")
-
-
-def check_baselines(cells: Sequence[Cell], baselines_root: Path) -> None:
-    """Read every baseline the run will need; an invalid file, or no baselines folder at all (a typo in
-    --baselines, which would leave every cell NO_BASELINE), stops the run before it starts."""
-    if cells and not baselines_root.is_dir():
-        raise ConfigError("no baselines folder there", where=baselines_root.as_posix(),
-                          fix="pass --baselines DIR (the repository's baselines/); for a first pool's runs, "
-                              "judged NO_BASELINE and kept for `fleet baseline from-results`, create it "
-                              "(mkdir -p DIR)")
-    for cell in cells:
-        find_baseline(baselines_root, cell)

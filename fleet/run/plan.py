@@ -1,0 +1,128 @@
+"""What a run is made of, loaded once: its cells (tier x catalogs, filtered), its rerun budget, and its
+baselines, each file read and validated once however many steps of the run ask for it.
+
+Preflight, the rerun check and the judge all need a cell's baseline; reading the file in each of them
+read every baseline three times per run and let a file edited mid-run judge a cell by two versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fleet.baselines.store import find_baseline
+from fleet.errors import ConfigError, FleetError
+from fleet.history.store import HistoryStore
+from fleet.judge.noisy import DEFAULT_MAX_RUNS
+from fleet.model import Baseline, Cell, RunResult
+from fleet.model.documents import read_document
+from fleet.plan.catalog import list_tiers, load_catalog, load_tier
+from fleet.plan.matrix import expand, filter_cells
+from fleet.plan.sharding import recorded_seconds
+from fleet.run.common import existing_dir
+from fleet.run.preflight import check_models
+
+
+class BaselineSet:
+    """The baselines of one run under `root`, by cell id: each read (and validated) at its first use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._found: dict[str, tuple[Baseline | None, Path]] = {}
+
+    def lookup(self, cell: Cell) -> tuple[Baseline | None, Path]:
+        """The cell's baseline (None when none was recorded) and its path; ConfigError for a bad file."""
+        if cell.id not in self._found:
+            self._found[cell.id] = find_baseline(self.root, cell)
+        return self._found[cell.id]
+
+    def of(self, cell: Cell) -> Baseline | None:
+        return self.lookup(cell)[0]
+
+    def read_all(self, cells: Sequence[Cell]) -> None:
+        """Read every baseline the run will need; an invalid file, or no baselines folder at all (a typo
+        in --baselines, which would leave every cell NO_BASELINE), stops the run before it starts."""
+        if cells and not self.root.is_dir():
+            raise ConfigError("no baselines folder there", where=self.root.as_posix(),
+                              fix="pass --baselines DIR (the repository's baselines/); for a first pool's "
+                                  "runs, judged NO_BASELINE and kept for `fleet baseline from-results`, "
+                                  "create it (mkdir -p DIR)")
+        for cell in cells:
+            self.lookup(cell)
+
+    def recorded(self, cells: Sequence[Cell]) -> list[Baseline]:
+        """The baselines recorded for these cells; cells without one are left out."""
+        return [baseline for cell in cells if (baseline := self.of(cell)) is not None]
+
+
+def plan_cells(jobs_dir: Path, tier: str, hardware: str | None, variant: str | None) -> list[Cell]:
+    """The tier's cells, filtered; an empty selection is the user's mistake, said with the fix."""
+    existing_dir(jobs_dir, option="--jobs", what="jobs")
+    catalog = load_catalog(jobs_dir)
+    tier_model = load_tier(jobs_dir, tier)
+    cells = expand(tier_model, catalog, tier_path=str(jobs_dir / f"{tier}.yaml"))
+    selected = filter_cells(cells, hardware=hardware, variant=variant)
+    if not selected:
+        asked = " ".join(f"--{name} {value}" for name, value in (("hardware", hardware), ("variant", variant))
+                         if value is not None)
+        raise ConfigError(f"no cell of tier {tier!r} matches {asked}",
+                          fix=f"run `fleet plan --tier {tier}` to see its cells")
+    check_models(selected, jobs_dir, paths=False)  # a misspelt bundled: name, on every backend
+    return selected
+
+
+def find_cell(jobs_dir: Path, cell_id: str, tier: str | None) -> Cell:
+    """The cell named `cell_id` in `tier`, or in the first tier of jobs/ that has it."""
+    existing_dir(jobs_dir, option="--jobs", what="jobs")
+    catalog = load_catalog(jobs_dir)
+    tiers = [tier] if tier else list_tiers(jobs_dir)
+    unreadable: list[str] = []
+    known: list[str] = []
+    for name in tiers:
+        try:
+            cells = expand(load_tier(jobs_dir, name), catalog, tier_path=str(jobs_dir / f"{name}.yaml"))
+        except FleetError:
+            if tier:
+                raise
+            unreadable.append(name)
+            continue
+        for cell in cells:
+            if cell.id == cell_id:
+                return cell
+        known += [cell.id for cell in cells]
+    shown = ", ".join(sorted(set(known))[:8]) or "none"
+    cause = f"tiers that could not be read: {', '.join(unreadable)}" if unreadable else None
+    raise ConfigError(f"no cell {cell_id!r} in {'tier ' + tier if tier else 'any tier'} (cells: {shown})",
+                      where="--cell", cause=cause, fix="pick a cell id that `fleet plan --tier TIER` lists")
+
+
+def tier_rerun_budget(jobs_dir: Path, tier: str) -> int:
+    """The runs a cell of this tier may take: the tier file's max_runs, else DEFAULT_MAX_RUNS."""
+    return load_tier(jobs_dir, tier).max_runs or DEFAULT_MAX_RUNS
+
+
+def files_rerun_budget(jobs_dir: Path, tiers: Sequence[str]) -> int:
+    """The rerun budget result files of these tiers were made under, as far as the tier files say: the
+    tiers' own (DEFAULT_MAX_RUNS for a tier with no file here, made elsewhere). Tiers with different
+    budgets cannot be judged as one run without being told which."""
+    known = set(list_tiers(jobs_dir)) if jobs_dir.is_dir() else set()
+    budgets = {tier: tier_rerun_budget(jobs_dir, tier) if tier in known else DEFAULT_MAX_RUNS
+               for tier in tiers}
+    if len(set(budgets.values())) > 1:
+        listed = ", ".join(f"{tier} {budget}" for tier, budget in sorted(budgets.items()))
+        raise ConfigError(f"the results come from tiers with different rerun budgets ({listed})",
+                          where="--max-runs", fix="pass --max-runs N, or judge each tier's results apart")
+    return next(iter(budgets.values()), DEFAULT_MAX_RUNS)
+
+
+def history_seconds(history_db: str, tier: str, last_runs: int = 20) -> dict[str, float]:
+    """Each cell's recorded seconds over the tier's last runs; empty when there is no history yet."""
+    if not history_db or ("://" not in history_db and not Path(history_db).is_file()):
+        return {}
+    with HistoryStore.open(history_db) as store:
+        runs = store.runs(tier=tier)[-last_runs:]
+        return recorded_seconds(span for run in runs for span in store.jobs(run.run_id))
+
+
+def read_result(path: Path) -> RunResult:
+    return read_document(RunResult, path, what="result", schema="result")
