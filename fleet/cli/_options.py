@@ -24,7 +24,8 @@ hardware_option = click.option("--hardware", default=None, help="Only cells on t
 variant_option = click.option("--variant", default=None, help="Only cells of this variant.")
 rule_option = click.option("--rule", type=click.Choice(RULES), default="auto", show_default=True,
                            help="auto: statistical tests where the baseline recorded a spread, the RFC's "
-                                "±tolerance_pct elsewhere; rfc: the RFC rule everywhere.")
+                                "expected ± tolerance_pct (harmful side only) elsewhere; rfc: the RFC "
+                                "rule everywhere.")
 error_control_option = click.option("--error-control", type=click.Choice(METHODS), default="holm",
                                     show_default=True,
                                     help="Across all cells x metrics: holm (family-wise) or bh (false "
