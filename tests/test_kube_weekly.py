@@ -113,9 +113,12 @@ def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
         created = dict(r.emulator.created)
         kubeconfig = emulator_kubeconfig(tmp_path / "kubeconfig", r.server.url)
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.delenv("FLEET_HISTORY_DB", raising=False)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)  # the history goes with --runs-dir, not into the working directory
         result = CliRunner().invoke(resume, ["local-r1", "--runs-dir", str(tmp_path / "runs"),
                                              "--baselines", str(tmp_path), "--kubeconfig", str(kubeconfig),
-                                             "--history-db", str(tmp_path / "h.sqlite"),
                                              "--jobs", str(ROOT / "jobs")])
         assert dict(r.emulator.created) == created
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
@@ -126,7 +129,8 @@ def test_fleet_resume_finishes_a_run_from_run_json_without_creating_a_job(
     report = json.loads((run_dir / "report.json").read_text())
     assert (report["max_runs"], report["rule"], report["error_control"]) == (7, "rfc", "bh")
     assert report["cost"] is not None and (run_dir / "cost.json").is_file()
-    with HistoryStore.open(tmp_path / "h.sqlite", create=False) as store:
+    assert not (elsewhere / "runs").exists()
+    with HistoryStore.open(tmp_path / "runs" / "history.sqlite", create=False) as store:
         assert [row.run_id for row in store.runs()] == ["local-r1"]
 
 

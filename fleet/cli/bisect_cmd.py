@@ -68,13 +68,13 @@ from fleet.run.bisect_setup import bisect as run_bisect
                    "is judged by it from the first round (never below 2 %), counters by it where it is "
                    "above their 1 % floor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("--history-db", default="runs/history.sqlite", show_default=True, envvar="FLEET_HISTORY_DB",
+@click.option("--history-db", default=None, envvar="FLEET_HISTORY_DB",
               help="Record the bisection and its GPU-hours in this history ('' skips it; the sim backend's "
-                   "rehearsals are never recorded).")
+                   "rehearsals are never recorded) [default: <runs-dir>/history.sqlite].")
 def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: str, repo: Path | None,
            commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
            jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
-           seed: int, baselines_dir: Path, as_json: bool, history_db: str, build_images: str | None,
+           seed: int, baselines_dir: Path, as_json: bool, history_db: str | None, build_images: str | None,
            wheel_index: str, search: Literal["posterior", "pinpoint"], min_change: float | None) -> None:
     """Find the commit between --good and --bad that changed --metric of --cell.
 

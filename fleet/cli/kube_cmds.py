@@ -9,6 +9,7 @@ import click
 from fleet.cli._options import notify_options, price_option
 from fleet.plan.images import DEFAULT_REPOSITORY, WHEEL_INDEX_TEMPLATE, build_plan
 from fleet.report import FORMATS, Format
+from fleet.run.common import history_db_in
 from fleet.run.deliver import Delivery, catalog_prices, github_target
 from fleet.run.images import build_image
 from fleet.run.kube import resume_run
@@ -26,19 +27,21 @@ from fleet.run.plan import BaselineSet
               help="Report on stdout.")
 @click.option("--jobs", "jobs_dir", type=click.Path(path_type=Path), default=Path("jobs"), show_default=True,
               help="Directory with hardware.yaml (the pools' prices).")
-@click.option("--history-db", default="runs/history.sqlite", show_default=True, envvar="FLEET_HISTORY_DB",
-              help="Record the run in this history, as fleet submit would have ('' skips it).")
+@click.option("--history-db", default=None, envvar="FLEET_HISTORY_DB",
+              help="Record the run in this history, as fleet submit would have ('' skips it) "
+                   "[default: <runs-dir>/history.sqlite].")
 @price_option
 @notify_options
 def resume(run_id: str, runs_dir: Path, baselines_dir: Path, kubeconfig: str | None,
-           kube_context_name: str | None, fmt: Format, jobs_dir: Path, history_db: str,
+           kube_context_name: str | None, fmt: Format, jobs_dir: Path, history_db: str | None,
            price_items: tuple[str, ...], alert_webhook: str | None, report_url: str | None,
            github_issue_repo: str | None) -> None:
     """Finish a kube run after the controller stopped: adopt its Jobs, gather, retry, report, record and
     alert, judged with the rule, error control, family and rerun budget it was submitted with."""
     run_dir = runs_dir / run_id
-    delivery = Delivery(fmt, [run_dir], catalog_prices(jobs_dir, price_items), history_db or None,
-                        alert_webhook, report_url, github_target(github_issue_repo))
+    history = history_db_in(runs_dir, history_db) or None
+    delivery = Delivery(fmt, [run_dir], catalog_prices(jobs_dir, price_items), history, alert_webhook,
+                        report_url, github_target(github_issue_repo))
     done = resume_run(run_dir, BaselineSet(baselines_dir), delivery=delivery, kubeconfig=kubeconfig,
                       kube_context_name=kube_context_name)
     click.echo(done.stdout, nl=False)

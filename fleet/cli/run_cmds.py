@@ -78,8 +78,9 @@ def plan(tier: str, jobs_dir: Path, hardware: str | None, variant: str | None, a
 @json_option
 @format_option
 @report_dir_option
-@click.option("--history-db", default="runs/history.sqlite", show_default=True, envvar="FLEET_HISTORY_DB",
-              help="Record the run in this history (SQLite file or SQLAlchemy URL); '' skips it.")
+@click.option("--history-db", default=None, envvar="FLEET_HISTORY_DB",
+              help="Record the run in this history (SQLite file or SQLAlchemy URL); '' skips it "
+                   "[default: <runs-dir>/history.sqlite].")
 @price_option
 @notify_options
 @click.option("--shard-id", type=click.IntRange(min=0), default=None,
@@ -90,7 +91,8 @@ def plan(tier: str, jobs_dir: Path, hardware: str | None, variant: str | None, a
 @kube_options
 def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_dir: Path, parallel: int,
            max_runs: int | None, hardware: str | None, variant: str | None, rule: Rule,
-           error_control: Method, as_json: bool, fmt: Format | None, report_dir: Path | None, history_db: str,
+           error_control: Method, as_json: bool, fmt: Format | None, report_dir: Path | None,
+           history_db: str | None,
            price_items: tuple[str, ...], alert_webhook: str | None, report_url: str | None,
            github_issue_repo: str | None, shard_id: int | None, num_shards: int | None,
            dry_run: bool, kubeconfig: str | None, kube_context_name: str | None, namespace: str,

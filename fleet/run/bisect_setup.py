@@ -51,7 +51,7 @@ from fleet.run.bisection import (
     report_document,
     run_bisection,
 )
-from fleet.run.common import ensure_writable_dir, stderr
+from fleet.run.common import ensure_writable_dir, history_db_in, stderr
 from fleet.run.controller import new_run_id
 from fleet.run.plan import find_cell
 
@@ -70,7 +70,7 @@ class BisectDone:
 def bisect(*, good: str, bad: str, cell_id: str, slots: int, backend: str, metric: str, repo: Path | None,
            commits_file: Path | None, scenario: Path | None, image_template: str | None, tier: str | None,
            jobs_dir: Path, runs_dir: Path, max_samples: int, max_rounds: int, local_parallel: int,
-           seed: int, baselines_dir: Path, history_db: str, build_images: str | None,
+           seed: int, baselines_dir: Path, history_db: str | None, build_images: str | None,
            wheel_index: str, search: Literal["posterior", "pinpoint"], min_change: float | None
            ) -> BisectDone:
     """Find the commit between `good` and `bad` that changed `metric` of the cell `cell_id`."""
@@ -120,6 +120,7 @@ def bisect(*, good: str, bad: str, cell_id: str, slots: int, backend: str, metri
     text = render_text(document)
     (run_dir / "bisect.json").write_text(json.dumps(document, indent=2) + "\n")
     (run_dir / "bisect.txt").write_text(text)
+    history_db = history_db_in(runs_dir, history_db)
     if history_db and backend != "sim":
         record_in_history(history_db, bisect_id, outcome, cell, document, price)
     found = outcome.finding.status in ("culprit", "range") and outcome.finding.verified

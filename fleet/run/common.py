@@ -10,6 +10,9 @@ from rich.console import Console
 
 from fleet.errors import ConfigError
 
+#: The history database's file name under --runs-dir.
+HISTORY_FILE = "history.sqlite"
+
 # soft_wrap: a line is never broken at 80 columns when stderr is not a terminal (CI logs, pipes).
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -29,6 +32,12 @@ def ensure_writable_dir(path: Path, *, option: str) -> None:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"output directory {path} is not writable", where=option,
                           fix=f"pass a writable directory to {option}")
+
+
+def history_db_in(runs_dir: Path, given: str | None) -> str:
+    """The history a run records into: `given` ('' records nothing), else history.sqlite beside the run
+    directories, so that `--runs-dir` keeps a run and its history together."""
+    return str(runs_dir / HISTORY_FILE) if given is None else given
 
 
 def existing_dir(path: Path, *, option: str, what: str) -> Path:

@@ -20,7 +20,7 @@ from fleet.plan.catalog import load_tier
 from fleet.plan.cost import JobSpan
 from fleet.plan.sharding import shard_cells
 from fleet.report import Format
-from fleet.run.common import counted, ensure_writable_dir, stderr
+from fleet.run.common import counted, ensure_writable_dir, history_db_in, stderr
 from fleet.run.controller import execute, make_rerun_check, new_run_id
 from fleet.run.deliver import Concluded, Delivery, catalog_prices, conclude, github_target, job_span
 from fleet.run.kube import dry_run_yaml, kube_context, run_kube, start_kube_run
@@ -61,7 +61,8 @@ class SubmitRequest:
     rule: Rule = "auto"
     error_control: Method = "holm"
     report_dir: Path | None = None
-    history_db: str = ""
+    #: None: <runs_dir>/history.sqlite; '' records nothing.
+    history_db: str | None = None
     price_items: Sequence[str] = ()
     alert_webhook: str | None = None
     report_url: str | None = None
@@ -86,6 +87,7 @@ Submitted = Concluded | str | None
 def submit(request: SubmitRequest, progress: Callable[[int], Progress]) -> Submitted:
     """Run the request's cells and conclude; `progress(cells)` makes the progress for that many cells."""
     cells = plan_cells(request.jobs_dir, request.tier, request.hardware, request.variant)
+    history_db = history_db_in(request.runs_dir, request.history_db)
     max_runs = request.max_runs or tier_rerun_budget(request.jobs_dir, request.tier)
     whole_run = cells
     github = github_target(request.github_issue_repo)  # a missing token is a config error before any work
@@ -94,7 +96,7 @@ def submit(request: SubmitRequest, progress: Callable[[int], Progress]) -> Submi
         raise ConfigError("--shard-id and --num-shards go together", where="--shard-id/--num-shards",
                           fix="pass both, e.g. --shard-id 0 --num-shards 4, or neither")
     if shard_id is not None and num_shards is not None:
-        cells = shard_cells(cells, shard_id, num_shards, history_seconds(request.history_db, request.tier))
+        cells = shard_cells(cells, shard_id, num_shards, history_seconds(history_db, request.tier))
         if not cells:
             stderr.print(f"shard {shard_id} of {num_shards} has no cell of tier {request.tier}: "
                          "nothing to run")
@@ -136,7 +138,7 @@ def submit(request: SubmitRequest, progress: Callable[[int], Progress]) -> Submi
                               family=whole_run, max_runs=max_runs)
              if max_runs > 1 else None)
     report_dirs = [run_dir, *([request.report_dir] if request.report_dir else [])]
-    delivery = Delivery(request.fmt, report_dirs, prices, request.history_db or None, request.alert_webhook,
+    delivery = Delivery(request.fmt, report_dirs, prices, history_db or None, request.alert_webhook,
                         request.report_url, github)
     if context is not None:
         start_kube_run(state, run_dir)
