@@ -23,13 +23,13 @@ from fleet.model.metrics import metric_info
 #: then raises a false alarm about once in 16,000 runs.
 SPREAD_MULTIPLIER = 4.0
 
-#: Floors per metric class, in percent, with the evidence behind each.
+#: Floors per metric class, in percent; the evidence behind each is in docs/judging.md#engine-start-noise.
 FLOORS_PCT = {
-    # Greedy acceptance is deterministic on one engine build; vLLM's own AL tests allow 2-5 %.
+    # Greedy acceptance is deterministic on one engine build; vLLM's own AL tests allow about this much.
     "acceptance": 5.0,
-    # Batched greedy output flips on near-ties; two vLLM reference runs agreed on 46/50 prompts (8 %).
+    # Batched greedy output flips on near-ties: two vLLM reference runs disagreed on a few prompts.
     "match": 10.0,
-    # Latency moved by up to 24 % between two engine starts of one configuration on the H200.
+    # Latency moved by nearly this much between two engine starts of one configuration on the H200.
     "latency": 25.0,
 }
 

@@ -3,10 +3,10 @@
 fleet.bisect.search's Pinpoint search places each probed commit on the good or the bad side by a three-valued
 comparison and narrows the bracket on every DIFFERENT. With one run per probe and a step only a few noise
 widths tall, that trusts too much and too little at once: one outlying run puts a commit on the wrong
-side and the bracket walks away until the verification fails rounds later (ngram acceptance length
--3..-7 %: 22 % of bisections over the 7-round bar, nearly half of them by such a walk), and an UNKNOWN
-holds the bracket where it is until more samples come (TPOT +5..+30 % on the GPU-bound cell: 18 rounds
-on average; benchmarks/bisect_efficiency.py prints both searches).
+side and the bracket walks away until the verification fails rounds later (small ngram acceptance-length
+steps missed the 7-round bar that way), and an UNKNOWN holds the bracket where it is until more samples
+come (GPU-bound TPOT steps took far more rounds); benchmarks/bisect_efficiency.py prints both searches
+(figures: docs/bisecting.md#design-choices-measured).
 
 Probabilistic bisection (Horstein 1963; Waeber, Frazier and Henderson, "Bisection search with noisy
 responses", 2013) keeps instead the probability of every commit being the first changed one, updated
@@ -15,8 +15,9 @@ with every sample through the noise's likelihood, and probes where that mass spl
   each side's mean is estimated from all the samples that side holds for that culprit (profile
   likelihood), so every run counts, the ends' as much as the probes';
 - the noise is Student's t with TAIL_FREEDOM degrees of freedom around those means, scaled by the
-  recorded spread pooled with the bisection's own (never below the policy's floor): one engine start in
-  fifteen reads 2.4 % low (ngram, evidence/h200/series), which a normal likelihood would believe;
+  recorded spread pooled with the bisection's own (never below the policy's floor): now and then one
+  ngram engine start reads far low (docs/bisecting.md#noise-the-comparison-assumes), which a normal
+  likelihood would believe;
 - k slots probe the commits at the posterior's quantiles 1/(k+1) .. k/(k+1), the k-ary search of a
   noise-free world; when the mass piles up on one commit, its quantiles land on it and its parent, which
   is how they are resampled;
@@ -45,8 +46,9 @@ from fleet.judge.compare import (
 )
 from fleet.model.metrics import MetricClass, metric_info
 
-#: The likelihood's relative sd floor for counter metrics: half ngram's measured spread (1.0 % over 10
-#: engine starts), above draft_model's (0.4 %); a recorded or pooled spread above it is used as it is.
+#: The likelihood's relative sd floor for counter metrics: half ngram's measured spread, above
+#: draft_model's (docs/bisecting.md#noise-the-comparison-assumes); a recorded or pooled spread above it
+#: is used as it is.
 COUNTS_LIKELIHOOD_FLOOR = 0.005
 #: Rounds before ends that compare UNKNOWN get runs of their own while the probes have found nothing (a
 #: leading group under half the mass): earlier, every probe is worth more than an end's second run,
@@ -55,10 +57,9 @@ END_PATIENCE = 3
 #: Degrees of freedom of the likelihood's Student's t: heavy enough a tail that one run 3 sd off weighs
 #: against its side by a factor of about 20, not the normal's 90. Its scale is the spread itself, so the
 #: t spreads sqrt(2) times wider than the runs: deliberately. Scaled to the spread's variance (and with
-#: both levels shared by every culprit, not fitted per culprit), ngram found 98.9 % within 7 rounds
-#: instead of 98.5 % (6 x 1,000 trials) and GPU-bound TPOT 84.4 % instead of 81.7 %, but runs twice as
-#: noisy as the recorded spread verified a wrong commit in 1.2 % of trials instead of 0.3 %
-#: (benchmarks/bisect_efficiency.py, three engine starts, seed 1).
+#: both levels shared by every culprit, not fitted per culprit), ngram and GPU-bound TPOT culprits were
+#: found a little sooner, but runs twice as noisy as the recorded spread verified wrong commits far more
+#: often (figures: docs/bisecting.md#design-choices-measured).
 TAIL_FREEDOM = 4.0
 #: Posterior mass below which the bracket reported each round (bracket()) leaves commits out, each side.
 BRACKET_TAIL = 0.005

@@ -44,8 +44,8 @@ from fleet.judge.compare import Comparison, Spread, Verdict, compare_best_run, o
 #: Degrees of freedom from which the pooled within-commit spread is handed to the comparator as noise.
 POOLED_NOISE_MIN_FREEDOM = 4
 #: Samples a commit needs before a level apart from both ends counts as a change of its own: with one
-#: regression in the range, such a level is far more often an outlying run (on the H200 one ngram engine
-#: start in 15 read acceptance length 2.4 % low, evidence/h200/series).
+#: regression in the range, such a level is far more often an outlying run (on the H200 an ngram engine
+#: start now and then reads acceptance length far low: docs/bisecting.md#noise-the-comparison-assumes).
 INTERMEDIATE_SAMPLES = 3
 #: Samples of each end that slots left free by a round's probes buy: one noisy end misplaces many commits.
 END_SAMPLES = 3
@@ -292,8 +292,8 @@ class Bisection:
         for a metric that has slow starts and a spread known; None otherwise (the rank tests decide). The
         culprit's first run chose it (it read slow, or the search would not have put it here), so it is
         no evidence: among the commits a search probes, one with a slow start and then another gets to
-        verification often enough that, counted, the Pinpoint search verified a wrong commit in 1.4 % of
-        GPU-bound bisections instead of 0.3 % (benchmarks/bisect_efficiency.py)."""
+        verification often enough that, counted, the Pinpoint search verified wrong commits several times
+        as often as without it (benchmarks/bisect_efficiency.py; docs/bisecting.md#wrong-verified-rates)."""
         noise = self._pooled_noise()
         if noise is None or not self.policy.slow_side:
             return None

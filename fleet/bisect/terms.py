@@ -54,8 +54,8 @@ class SearchPolicy:
     slots: int
     max_samples: int = 12
     #: Failed runs after which a commit that never ran is untestable. Transient failures (a lost node) are
-    #: retried until then: at 5 % flaky runs three in a row happen to one commit in 8,000, and in the
-    #: bisection benchmark it was once the culprit's parent, named untestable and put in the answer.
+    #: retried until then: three failures in a row are rare but happen in the bisection benchmark, once to
+    #: the culprit's parent, named untestable and put in the answer (docs/bisecting.md#wrong-verified-rates).
     max_failures: int = 4
     max_rounds: int = 40
     verify_fresh: int = 1
@@ -63,7 +63,7 @@ class SearchPolicy:
     #: (10, 20, 40, ...), which suits noisy latency metrics that rank tests judge only at larger n.
     resample: Literal["one", "double"] = "one"
     #: Verify the culprit against its parent on their own samples (for latency: the rank tests), not on the
-    #: pooled spread: heavy tails (one slow engine start in 15) must not verify a wrong commit.
+    #: pooled spread: heavy tails (an occasional slow engine start) must not verify a wrong commit.
     verify_on_samples: bool = False
     #: Where a slow engine start reads: +1 high (latency), -1 low (speedup, throughput), 0 nowhere
     #: (counters). A culprit of a change that way is verified first by its best run (fleet.judge.compare).

@@ -14,8 +14,8 @@ the test's variance of the observed value under "no change" is
   kernel change that flips near-tie argmaxes re-draws at most every event), so it errs toward not
   failing; it is also the floor that stops a baseline with zero recorded spread (the CPU reference
   engine is bit-deterministic) from failing on a single flipped draft.
-- The second term is the real run-to-run noise (ngram counters moved ~1 % between H200 engine starts,
-  the match rate moved 43/50 -> 30-32/50, and 25/50..45/50 over five starts), estimated from the N
+- The second term is the real run-to-run noise (counters and above all the match rate move between H200
+  engine starts: docs/judging.md#engine-start-noise), estimated from the N
   recorded runs (robust_sd), floored by the run's pooled relative spread of the same metric on the
   same hardware pool (five runs give a cell's own estimate only 4 degrees of freedom), and shrunk by
   the n candidate runs judged together.

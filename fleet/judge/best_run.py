@@ -1,9 +1,9 @@
 """A noisy metric's FAIL decided on the candidates' best run, so that slow engine starts cannot make one.
 
-On the H200 one engine start in twenty ran the GPU-bound cell 17 % slow as a whole, all of its requests
-(evidence/h200/mseries2 mb6), while the same job's non-speculative reference did not move. Nothing inside
-one run tells such a start from a regression, and a centre of the candidate runs (mean, median, trimmed
-mean) is moved by two of them among five, which happens to some cell of a 40-cell nightly every few
+On the H200 an occasional engine start ran the GPU-bound cell slow as a whole, all of its requests,
+while the same job's non-speculative reference did not move (figures: docs/judging.md#engine-start-noise).
+Nothing inside one run tells such a start from a regression, and a centre of the candidate runs (mean, median,
+trimmed mean) is moved by two of them among five, which happens to some cell of a 40-cell nightly every few
 nights. Starts are never slow in the helpful direction, so the candidates' best run is the statistic
 they cannot move: a regression slows every run, a slow start only some (Chen & Revels, "Robust
 benchmarking in noisy environments", 2016, take the minimum for the same reason).
@@ -23,8 +23,8 @@ The test, on h = log value signed so that harm is up (latency as is, speedup and
   well (slow starts may belong to one configuration more than to its pool). That record's prior (one in
   twenty worth twenty runs, against a cell's ten) is also the margin for host-bound cells, whose latency
   is a mixture of hosts rather than a normal core plus rare slow starts: moderated by the pool's record
-  instead, TPOT +10 % was caught in 57 % of GPU-bound cells (44.5 %) but the CPU-shaped nightly cried
-  wolf in 1.5 % of nights (0.5 %), every time on a host-bound cell (commits 78bf585, 26a503e). p_fail
+  instead, more GPU-bound regressions were caught but the CPU-shaped nightly's false alarms rose, every
+  one on a host-bound cell (figures: docs/judging.md#false-alarms). p_fail
   cannot fall below E[r^n], so with slow starts in the record a FAIL needs several runs, each of them
   slow (an early look that cannot reach its share of the budget keeps it unspent: fleet.judge.noisy
   splits the budget before the record is known);
@@ -37,9 +37,9 @@ The test, on h = log value signed so that harm is up (latency as is, speedup and
 - The best run trusts the fastest run: an anomalously fast one (a truncated run) would hide a
   regression, and starts that are slow together (one slow host for a whole rerun loop) are likelier
   than r^n. fleet's runs are whole engine starts, and on Kubernetes each rerun prefers a node the cell
-  has not run on yet (fleet.plan.render._away_from): one H200 host ran a GPU-bound cell's TPOT p90 18 % above
-  two others with the same vLLM, and a loop kept on it made 6 of 18 A/A rerun loops FAIL when judged
-  alone (evidence/h200/pinseries2). The local backend has one host: its reruns share it.
+  has not run on yet (fleet.plan.render._away_from): one H200 host ran a GPU-bound cell's TPOT tail well
+  above two others with the same vLLM, and rerun loops kept on it FAILed when judged alone (figures:
+  docs/judging.md#host-shift). The local backend has one host: its reruns share it.
 """
 
 from __future__ import annotations
@@ -56,22 +56,22 @@ from scipy import stats as scipy_stats
 
 #: A recorded run further than this many robust sd (1.4826 x MAD, no smaller than the pool's) on the
 #: harmful side of its cell's median is a slow start. Not further: five or ten runs' MAD reads high, and
-#: the H200's slow start (+17 %, 6 sd of the GPU-bound cell's 2.8 % spread) then stays in the core (at 4 sd
-#: the record of cells that are 1 in 20 slow read 2.6 % from five runs, 3.3 % from ten; at 3 sd 3.5 % and
-#: 4.3 %, normal runs counted 0.1 % of the time). At 4 sd, 14-19 % of the GPU-bound cells of a simulated
-#: nightly (benchmarks/judge_power.py) kept a slow start, read a spread of 6-8 % and could not fail a
-#: +10 % TPOT rise; a normal run set aside now and then costs a core run, not a false alarm.
+#: the H200's slow start (about 6 sd of the GPU-bound cell's spread) then stays in the core, the record
+#: undercounts slow starts, and the cells that kept one read a spread no TPOT +10 % rise could exceed; a
+#: normal run set aside now and then costs a core run, not a false alarm (figures:
+#: docs/judging.md#detection-power).
 SLOW_START_THRESHOLD = 3.0
 #: Slow starts are rare: a cell with more of its runs that far out than its pool's rate of them makes
-#: likely (below this binomial tail) is heavy-tailed and keeps them (the CPU's draft_model cell recorded TPOT
-#: at 0.91-1.10 of its mean over five starts). Two among ten runs is not that: at one in twenty, one cell
-#: in twelve has them, and a fixed share of one in ten left those cells' spreads at 7 %.
+#: likely (below this binomial tail) is heavy-tailed and keeps them (the CPU's draft_model cell, whose TPOT
+#: spread wide over five starts). Two among ten runs is not that: at one in twenty,
+#: one cell in twelve has them, and a fixed share of one in ten left those cells' spreads too wide to fail
+#: a regression (figures: docs/judging.md#engine-start-noise, docs/judging.md#detection-power).
 HEAVY_TAIL_ALPHA = 0.05
 #: Fewer recorded runs say too little about their median and MAD to single one out.
 MIN_RUNS_TO_SET_ASIDE = 5
 #: What is known of slow starts before a pool's record says more: one in twenty, as the H200 measured
-#: (evidence/h200/mseries2: 1 of 20 engine starts of the GPU-bound cell; on the CPU one of 11 starts had a
-#: TTFT p99 twice the others'), worth twenty runs, so a pool of ten cells' baselines outweighs it five times.
+#: (figures, and the CPU's: docs/judging.md#engine-start-noise), worth twenty runs, so a pool of ten cells'
+#: baselines outweighs it five times.
 PRIOR_SLOW = 1.0
 PRIOR_RUNS = 20.0
 #: Quadrature over the centre's uncertainty (Gauss-Hermite) and the spread's (Gauss-Legendre panels over

@@ -4,9 +4,10 @@ The search (E-divisive, then t-tests) decides that a segment's mean changed; thi
 Both answers come from one posterior of a single mean shift's place under normal noise with both means
 and the spread unknown (flat priors): p(tau) proportional to (tau (n - tau))^(-1/2) RSS(tau)^(-(n - 2) / 2)
 (Smith, "A Bayesian approach to inference about a change-point in a sequence of random variables",
-Biometrika 1975). A 5 % step in the GPU-bound cell's TPOT is about two run-to-run sd: its place is known
-to a few runs, not one, so fleet reports the place most likely within PLACE_WITHIN runs of the truth, and
-the range that holds PLACE_CREDIBILITY of the posterior for a bisection to start from. Pure.
+Biometrika 1975). A 5 % step in the GPU-bound cell's TPOT is only a couple of run-to-run sd
+(docs/judging.md#trends-and-change-points): its place is known to a few runs, not one, so fleet reports the
+place most likely within PLACE_WITHIN runs of the truth, and the range that holds PLACE_CREDIBILITY of the
+posterior for a bisection to start from. Pure.
 """
 
 from __future__ import annotations
@@ -51,10 +52,9 @@ def best_place(segment: np.ndarray, min_segment: int) -> int | None:
     """The place, min_segment runs or more from either end, whose PLACE_WITHIN neighbourhood holds the
     most posterior mass: the Bayes rule for "within PLACE_WITHIN runs". Least squares' place (the posterior's
     mode, give or take the (tau (n - tau))^(-1/2) factor) is one run's worth of chance; where the posterior
-    is flat or has two humps, the densest stretch is the better bet. 5 % steps placed within 3 runs on the
-    GPU-bound cell's noise of benchmarks/change_points.py (runs of three engine starts, 400 series, seeds
-    7 / 8), least squares -> this: speedup 94.5 / 95.0 -> 95.5 / 96.8 %, TPOT 96.8 / 98.0 -> 97.5 / 99.5 %;
-    false change points unchanged."""
+    is flat or has two humps, the densest stretch is the better bet: on the GPU-bound cell's noise of
+    benchmarks/change_points.py it placed more 5 % steps within 3 runs than least squares did, with false
+    change points unchanged (figures: docs/judging.md#trends-and-change-points)."""
     n = len(segment)
     allowed = np.arange(min_segment, n - min_segment + 1)
     if len(allowed) == 0:
@@ -73,9 +73,9 @@ def relocated(series: np.ndarray, indices: list[int], min_segment: int) -> list[
     """Each change point moved to its best place between its neighbours (best_place).
 
     E-divisive finds that the distribution changed, robustly, but places a mean shift of about two
-    run-to-run sd less precisely: on the GPU-bound TPOT noise of benchmarks/change_points.py (400 series,
-    seed 7, single engine starts), 5 % steps within 3 points of where they were planted went 84.2 % ->
-    85.0 % when least squares first moved them, and 85.0 % -> 86.2 % with best_place instead.
+    run-to-run sd less precisely: on the GPU-bound TPOT noise of benchmarks/change_points.py more 5 % steps
+    end within 3 points of where they were planted once they are moved, by least squares and more by
+    best_place (figures: docs/judging.md#trends-and-change-points).
     """
     moved = list(indices)
     for position in range(len(moved)):

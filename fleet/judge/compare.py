@@ -7,12 +7,13 @@ enough that a change of the size being hunted would almost surely have shown, an
 which asks for more samples. This module is that comparison, pure, with every threshold's reason below.
 
 Three cases, by the metric's kind (fleet.suite.derive) and what is known of its noise:
-- latency metrics are noisy and not normal (a fresh engine start moved TPOT by up to 24 % on an H200):
+- latency metrics are noisy and not normal (a fresh engine start moves TPOT a lot on an H200:
+  docs/judging.md#engine-start-noise):
   Pinpoint's p = min(Kolmogorov-Smirnov p, Mann-Whitney U p), because "MWU is bad at detecting changes
   in variance, and K-S is bad with discrete distributions".
 - acceptance and match metrics are ratios of integer counters and near-deterministic under greedy
-  decoding (draft_model counters identical across engine starts, ngram's within about 1 %): rank tests
-  cannot reach p <= 0.01 with fewer than 4-5 samples a side, so they are compared as counts, by the
+  decoding (within about a percent across engine starts: docs/bisecting.md#noise-the-comparison-assumes):
+  rank tests cannot reach p <= 0.01 with fewer than 4-5 samples a side, so they are compared as counts, by the
   relative difference of their means against a known noise level, which decides from one run each.
 - latency with a spread known from more runs than these (the cell's baseline, pooled with every commit
   the bisection measured twice) is compared the same way, against that spread (never below
@@ -54,21 +55,21 @@ LOW_THRESHOLD = 0.01
 #: SAME only if a true change of the expected magnitude would give a p-value this high in at most 1 % of
 #: draws (one-sided normal quantile 2.326): Pinpoint's "high threshold", derived here analytically.
 MISS_QUANTILE = 2.326
-#: Relative run-to-run sd assumed for counter metrics when the samples themselves show less: ngram's
-#: acceptance length spread 1.0 % over 10 engine starts of one H200 lease (evidence/h200/series; 0.2 %
-#: over 5 on another), draft_model's 0.4 %. Below the worst measured, one odd run passes for a
-#: regression: with 0.75 % the bisection benchmark named a wrong culprit in 1.5 % of ngram trials.
+#: Relative run-to-run sd assumed for counter metrics when the samples themselves show less: the worst
+#: spread measured across engine starts (ngram's acceptance length on the H200). Below it, one odd run
+#: passes for a regression: a lower floor let the bisection benchmark name wrong ngram culprits (figures:
+#: docs/bisecting.md#noise-the-comparison-assumes).
 COUNTS_NOISE_FLOOR = 0.010
 #: Relative sd assumed for latency metrics when fewer than two samples a side exist to estimate it: the
-#: three H200 pairs of TPOT p50 (2.11/2.18, 2.22/2.13, 3.82/4.75) give a pooled sd of about 9 %.
+#: pooled sd of the first H200 pairs of TPOT p50 (docs/bisecting.md#noise-the-comparison-assumes).
 LATENCY_NOISE_FLOOR = 0.09
 #: Degrees of freedom from which a latency sd estimated from the samples replaces the floor: below that,
 #: a sample sd misses the true one by more than half about 1 time in 10 (chi-square with 4 dof).
 LATENCY_FREEDOM_TO_TRUST = 4
 #: Relative sd below which a known latency spread is not believed: the judge's floor for noisy metrics
 #: (fleet.judge.noisy.FLOOR_LOG_SD), below every spread across engine starts measured for a speculative
-#: run (2.66 % TPOT p50 on the GPU-bound 8B-shaped cell; its non-speculative reference read 0.04 % on one
-#: lease, which a fleet of nodes will not repeat).
+#: run (the GPU-bound 8B-shaped cell's TPOT p50; its non-speculative reference read far less on one lease,
+#: which a fleet of nodes will not repeat: docs/bisecting.md#noise-the-comparison-assumes).
 LATENCY_KNOWN_FLOOR = 0.02
 #: Mann-Whitney's asymptotic efficiency relative to the t-test under normal noise (3/pi): the rank test
 #: needs about 1/0.955 as many samples, so the effect it can see at a given n is scaled by sqrt(0.955).
@@ -177,7 +178,8 @@ def one_sided(check: Comparison) -> Comparison:
     with a direction, so its p is the comparison's two-sided one halved (exact for Mann-Whitney's and
     the normal's symmetric nulls, and for Kolmogorov-Smirnov's in its tail, where a p <= 0.01 lies). The
     rank tests then verify from 4 and 5 runs instead of 5 and 5: on the GPU-bound TPOT noise the culprit
-    was found within the 7-round bar in 31 % of trials instead of 23 %, as often right, none wrongly."""
+    was found within the 7-round bar more often, as often right, none wrongly
+    (docs/bisecting.md#design-choices-measured)."""
     p_value = check.p_value / 2
     if p_value > LOW_THRESHOLD:
         return check  # not decided either way: the two-sided comparison, whose thresholds it states, stands

@@ -214,8 +214,8 @@ def gather(results: Sequence[RunResult], baseline: Baseline, rule: Rule = "auto"
 def _attribute_to_host(evidence: CellEvidence) -> None:
     """A slower host slows the non-speculative reference of the same job too: where the reference moved
     at least HOST_SHARE as far as an absolute latency metric, that metric cannot fail (speedup, a ratio
-    within the job, still can). On the H200 the reference got 38 % slower between two leases of the same
-    machine type while speedup stayed put (evidence/h200/README.md)."""
+    within the job, still can). On the H200 the reference got much slower between two leases of the same
+    machine type while speedup stayed put (figures: docs/judging.md#host-shift)."""
     reference = evidence.assessments.get(HOST_YARDSTICK)
     if reference is None or reference.expected <= 0 or reference.level <= 0:
         return

@@ -1,10 +1,11 @@
 """Tests for noisy system metrics (TTFT, TPOT, e2e, throughput, speedup) against the recorded spread.
 
-Latency moved by up to 24 % between two engine starts of one configuration on the H200, so the only
-honest yardstick is the spread recorded across engine starts when the baseline was made. The test works
-on log values, because latency noise is multiplicative (a busy host slows everything by a factor). Its
-decision is taken on the candidates' best run (fleet.judge.best_run: a FAIL must survive slow engine
-starts among them, which the recorded runs' slow starts, set aside, measure); the candidates' centre,
+Latency moves a lot between two engine starts of one configuration (figures:
+docs/judging.md#engine-start-noise), so the only honest yardstick is the spread recorded across engine starts
+when the baseline was made. The test works on log values, because latency noise is multiplicative (a busy host
+slows everything by a factor). Its decision is taken on the candidates' best run (fleet.judge.best_run: a FAIL
+must survive slow engine starts among them, which the recorded runs' slow starts, set aside, measure); the
+candidates' centre,
 
     z = (centre of log candidates - mean log recorded) / (sd x sqrt(1/n + 1/N)),
 
@@ -14,12 +15,12 @@ direction, the test itself, two-sided).
 - sd = max(robust_sd of the N recorded log values left when slow starts are set aside, FLOOR_LOG_SD).
   robust_sd is the larger of the sample sd and 1.4826 x MAD, because N is small (5) and an
   underestimated sd is a false alarm. The
-  floor, 2 %, is below every spread measured across engine starts so far (CPU reference engine: 4.8 %
-  TPOT p50 for ngram, 8.4 % for draft_model over 11 starts; H200: 2.11 vs 2.18 ms reference TPOT, about
-  2.3 %): a recorded spread under it is taken as five lucky runs, not a quiet machine.
+  floor, 2 %, is below every spread measured across engine starts so far (on the CPU reference engine
+  and the H200: docs/judging.md#engine-start-noise): a recorded spread under it is taken as five lucky
+  runs, not a quiet machine.
 - Fewer than MIN_RUNS_TO_FAIL (3) runs never fail a noisy metric: one engine start can land on a busy
-  host (one of the 11 CPU runs had a TTFT p99 twice the others; on the H200 single starts were 20-40 %
-  slow, evidence/h200), and two such starts in a row are not rare. Suspicious early runs are
+  host (on the CPU and the H200 single starts ran far slower than the rest:
+  docs/judging.md#engine-start-noise), and two such starts in a row are not rare. Suspicious early runs are
   INCONCLUSIVE, which makes the controller rerun the cell. A FAIL also needs a one-sided Mann–Whitney
   rank test against the recorded runs left when slow starts are set aside, at RANK_ALPHA (the rank test
   alone cannot carry it: with 5 recorded and 3 candidate runs its smallest p is 1/56). The centre shown
@@ -40,7 +41,8 @@ direction, the test itself, two-sided).
   well below the truth, and the normal's thin tails then turn one unlucky baseline into false alarms
   night after night. A floor or the pooled spread over it raises the scale but keeps those degrees of
   freedom: it does not make the spread known (taking it as known, with slow starts set aside from five
-  runs, let a review's simulation fail 20-40 times more often than the budget allowed).
+  runs, let a review's simulation fail many times more often than the budget allowed:
+  docs/judging.md#false-alarms).
 - With MIN_PRIOR_CELLS or more other cells of the metric on the pool, the cell's own variance is
   moderated instead (empirical Bayes, Smyth 2004, limma's moderated t): the other cells' sample log
   variances fit a scaled inverse chi-square prior (s0^2, d0), and the cell's variance becomes
@@ -48,12 +50,12 @@ direction, the test itself, two-sided).
   of engine on one kind of GPU) d0 is large and the test nears the normal; where they disagree d0 is
   small and each cell is judged by its own runs, as above. Ten runs per cell leave Student's t with 9
   degrees of freedom, whose 3.2e-5 quantile (the last look's Holm step over a nightly's 250 tests) is
-  7.0 against the normal's 4.0: the price of judging each cell alone (for the centre; the best run pays
-  it in its own way). The prior leaves the judged cell
-  out (fitted with it, a prior of 3-4 cells took the cell's own runs twice and false alarms ran 2-3x
-  the nominal rate), d0 never exceeds the dof of the runs it came from (it cannot know more than they
-  measured), and a sample variance below FLOOR_LOG_SD^2 enters the fit at the floor (a near-constant
-  cell would otherwise read as a wildly different spread and switch moderation off for its pool).
+  7.0 against the normal's 4.0: the price of judging each cell alone (for the centre; the best run pays it in
+  its own way). The prior leaves the judged cell out (fitted with it, a prior of 3-4 cells took the cell's own
+  runs twice and false alarms ran above the nominal rate: docs/judging.md#false-alarms), d0 never exceeds the
+  dof of the runs it came from (it cannot know more than they measured), and a sample variance below
+  FLOOR_LOG_SD^2 enters the fit at the floor (a near-constant cell would otherwise read as a wildly different
+  spread and switch moderation off for its pool).
   A cell whose own variance the prior makes
   unlikely (above its predictive F quantile at OUTLIER_ALPHA: one configuration noisier than the rest of
   its pool) is judged alone, as above, instead of being shrunk towards spreads it does not share.
@@ -113,10 +115,10 @@ MAX_LOG_EDGE = 20.0
 #: fewer say too little about how much the cells' spreads differ.
 MIN_PRIOR_CELLS = 3
 #: A cell's own variance above the prior's predictive (1 - OUTLIER_ALPHA) quantile is not moderated.
-#: A screen, so generous: with spreads in two groups 2-3x apart (the CPU-shaped noise of
-#: benchmarks/judge_power.py --hardware cpu: ngram's TPOT 4.8 %, draft_model's 8.4 %) a 1 % screen let the
-#: quieter group's prior pull the noisier cells down, and false alarms rose to 1.2 % per nightly (0.75 %
-#: at 10 %); where the cells agree it sends one in ten to be judged alone.
+#: A screen, so generous: with spreads in two groups far apart (the CPU-shaped noise of
+#: benchmarks/judge_power.py --hardware cpu) a 1 % screen let the quieter group's prior pull the noisier
+#: cells down, and false alarms rose over the budget (figures: docs/judging.md#false-alarms); where the
+#: cells agree it sends one in ten to be judged alone.
 OUTLIER_ALPHA = 0.1
 
 
@@ -241,11 +243,11 @@ def worst_change(core: CoreModel, best: float, runs: int) -> float | None:
     """What the runs rule out: the largest harmful shift (harm-scale log units) of every run under which
     the best of `runs` runs would still read as well as `best` with chance WORST_CHANGE_TAIL.
 
-    A PASS from one run says little: on the GPU-bound H200 pool a TPOT +10 % cell's single run read
-    under the PASS edge often enough that such cells passed in 23 % of simulated nightlies
-    (benchmarks/judge_power.py --latency-noise gpu-bound, "missed: PASS"), so the verdict says how large a
-    change it leaves possible. Slow starts only make a best run read worse, so the core model's bound
-    holds with them. None where the spread's few degrees of freedom put it beyond any value.
+    A PASS from one run says little: on the GPU-bound H200 pool a TPOT +10 % cell's single run often reads
+    under the PASS edge (benchmarks/judge_power.py --latency-noise gpu-bound, "missed: PASS"; figures:
+    docs/judging.md#detection-power), so the verdict says how large a change it leaves possible. Slow starts
+    only make a best run read worse, so the core model's bound holds with them. None where the spread's few
+    degrees of freedom put it beyond any value.
     """
     shift = best - core.benign_bound(WORST_CHANGE_TAIL, runs)
     return shift if math.isfinite(shift) and abs(shift) <= MAX_LOG_EDGE else None

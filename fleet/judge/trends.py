@@ -11,7 +11,8 @@ Regressions", ICPE 2023), as Apache Otava implements it:
    into two different distributions; Student's two-sample t-test decides whether the split is real
    at a relaxed threshold (10 x the final one), and splitting recurses into both halves. The pooled
    spread matters: with Welch's test a short segment that happens to be tight looks significant, and
-   false change points on the benchmark's real noise were 3 % instead of under 1 %;
+   false change points on the benchmark's real noise rose over the 1 % bar
+   (docs/judging.md#trends-and-change-points);
 2. merge: each proposed point is re-tested against its neighbouring segments only, and the weakest
    point whose p-value misses the final threshold (or whose change is below the minimum size) is
    dropped, its neighbours re-tested, until every point left passes;
@@ -20,10 +21,10 @@ Regressions", ICPE 2023), as Apache Otava implements it:
    miss a threshold, all keep the places the merge left them at.
 A minimum segment length on both sides of a point keeps a single spike (one bad engine start) from
 being a change, and before any of it a Hampel-type filter (spikes) leaves out each point that stands
-more than SPIKE_THRESHOLD noise sd from the median of its neighbourhood: on the H200 one engine start in
-twenty ran the GPU-bound cell 17 % slow as a whole (evidence/h200/mseries2), and such spikes, kept, widen
-every segment's spread (the t-test then misses real 5 % steps) and now and then line up into a segment of
-their own. Pure: values in, change points out.
+more than SPIKE_THRESHOLD noise sd from the median of its neighbourhood: on the H200 an occasional engine
+start ran the GPU-bound cell slow as a whole (docs/judging.md#engine-start-noise), and such spikes, kept,
+widen every segment's spread (the t-test then misses real 5 % steps) and now and then line up into a segment
+of their own. Pure: values in, change points out.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from fleet.model.metrics import HOST_YARDSTICK, host_sensitive, metric_info
 
 #: A point more than this many noise sd from its neighbourhood's median is a spike (spikes): beyond
 #: where normal noise reaches in 100-point series, well short of a whole slow start on the GPU-bound
-#: cell (+17 %, 6 sd of its 2.8 % typical spread).
+#: cell (about 6 sd of its typical spread: docs/judging.md#engine-start-noise).
 SPIKE_THRESHOLD = 4.0
 #: More spikes than this share of a series are not spikes (spikes).
 MAX_SPIKE_SHARE = 0.1
@@ -54,7 +55,7 @@ class Settings:
     it happened, and a spike shorter than that is never one). max_pvalue: the t-test's threshold after
     the merge step; 3e-5 keeps false change points under 1 % of 100-point series on the real noise of
     benchmarks/change_points.py (1e-4 did until the GPU-bound cell's noise held a whole slow engine
-    start: 1.2 % on its TPOT, 1.6 % on its speedup). min_relative_change: smaller mean shifts are not
+    start: docs/judging.md#trends-and-change-points). min_relative_change: smaller mean shifts are not
     reported, however significant (a deterministic metric moving by 0.1 % is a workload edit, not a
     regression).
     """
@@ -152,7 +153,7 @@ HOST_WINDOW = 2
 
 def _attribute_to_host(found: list[Trend]) -> list[Trend]:
     """A latency regression at the run where the same cell's reference got slower too is the host's
-    (a node or lease change moved both by +30-44 % on the H200, evidence/h200/README.md); speedup, a
+    (a node or lease change moved both together on the H200: docs/judging.md#host-shift); speedup, a
     ratio within the job, keeps its kind."""
     slower_host = [t for t in found if t.metric == HOST_YARDSTICK and t.change.relative_change > 0]
     attributed = []
@@ -224,7 +225,8 @@ def spikes(series: np.ndarray, half_window: int) -> np.ndarray:
     noise = 1.4826 * float(np.median(distance))
     found: np.ndarray = distance > np.maximum(SPIKE_THRESHOLD * noise, SAME * level)
     # Spikes are rare; a series that would lose more is switching between levels (the H200's
-    # non-speculative reference read two, 1.2 % apart, on one host), and is searched as it is.
+    # non-speculative reference read two on one host: docs/judging.md#engine-start-noise), and is
+    # searched as it is.
     if np.count_nonzero(found) > MAX_SPIKE_SHARE * n:
         return np.zeros(n, dtype=bool)
     return found

@@ -73,8 +73,9 @@ class Workload(Strict):
     temperature: float = Field(default=0.0, ge=0.0, le=0.0)
     dataset: str | None = None
     #: Independent engine starts one run's latency is measured over; its latency metrics are their median.
-    #: The level of a whole engine start moves from start to start (2.8 % on the H200's GPU-bound cell,
-    #: one start in twenty 17 % slow; consecutive starts uncorrelated, evidence/h200), so the judge's run
+    #: The level of a whole engine start moves from start to start (on the H200's GPU-bound cell, with an
+    #: occasional whole slow start, consecutive starts uncorrelated: docs/judging.md#engine-starts and
+    #: #engine-start-noise), so the judge's run
     #: is steadier for more starts, as pyperf runs worker processes rather than one (Kalibera and Jones,
     #: "Rigorous benchmarking in reasonable time", 2013: repeat at the level whose variance dominates).
     engine_starts: int = Field(default=1, ge=1, le=9)

@@ -331,7 +331,7 @@ def child_run(job: dict[str, Any]) -> dict[str, Any]:
     if job["warmup_prompts"]:
         llm.generate(job["warmup_prompts"], params, use_tqdm=False)
         # The measured singles run at batch size 1, a shape the batched warm-up never compiles: without
-        # this the first single request of each run paid 1.26 s of kernel compilation (evidence/h200).
+        # this the first single request of each run paid kernel compilation (docs/judging.md#engine-starts).
         llm.generate(job["warmup_prompts"][:1], params, use_tqdm=False)
     phase_s["warmup"] = time.perf_counter() - mark
 
