@@ -224,3 +224,19 @@ def test_the_dataset_pvc_the_jobs_mount_is_deployed_and_the_loader_fills_it_wher
 if __name__ == "__main__":
     CONFIGMAP.write_text(jobs_configmap())
     sys.stdout.write(f"wrote {CONFIGMAP.relative_to(ROOT)}\n")
+
+
+def test_fleet_submit_mounts_the_dataset_pvc_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fleet.cli import cli
+
+    monkeypatch.chdir(ROOT)
+    done = CliRunner().invoke(cli, ["submit", "--tier", "smoke", "--backend", "kube", "--dry-run",
+                                    "--dataset-pvc", "team-datasets"])
+    assert done.exit_code == 0, done.output
+    jobs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    claims = {volume["persistentVolumeClaim"]["claimName"]
+              for job in jobs for volume in job["spec"]["template"]["spec"]["volumes"]
+              if volume["name"] == "datasets"}
+    assert claims == {"team-datasets"}

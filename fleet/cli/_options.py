@@ -82,6 +82,9 @@ kube_options = _stacked([
     click.option("--model-cache-pvc", default=None, help="kube: PVC holding the models."),
     click.option("--compile-cache-pvc", default=None,
                  help="kube: PVC for vLLM's compile cache, keyed by vLLM version and hardware."),
+    click.option("--dataset-pvc", default="fleet-datasets", show_default=True,
+                 help="kube: PVC mounted read-only at /var/lib/fleet/datasets for cells whose prompts live "
+                      "there (docs/operating.md: Datasets)."),
     click.option("--kubeconfig", default=None,
                  help="kube: default in-cluster credentials, else $KUBECONFIG."),
     click.option("--context", "kube_context_name", default=None, help="kube: kubeconfig context."),

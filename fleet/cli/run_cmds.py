@@ -97,11 +97,12 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
            github_issue_repo: str | None, shard_id: int | None, num_shards: int | None,
            dry_run: bool, kubeconfig: str | None, kube_context_name: str | None, namespace: str,
            vllm_version: str, images: tuple[str, ...], kueue: bool, model_cache_pvc: str | None,
-           compile_cache_pvc: str | None) -> None:
+           compile_cache_pvc: str | None, dataset_pvc: str) -> None:
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
     kube = KubeRequest(dry_run=dry_run, kubeconfig=kubeconfig, context_name=kube_context_name,
                        namespace=namespace, vllm_version=vllm_version, images=images, kueue=kueue,
-                       model_cache_pvc=model_cache_pvc, compile_cache_pvc=compile_cache_pvc)
+                       model_cache_pvc=model_cache_pvc, compile_cache_pvc=compile_cache_pvc,
+                       dataset_pvc=dataset_pvc)
     request = SubmitRequest(
         tier=tier, fmt=output_format(as_json, fmt), backend=backend, jobs_dir=jobs_dir,
         baselines_dir=baselines_dir, runs_dir=runs_dir, parallel=parallel, max_runs=max_runs,

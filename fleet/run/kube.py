@@ -23,15 +23,19 @@ from fleet.run.deliver import Concluded, Delivery, conclude, job_span
 from fleet.run.plan import BaselineSet
 from fleet.run.state import RunState, read_run_state, write_run_state
 
+#: The PVC k8s/base deploys for the tiers' datasets (RenderContext's default).
+DEFAULT_DATASET_PVC: str = RenderContext.model_fields["dataset_pvc"].default
+
 
 def kube_context(tier: Tier, run_id: str, *, namespace: str = "fleet", vllm_version: str = "latest",
                  images: Sequence[str] = (), kueue: bool = False, model_cache_pvc: str | None = None,
-                 compile_cache_pvc: str | None = None) -> RenderContext:
+                 compile_cache_pvc: str | None = None, dataset_pvc: str = DEFAULT_DATASET_PVC
+                 ) -> RenderContext:
     """The render context of a run; `images` are VENDOR=IMAGE overrides (nvidia, amd, cpu)."""
     fields: dict[str, object] = {"run_id": run_id, "namespace": namespace, "vllm_version": vllm_version,
                                  "kueue": kueue or bool(tier.queue), "queue_name": tier.queue,
                                  "priority_class": tier.priority_class, "model_cache_pvc": model_cache_pvc,
-                                 "compile_cache_pvc": compile_cache_pvc}
+                                 "compile_cache_pvc": compile_cache_pvc, "dataset_pvc": dataset_pvc}
     if images:
         chosen: dict[str, str] = {}
         for item in images:

@@ -23,7 +23,7 @@ from fleet.report import Format
 from fleet.run.common import counted, ensure_writable_dir, history_db_in, stderr
 from fleet.run.controller import execute, make_rerun_check, new_run_id
 from fleet.run.deliver import Concluded, Delivery, catalog_prices, conclude, github_target, job_span
-from fleet.run.kube import dry_run_yaml, kube_context, run_kube, start_kube_run
+from fleet.run.kube import DEFAULT_DATASET_PVC, dry_run_yaml, kube_context, run_kube, start_kube_run
 from fleet.run.plan import BaselineSet, history_seconds, plan_cells, tier_rerun_budget
 from fleet.run.preflight import check_models
 from fleet.run.state import RunState, write_run_state
@@ -42,6 +42,7 @@ class KubeRequest:
     kueue: bool = False
     model_cache_pvc: str | None = None
     compile_cache_pvc: str | None = None
+    dataset_pvc: str = DEFAULT_DATASET_PVC
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def submit(request: SubmitRequest, progress: Callable[[int], Progress]) -> Submi
     kube = request.kube
     context = (kube_context(load_tier(request.jobs_dir, request.tier), run_id, namespace=kube.namespace,
                             vllm_version=kube.vllm_version, images=kube.images, kueue=kube.kueue,
-                            model_cache_pvc=kube.model_cache_pvc, compile_cache_pvc=kube.compile_cache_pvc)
+                            model_cache_pvc=kube.model_cache_pvc, compile_cache_pvc=kube.compile_cache_pvc,
+                            dataset_pvc=kube.dataset_pvc)
                if request.backend == "kube" else None)
     if kube.dry_run:
         if context is None:
