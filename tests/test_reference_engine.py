@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from fleet.model import Cell
 from fleet.suite.engines._ngram import propose_ngram
@@ -16,6 +20,7 @@ from fleet.suite.prompts import load_prompts
 
 TARGET = "bundled:tiny-stdlib/target"
 DRAFT = "bundled:tiny-stdlib/draft"
+EAGLE3 = "bundled:tiny-stdlib/eagle3"
 
 
 def make_cell(method: str = "ngram", *, k: int = 4, num_prompts: int = 50, max_tokens: int = 64,
@@ -68,11 +73,11 @@ def engine() -> ReferenceEngine:
     return ReferenceEngine()
 
 
-def test_variants_other_than_ngram_and_draft_model_are_unsupported(engine: ReferenceEngine) -> None:
-    reason = engine.unsupported_reason(make_cell("eagle3"))
-    assert reason is not None and "eagle3" in reason
-    assert engine.unsupported_reason(make_cell("ngram")) is None
-    assert engine.unsupported_reason(make_cell("draft_model")) is None
+def test_variants_other_than_ngram_draft_model_and_eagle3_are_unsupported(engine: ReferenceEngine) -> None:
+    reason = engine.unsupported_reason(make_cell("medusa"))
+    assert reason is not None and "medusa" in reason
+    for method in ("ngram", "draft_model", "eagle3"):
+        assert engine.unsupported_reason(make_cell(method)) is None
 
 
 def test_missing_model_path_is_a_config_error_naming_it(engine: ReferenceEngine, tmp_path: Path) -> None:
@@ -89,6 +94,47 @@ def test_draft_model_without_a_draft_is_a_config_error(engine: ReferenceEngine) 
 def test_missing_draft_path_is_a_config_error_naming_it(engine: ReferenceEngine, tmp_path: Path) -> None:
     with pytest.raises(EngineConfigError, match="absent-draft"):
         engine.run_speculative(make_cell("draft_model", draft=str(tmp_path / "absent-draft")), ["x"])
+
+
+def test_eagle3_without_a_head_is_a_config_error(engine: ReferenceEngine) -> None:
+    with pytest.raises(EngineConfigError, match="no draft model"):
+        engine.run_speculative(make_cell("eagle3", draft=None), ["def f():"])
+
+
+def test_an_eagle3_head_reading_layers_the_target_lacks_is_a_config_error(
+    engine: ReferenceEngine, tmp_path: Path
+) -> None:
+    head = tmp_path / "head"
+    shutil.copytree(resolve_model(EAGLE3), head)
+    config = json.loads((head / "config.json").read_text())
+    config["eagle_aux_hidden_state_layer_ids"] = [1, 3, 9]
+    (head / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EngineConfigError, match="target layers"):
+        engine.run_speculative(make_cell("eagle3", draft=str(head)), ["x"])
+
+
+def test_a_draft_model_folder_is_not_an_eagle3_head(engine: ReferenceEngine) -> None:
+    with pytest.raises(EngineConfigError, match="eagle_aux_hidden_state_layer_ids"):
+        engine.run_speculative(make_cell("eagle3", draft=DRAFT), ["x"])
+
+
+def test_the_bundled_eagle3_head_is_in_the_layout_vllm_loads() -> None:
+    folder = Path(resolve_model(EAGLE3))
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLMEagle3"] and config["num_hidden_layers"] == 1
+    assert len(config["eagle_aux_hidden_state_layer_ids"]) == 3
+    tensors = load_file(str(folder / "model.safetensors"))
+    hidden, draft_vocab = config["hidden_size"], config["draft_vocab_size"]
+    assert tensors["fc.weight"].shape == (hidden, 3 * hidden)
+    assert tensors["midlayer.self_attn.q_proj.weight"].shape[1] == 2 * hidden
+    assert tensors["lm_head.weight"].shape == (draft_vocab, hidden)
+    d2t = tensors["d2t"]
+    assert d2t.dtype == torch.int64 and d2t.shape == (draft_vocab,)
+    target_ids = torch.arange(draft_vocab) + d2t
+    assert target_ids.min() >= 0 and target_ids.max() < config["vocab_size"]
+    assert bool((target_ids[1:] > target_ids[:-1]).all())  # one target token per draft token
+    assert torch.equal(tensors["t2d"].nonzero().flatten(), target_ids)
+    assert "embed_tokens.weight" not in tensors  # vLLM shares the target's embedding
 
 
 def test_inverted_lookup_bounds_are_a_config_error(engine: ReferenceEngine) -> None:
@@ -143,17 +189,18 @@ def test_acceptances_past_max_tokens_are_counted_but_not_emitted(engine: Referen
 
 @pytest.fixture(scope="module")
 def shipped_runs(engine: ReferenceEngine) -> dict[str, EngineRun]:
-    """Plain greedy and both methods over all 50 shipped prompts x 64 tokens (about 35 s on 2 cores)."""
+    """Plain greedy and the three methods over all 50 shipped prompts x 64 tokens (about 1 min on 2 cores)."""
     prompts = load_prompts(make_cell().workload)
     return {
         "reference": engine.run_reference(make_cell("ngram"), prompts),
         "draft_model": engine.run_speculative(make_cell("draft_model"), prompts),
         "ngram": engine.run_speculative(make_cell("ngram"), prompts),
+        "eagle3": engine.run_speculative(make_cell("eagle3", draft=EAGLE3), prompts),
     }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["draft_model", "ngram"])
+@pytest.mark.parametrize("method", ["draft_model", "ngram", "eagle3"])
 def test_speculative_output_equals_plain_greedy_on_every_shipped_prompt(
     shipped_runs: dict[str, EngineRun], method: str
 ) -> None:
@@ -168,7 +215,7 @@ def test_speculative_output_equals_plain_greedy_on_every_shipped_prompt(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["draft_model", "ngram"])
+@pytest.mark.parametrize("method", ["draft_model", "ngram", "eagle3"])
 def test_counters_are_consistent_and_speculation_accepts_tokens(
     shipped_runs: dict[str, EngineRun], method: str
 ) -> None:
@@ -181,7 +228,7 @@ def test_counters_are_consistent_and_speculation_accepts_tokens(
     assert counters.num_drafts == detail["verify_steps"] == per_request_drafts
     assert counters.num_draft_tokens <= 4 * counters.num_drafts
     assert 1.0 + counters.num_accepted_tokens / counters.num_drafts > 1.2
-    if method == "draft_model":
+    if method in ("draft_model", "eagle3"):  # model drafters propose k tokens on every step
         assert counters.num_draft_tokens == 4 * counters.num_drafts
         assert detail["plain_decode_steps"] == 0
     else:

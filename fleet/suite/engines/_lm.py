@@ -95,6 +95,18 @@ class Session:
         greedy: torch.Tensor = out.logits[0].argmax(dim=-1)
         return greedy
 
+    def feed_with_states(self, token_ids: list[int], layers: tuple[int, ...], *,
+                         last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `feed`, plus the hidden states at `layers` (transformers indices): [tokens, layers x hidden]."""
+        kwargs: dict[str, Any] = {self._cache_keyword: self._cache, "use_cache": True,
+                                  "output_hidden_states": True}
+        if last_only:
+            kwargs["logits_to_keep"] = 1
+        out = self._model(input_ids=torch.tensor([token_ids], dtype=torch.long), **kwargs)
+        greedy: torch.Tensor = out.logits[0].argmax(dim=-1)
+        states = torch.cat([out.hidden_states[layer][0] for layer in layers], dim=-1)
+        return greedy, states
+
     def crop(self, length: int) -> None:
         """Forget everything after the first `length` tokens (rejected drafts)."""
         current = self.length

@@ -11,6 +11,10 @@ Verification: the target reads [last token, d1..dk] in one forward; d_i is accep
 target's greedy token at its position; the target's token after the accepted prefix (the correction,
 or the bonus token when all k were accepted) is emitted too. In float32 this reproduces plain greedy
 decoding token for token, which the tests check on every shipped prompt.
+
+Hidden states: a proposer that names `target_layers` (EAGLE-3) gets the target's hidden states there for
+every position the target has verified (the prompt after the prefill; the last token and the accepted
+drafts after each verification), as vLLM hands them to its EAGLE proposer; rejected positions' are dropped.
 """
 
 from __future__ import annotations
@@ -20,12 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import torch
+
 from fleet.model import SpecCounters
 from fleet.suite.engines._lm import LoadedModel, Session
 from fleet.suite.engines._ngram import propose_ngram
 
 
 class Proposer(Protocol):
+    #: Target layers whose hidden states the proposer reads (transformers' indices); () for none.
+    target_layers: tuple[int, ...]
+
     def begin(self) -> None:
         """A new request starts: forget the previous one."""
         ...
@@ -38,6 +47,10 @@ class Proposer(Protocol):
         """Only the first `length` tokens of the last context plus drafts were right; drop the rest."""
         ...
 
+    def observe(self, states: torch.Tensor) -> None:
+        """The target's hidden states (at target_layers) of the next positions it has verified."""
+        ...
+
 
 @dataclass
 class NgramProposer:
@@ -46,8 +59,12 @@ class NgramProposer:
     k: int
     min_n: int
     max_n: int
+    target_layers: tuple[int, ...] = ()
 
     def begin(self) -> None:
+        return None
+
+    def observe(self, states: torch.Tensor) -> None:
         return None
 
     def propose(self, context: list[int]) -> list[int]:
@@ -59,6 +76,8 @@ class NgramProposer:
 
 class DraftModelProposer:
     """vLLM's `draft_model` method: a small LM drafts k tokens greedily, with its own KV cache."""
+
+    target_layers: tuple[int, ...] = ()
 
     def __init__(self, draft: LoadedModel, k: int) -> None:
         self.k = k
@@ -78,6 +97,9 @@ class DraftModelProposer:
 
     def keep(self, length: int) -> None:
         self._session.crop(length)
+
+    def observe(self, states: torch.Tensor) -> None:
+        return None
 
 
 @dataclass
@@ -144,11 +166,25 @@ def generate(
     """Greedy decoding of one request; speculative when a proposer is given, plain otherwise."""
     started = clock()
     session = Session(target)
+    layers = proposer.target_layers if proposer is not None else ()
+
+    def verify(token_ids: list[int], *, last_only: bool = False) -> list[int]:
+        """The target's greedy tokens after each fed token; hidden states go to the proposer."""
+        if not layers:
+            return [int(t) for t in session.feed(token_ids, last_only=last_only).tolist()]
+        greedy, states = session.feed_with_states(token_ids, layers, last_only=last_only)
+        pending_states.append(states)
+        return [int(t) for t in greedy.tolist()]
+
+    pending_states: list[torch.Tensor] = []
     # After the prefill the cache holds the prompt; from then on it holds every token but the last.
-    output = [int(session.feed(prompt_ids, last_only=True)[-1])]
+    output = [verify(prompt_ids, last_only=True)[-1]]
     ttft = clock() - started
     if proposer is not None:
         proposer.begin()
+        for states in pending_states:
+            proposer.observe(states)
+        pending_states.clear()
     if counters is not None:
         counters.begin_request()
 
@@ -159,11 +195,13 @@ def generate(
         context = prompt_ids + output
         drafts = proposer.propose(context) if proposer is not None else []
         if proposer is None or not drafts:
-            output.append(int(session.feed([output[-1]])[-1]))
+            output.append(verify([output[-1]])[-1])
+            if proposer is not None and pending_states:
+                proposer.observe(pending_states.pop())
             if counters is not None:
                 counters.record_plain_step()
             continue
-        greedy = session.feed([output[-1], *drafts]).tolist()
+        greedy = verify([output[-1], *drafts])
         accepted = 0
         while accepted < len(drafts) and drafts[accepted] == greedy[accepted]:
             accepted += 1
@@ -171,7 +209,10 @@ def generate(
             counters.record_verification(len(drafts), accepted)
         session.crop(len(context) + accepted)
         proposer.keep(len(context) + accepted)
-        for token in [*drafts[:accepted], int(greedy[accepted])]:
+        if pending_states:
+            # Only the states of the last context token and the accepted drafts are the target's.
+            proposer.observe(pending_states.pop()[: accepted + 1])
+        for token in [*drafts[:accepted], greedy[accepted]]:
             output.append(int(token))
             if finished():
                 break

@@ -26,6 +26,7 @@ import torch
 import transformers
 
 from fleet.model import Cell, Measurement, RequestTiming
+from fleet.suite.engines._eagle3 import Eagle3Head, Eagle3Proposer, load_eagle3_head
 from fleet.suite.engines._lm import LoadedModel, check_model_dir, load_model, load_tokenizer
 from fleet.suite.engines._speculation import (
     DraftCounters,
@@ -39,7 +40,7 @@ from fleet.suite.models import resolve_model
 from fleet.suite.prompts import load_warmup_prompts
 from fleet.suite.provenance import fleet_version, host_facts
 
-SUPPORTED_METHODS = ("ngram", "draft_model")
+SUPPORTED_METHODS = ("ngram", "draft_model", "eagle3")
 
 #: Tokens generated per warm-up prompt: enough to exercise prefill, drafting and verification.
 WARMUP_TOKENS = 16
@@ -85,6 +86,7 @@ class ReferenceEngine:
         self.version = fleet_version()
         self._models: dict[str, LoadedModel] = {}
         self._tokenizers: dict[str, Any] = {}
+        self._heads: dict[str, Eagle3Head] = {}
         self._threads = available_cpus()
         torch.set_num_threads(self._threads)
 
@@ -93,7 +95,7 @@ class ReferenceEngine:
     def unsupported_reason(self, cell: Cell) -> str | None:
         method = cell.variant.method
         if method not in SUPPORTED_METHODS:
-            return (f"the reference engine implements {' and '.join(SUPPORTED_METHODS)} only, "
+            return (f"the reference engine implements {', '.join(SUPPORTED_METHODS)} only, "
                     f"not {method!r}; run this variant with engine 'vllm'")
         return None
 
@@ -127,9 +129,11 @@ class ReferenceEngine:
         draft_ref = cell.draft_model or variant.draft_model
         if not draft_ref:
             raise EngineConfigError(
-                f"variant {variant.name!r} (draft_model) has no draft model", where="cell.draft_model",
+                f"variant {variant.name!r} ({variant.method}) has no draft model", where="cell.draft_model",
                 fix="set draft_model in the tier entry or the variant",
             )
+        if variant.method == "eagle3":
+            return self._eagle3(draft_ref, target, k)
         draft = self._model(draft_ref, "cell.draft_model")
         if draft.vocab_size != target.vocab_size:
             raise EngineConfigError(
@@ -139,6 +143,28 @@ class ReferenceEngine:
                 fix="pair the target with a draft trained on the same tokenizer",
             )
         return DraftModelProposer(draft, k), draft.path
+
+    def _eagle3(self, ref: str, target: LoadedModel, k: int) -> tuple[Proposer, str]:
+        path = resolve_model(ref)
+        check_model_dir(path, field="cell.draft_model")
+        if path not in self._heads:
+            self._heads[path] = load_eagle3_head(path)
+        head = self._heads[path]
+        config = target.model.config
+        layers = int(config.num_hidden_layers)
+        if head.config.vocab_size != target.vocab_size or head.config.hidden_size != config.hidden_size:
+            raise EngineConfigError(
+                f"EAGLE-3 head {path} (vocab {head.config.vocab_size}, hidden {head.config.hidden_size}) "
+                f"was not made for target {target.path} (vocab {target.vocab_size}, hidden "
+                f"{config.hidden_size})", where="cell.draft_model",
+                fix="pair the target with a head trained on it (scripts/train_eagle3.py)",
+            )
+        if not all(0 < layer < layers for layer in head.aux_layers):
+            raise EngineConfigError(
+                f"EAGLE-3 head {path} reads target layers {list(head.aux_layers)}; the target has "
+                f"{layers}", where="cell.draft_model", fix="retrain the head for this target",
+            )
+        return Eagle3Proposer(head, target, k), path
 
     def _run(self, cell: Cell, prompts: Sequence[str], *, speculative: bool) -> EngineRun:
         load_started = time.perf_counter()
