@@ -24,11 +24,12 @@ def judge(kind: str = "acceptance") -> Judge:
 
 def drive(size: int, culprit: int, slots: int = 4, *, broken: Sequence[int] = (), flaky: float = 0.0,
           sd: float = 0.0, drop: float = 0.1, seed: int = 0, search: str = "pinpoint",
-          refuse_broken: bool = False, noise: Spread | None = None) -> Bisection:
+          refuse_broken: bool = False, noise: Spread | None = None, min_change: float = 0.0) -> Bisection:
     """A bisection of commits 0..size-1 whose metric drops by `drop` at `culprit`, run to its answer;
     `refuse_broken`: the broken commits are known before any run (their image does not build)."""
     rng = random.Random(seed)
-    bisection = start_bisection(size, judge(), SearchPolicy(slots=slots, search=search), noise)  # type: ignore[arg-type]
+    policy = SearchPolicy(slots=slots, search=search, min_change=min_change)  # type: ignore[arg-type]
+    bisection = start_bisection(size, judge(), policy, noise)
 
     def refuses(commit: int) -> str | None:
         return "BuildFailure" if commit in broken else None
@@ -122,11 +123,12 @@ def test_a_verification_on_samples_spends_its_runs_on_the_culprit_and_its_parent
     assert search.finding is not None and (search.finding.first, search.finding.last) == (300, 300)
     assert search.finding.verified and search.finding.verification is not None
     assert verify_rounds and all(set(commits) <= {299, 300} for commits in verify_rounds)
-    # Whether the culprit moved TPOT the way the ends did is a one-sided question: 4 and 5 runs entirely
-    # apart answer it (Mann-Whitney p = 1/126), where the two-sided test needs 5 and 5.
+    # Whether the culprit moved TPOT the way the ends did is a one-sided question (4 and 5 runs entirely
+    # apart: Mann-Whitney p = 1/126), and each look at the pair spends its share of the level: the first
+    # half of 0.01, the second a sixth, so a handful of runs a side, not the sample cap.
     verification = search.finding.verification
-    assert "one-sided in the ends' direction" in verification.method and verification.p_value <= 0.01
-    assert max(verification.n) <= 6
+    assert "one-sided in the ends' direction" in verification.method and verification.p_value <= 0.005
+    assert max(verification.n) <= 7
 
 
 def tpot_bisection(factor: float, seed: int = 4) -> Bisection:
@@ -162,8 +164,17 @@ def test_a_culprit_slow_on_its_placing_run_and_one_more_is_not_yet_verified() ->
     search.records[3].samples = [3.30, 3.34, 3.28]
     more = search._verify(1, 2, _Plan(4))
     assert search.finding is None and {run.commit for run in more} == {1, 2}
+    # The second look at the pair spends a sixth of the level, not all of it again: one run more is not
+    # enough, a few are.
     search.records[2].samples.append(3.25)
-    assert search._verify(1, 2, _Plan(4)) == [] and search.finding is not None and search.finding.verified
+    assert search._verify(1, 2, _Plan(4)) != [] and search.finding is None
+    for parent, culprit in [(2.68, 3.24), (2.65, 3.21), (2.69, 3.26)]:
+        search.records[1].samples.append(parent)
+        search.records[2].samples.append(culprit)
+        if not search._verify(1, 2, _Plan(4)):
+            break
+    assert search.finding is not None and search.finding.verified and search.finding.verification is not None
+    assert search.finding.verification.p_value <= 0.01 / 6
 
 
 def test_a_latency_run_that_read_zero_leaves_the_verification_to_the_rank_tests() -> None:
@@ -209,9 +220,19 @@ def test_a_culprit_whose_runs_rank_against_the_ends_is_not_verified_one_sided() 
     assert search.finding is None and {run.commit for run in more} == {1, 2}
 
 
-def test_ends_that_do_not_differ_report_no_regression() -> None:
+def test_ends_that_never_compare_same_are_undecided_not_no_regression() -> None:
+    # With no smallest change worth finding, identical ends never rule one out: nothing was shown.
     search = drive(100, 1000, slots=4)
+    assert search.finding is not None and search.finding.status == "unresolved"
+    assert search.finding.conclusion == "undecided within budget" and not search.finding.verified
+
+
+def test_ends_that_compare_same_report_no_difference_and_what_they_rule_out() -> None:
+    search = drive(100, 1000, slots=4, min_change=0.03)
     assert search.finding is not None and search.finding.status == "no-regression"
+    assert search.finding.ends is not None and search.finding.ends.verdict.value == "same"
+    assert search.finding.conclusion == "no difference shown between the ends"
+    assert "rule out a change of 3.0% or more" in search.finding.reason
 
 
 def test_an_untestable_good_end_leaves_the_search_unresolved() -> None:

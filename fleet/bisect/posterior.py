@@ -155,7 +155,7 @@ class PosteriorBisection(Bisection):
         ends = self.ends_comparison()
         assert ends is not None
         if ends.verdict is Verdict.SAME:
-            self._finish("no-regression", None, None, f"good and bad ends compare {ends.describe()}")
+            self._finish_same(ends)
             return []
         group = self.leading_group()
         assert group is not None
@@ -167,6 +167,8 @@ class PosteriorBisection(Bisection):
             return self._verify(parent, culprit, plan)
         cdf = self.posterior_cdf()
         assert cdf is not None
+        for end in self._ends_next_to_mass(cdf):
+            plan.add(end, "end")
         self._add_quantile_probes(plan, inside, cdf)
         while plan.free > 0:
             more = self._fewest([c for c in (parent, culprit, self.good, self.bad)
@@ -176,10 +178,34 @@ class PosteriorBisection(Bisection):
             plan.add(more, "verify" if more in (parent, culprit) else "end")
         return plan.runs
 
+    def _ends_next_to_mass(self, cdf: np.ndarray) -> list[int]:
+        """The ends that are the only sample of their side for a share of the posterior a probe would
+        carry (1 / (k + 1)): culprits up to the first measured commit have the good end alone on the good
+        side, those after the last measured one the bad end alone on the bad side. There one end's run
+        weighs as much as all the probes: a culprit right after good read against a single good run is
+        as well explained by that run being an outlier and no change anywhere (issue 32: unresolved in 30
+        of 35 seeds after 40 rounds), so such an end gets a run while it has no more samples than its
+        nearest measured neighbour."""
+        measured = [c for c in range(1, self.bad) if self.records[c].samples]
+        if not measured:
+            return []  # no probe has read yet: every end is alone on its side, and the probes come first
+        first, last = min(measured), max(measured)
+        share = 1.0 / (self.policy.slots + 1)
+        wanted = []
+        for end, neighbour, mass in ((self.good, first, float(cdf[first])),
+                                     (self.bad, last, 1.0 - float(cdf[last]))):
+            samples = len(self.records[end].samples)
+            if mass >= share and samples < self.policy.max_samples and \
+                    samples <= len(self.records[neighbour].samples):
+                wanted.append(end)
+        return wanted
+
     def _add_quantile_probes(self, plan: _Plan, inside: list[int], cdf: np.ndarray) -> None:
         """One run at each of the quantiles j / (k + 1) of `cdf` (P(culprit <= i)): the commit whose cdf is
         nearest, among those below their sample cap. Where the mass sits on one or two commits several
-        quantiles land on them, tried or not, which is how the culprit and its parent get their runs."""
+        quantiles land on them, tried or not, which is how the culprit and its parent get their runs (one
+        run a round for a commit never measured cost ngram 3 points of bisections within 7 rounds, 200
+        trials: a second run of a commit that cannot run is the cheaper loss)."""
         wanted = plan.free
         for j in range(wanted):
             open_ = np.asarray([c for c in inside if len(self.records[c].samples) + plan.count(c) <

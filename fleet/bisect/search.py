@@ -39,7 +39,15 @@ from fleet.bisect.terms import (
     Side,
     Status,
 )
-from fleet.judge.compare import Comparison, Spread, Verdict, compare_best_run, one_sided, ranks_agree
+from fleet.judge.compare import (
+    LOW_THRESHOLD,
+    Comparison,
+    Spread,
+    Verdict,
+    compare_best_run,
+    one_sided,
+    ranks_agree,
+)
 
 #: Degrees of freedom from which the pooled within-commit spread is handed to the comparator as noise.
 POOLED_NOISE_MIN_FREEDOM = 4
@@ -69,6 +77,8 @@ class Bisection:
         self.failed_runs = 0
         self.finding: Finding | None = None
         self._cache: dict[tuple[int, int, int, int, Spread | None], Classification] = {}
+        #: Per pair of commits compared for the verdict, the (samples, samples) states it was looked at in.
+        self._looks: dict[tuple[int, int], list[tuple[int, int]]] = {}
 
     # --- the caller's two calls ---------------------------------------------------------------------
 
@@ -192,6 +202,36 @@ class Bisection:
             return None
         return Spread(round(float((squares / freedom) ** 0.5), 6), freedom)
 
+    def _finish_same(self, ends: Comparison) -> None:
+        """The ends compared SAME: a change of the size hunted (the ends' own, or the policy's smallest
+        change worth finding, whichever is larger) is ruled out between them."""
+        ruled_out = max(self.magnitude(), self.policy.min_change)
+        self._finish("no-regression", None, None, f"good and bad ends compare {ends.describe()}: their runs "
+                     f"rule out a change of {ruled_out:.1%} or more between them")
+
+    def _level(self, pair: tuple[int, int]) -> float:
+        """The p a DIFFERENT between `pair`'s samples must reach at this look: the search's error level
+        (fleet.judge.compare.LOW_THRESHOLD) times this look's share. As the judge splits its false-alarm
+        budget over the looks of its rerun loop (fleet.judge.noisy.look_share), a pair tested again after
+        every round would be verified by a test repeated until it rejects; unlike the judge's loop the
+        number of looks is not known in advance, so look j of a pair (a new count of samples on either
+        side) gets 1 / (j (j + 1)) of the level, shares that sum to 1 over any number of looks."""
+        state = (len(self.records[pair[0]].samples), len(self.records[pair[1]].samples))
+        seen = self._looks.setdefault(pair, [])
+        if state not in seen:
+            seen.append(state)
+        look = seen.index(state) + 1
+        return LOW_THRESHOLD / (look * (look + 1))
+
+    def _ends_shown_different(self) -> Comparison | None:
+        """The ends' comparison when it is DIFFERENT at the corrected level of this look at them, else None:
+        a culprit verified against its parent between ends that never differed is one pair of many that
+        happened to read apart."""
+        ends = self.ends_comparison()
+        if ends is None or ends.verdict is not Verdict.DIFFERENT:
+            return None
+        return ends if ends.p_value <= self._level((self.good, self.bad)) else None
+
     def _finish(self, status: Status, first: int | None, last: int | None, reason: str,
                 verified: bool = False, verification: Comparison | None = None) -> None:
         self.finding = Finding(status, first, last, verified, reason, self.ends_comparison(), verification)
@@ -206,7 +246,7 @@ class Bisection:
         ends = self.ends_comparison()
         if ends is not None and ends.verdict is not Verdict.DIFFERENT:
             if ends.verdict is Verdict.SAME:
-                self._finish("no-regression", None, None, f"good and bad ends compare {ends.describe()}")
+                self._finish_same(ends)
                 return []
             if not self._more_of_an_end(plan, ends):
                 return []
@@ -258,9 +298,13 @@ class Bisection:
             parent_runs, culprit_runs = self.records[parent].samples, self.records[culprit].samples
             if same_way and ends is not None and ranks_agree(parent_runs, culprit_runs, ends):
                 check = self._slower_at_best(parent_runs, culprit_runs) or one_sided(check)
-            if check.verdict is Verdict.DIFFERENT and same_way:
-                self._finish(status, parent + 1, culprit, f"verified against its parent{hidden}", True, check)
-                return []
+            level = self._level((parent, culprit))
+            if check.verdict is Verdict.DIFFERENT and same_way and check.p_value <= level:
+                if self._ends_shown_different() is not None:
+                    self._finish(status, parent + 1, culprit, f"verified against its parent{hidden}", True,
+                                 check)
+                    return []
+                return self._more_of_the_ends(status, parent, culprit, plan, check, hidden)
             # Compared on their own samples, the parent and the culprit are what the verdict needs more
             # of; the ends only when they are at the cap.
             pair = [parent, culprit]
@@ -284,6 +328,21 @@ class Bisection:
         # Each lacking commit runs twice, so that one flake does not cost a round (two in a row: 1 in 400).
         for commit in lacking * 2:
             plan.add(commit, "verify")
+        return plan.runs
+
+    def _more_of_the_ends(self, status: Status, parent: int, culprit: int, plan: _Plan, check: Comparison,
+                          hidden: str) -> list[Run]:
+        """The pair differs but the ends have not been shown to: the round goes to the ends (fewest first),
+        or, with both at the sample cap, the culprit is reported NOT verified."""
+        if self._fewest([self.good, self.bad]) is None:
+            ends = self.ends_comparison()
+            self._finish(status, parent + 1, culprit,
+                         f"NOT verified: it differs from its parent, but the good and bad ends compare "
+                         f"{ends.describe() if ends else '-'} at the sample cap, not DIFFERENT at this "
+                         f"look's level{hidden}", False, check)
+            return []
+        while plan.free > 0 and (more := self._fewest([self.good, self.bad], plan)) is not None:
+            plan.add(more, "end")
         return plan.runs
 
     def _slower_at_best(self, parent_runs: Sequence[float],
@@ -315,8 +374,10 @@ class Bisection:
         finished as no regression, when both are at the sample cap."""
         more = self._fewest([self.good, self.bad])
         if more is None:
-            self._finish("no-regression", None, None,
-                         f"good and bad ends still compare {ends.describe()} at the sample cap")
+            # Not SAME: a change worth finding is not ruled out, so this is no "no regression".
+            self._finish("unresolved", None, None,
+                         f"good and bad ends still compare {ends.describe()} at the sample cap: neither a "
+                         "difference nor its absence shown")
             return False
         plan.add(more, "end")
         return True

@@ -16,7 +16,10 @@ from fleet.judge.compare import Comparison, Spread
 from fleet.model.metrics import MetricClass
 
 FailureKind = Literal["transient", "untestable"]
+#: "no-regression" only where the ends compared SAME; ends that never did, whatever else, are "unresolved".
 Status = Literal["culprit", "range", "no-regression", "unresolved"]
+#: What a bisection showed, in three values (Finding.conclusion): the report's headline and the history's.
+Conclusion = Literal["regression verified", "no difference shown between the ends", "undecided within budget"]
 #: compare(a, b, magnitude, noise) -> Comparison of samples b against samples a.
 Comparator = Callable[[Sequence[float], Sequence[float], float, Spread | None], Comparison]
 
@@ -126,3 +129,13 @@ class Finding:
     reason: str
     ends: Comparison | None = None
     verification: Comparison | None = None
+
+    @property
+    def conclusion(self) -> Conclusion:
+        """Verified culprit (or range); ends compared SAME (a change worth finding ruled out); or neither:
+        a culprit named but not verified, ends that never compared SAME or DIFFERENT, rounds run out."""
+        if self.verified and self.status in ("culprit", "range"):
+            return "regression verified"
+        if self.status == "no-regression":
+            return "no difference shown between the ends"
+        return "undecided within budget"

@@ -30,7 +30,7 @@ from fleet.judge.trends import SeriesPoint
 from fleet.model import Cell, RunReport, RunResult
 from fleet.plan.cost import JobSpan, account, iso_to_epoch, spans_document, spans_from_document
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = [
     "CREATE TABLE schema_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -65,7 +65,10 @@ _V2 = [  # cost accounting and bisections
        last_commit TEXT, verified INTEGER NOT NULL, reason TEXT NOT NULL, gpu_hours DOUBLE PRECISION,
        cost_usd DOUBLE PRECISION, recorded_at TEXT NOT NULL)""",
 ]
-_MIGRATIONS: list[list[str]] = [_V1, _V2]
+_V3 = [  # a bisection's three-valued conclusion (fleet.bisect.terms.Finding.conclusion)
+    "ALTER TABLE bisections ADD COLUMN conclusion TEXT",
+]
+_MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class BisectionRecord:
     jobs: Sequence[JobSpan] = ()
     prices: Mapping[str, float] = field(default_factory=dict)
     recorded_at: str = ""
+    #: "regression verified", "no difference shown between the ends" or "undecided within budget"
+    #: ("" for one recorded before schema 3).
+    conclusion: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,14 +191,16 @@ class HistoryStore:
             self._db.execute("DELETE FROM jobs WHERE run_id = :id", {"id": record.bisection_id})
             self._db.execute(
                 "INSERT INTO bisections (bisection_id, cell_id, metric, good_commit, bad_commit, status, "
-                "first_commit, last_commit, verified, reason, gpu_hours, cost_usd, recorded_at) VALUES "
+                "first_commit, last_commit, verified, reason, gpu_hours, cost_usd, recorded_at, conclusion) "
+                "VALUES "
                 "(:id, :cell, :metric, :good, :bad, :status, :first, :last, :verified, :reason, :gpu_hours, "
-                ":cost, :at)",
+                ":cost, :at, :conclusion)",
                 {"id": record.bisection_id, "cell": record.cell_id, "metric": record.metric,
                  "good": record.good_commit, "bad": record.bad_commit, "status": record.status,
                  "first": record.first_commit, "last": record.last_commit, "verified": int(record.verified),
                  "reason": record.reason, "gpu_hours": line.gpu_hours, "cost": line.cost_usd,
-                 "at": record.recorded_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+                 "at": record.recorded_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                 "conclusion": record.conclusion or None})
             for span in record.jobs:
                 self._insert_job(record.bisection_id, span)
 
@@ -250,10 +258,10 @@ class HistoryStore:
     def bisections(self, cell_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT bisection_id, cell_id, metric, good_commit, bad_commit, status, first_commit, "
-            "last_commit, verified, reason, gpu_hours, cost_usd, recorded_at FROM bisections "
+            "last_commit, verified, reason, gpu_hours, cost_usd, recorded_at, conclusion FROM bisections "
             "ORDER BY recorded_at")
         keys = ("bisection_id", "cell_id", "metric", "good_commit", "bad_commit", "status", "first_commit",
-                "last_commit", "verified", "reason", "gpu_hours", "cost_usd", "recorded_at")
+                "last_commit", "verified", "reason", "gpu_hours", "cost_usd", "recorded_at", "conclusion")
         found = [dict(zip(keys, row, strict=True)) for row in rows]
         return [b for b in found if cell_ids is None or b["cell_id"] in cell_ids]
 

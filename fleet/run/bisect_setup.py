@@ -162,6 +162,7 @@ def record_in_history(db: str, bisect_id: str, outcome: BisectOutcome, cell: Cel
         bisection_id=bisect_id, cell_id=cell.id, metric=outcome.metric, good_commit=outcome.commits[0],
         bad_commit=outcome.commits[-1], status=outcome.finding.status, first_commit=culprit.get("first"),
         last_commit=culprit.get("last"), verified=outcome.finding.verified, reason=outcome.finding.reason,
+        conclusion=outcome.finding.conclusion,
         jobs=outcome.spans, prices={cell.hardware.name: price} if price is not None else {})
     try:
         with HistoryStore.open(db) as store:

@@ -239,6 +239,7 @@ def report_document(outcome: BisectOutcome, *, cell: Cell, backend: str, started
     return {
         "schema": "fleet.bisect.search/1", "cell": cell.id, "metric": outcome.metric, "backend": backend,
         "good": commits[0], "bad": commits[-1], "commits_in_range": len(commits) - 1,
+        "conclusion": finding.conclusion,
         "status": finding.status, "verified": finding.verified, "reason": finding.reason, "culprit": culprit,
         "evidence": {
             "good_vs_bad": finding.ends.describe() if finding.ends else None,
@@ -276,7 +277,8 @@ def _noise_line(noise: dict[str, object]) -> str:
 
 
 def render_text(document: dict[str, object]) -> str:
-    lines = [f"===== Bisection of {document['cell']} on {document['metric']} =====",
+    lines = [f"===== Bisection of {document['cell']} on {document['metric']}: "
+             f"{str(document.get('conclusion', document['status'])).upper()} =====",
              f"range: {str(document['good'])[:12]} (good) .. {str(document['bad'])[:12]} (bad), "
              f"{document['commits_in_range']} commits; {document['slots']} slots per round, "
              f"{document.get('search', 'pinpoint')} search"]
