@@ -350,6 +350,11 @@ def report(args: argparse.Namespace) -> int:
             "<= 1 %",
         )
     ]
+    # INCONCLUSIVE once the reruns are spent exits 4 (fleet.judge.verdicts): it fails a CI gate too.
+    rows.append(("A/A: nightly exits non-zero (FAIL or INCONCLUSIVE)",
+                 float(np.mean([any(s in ("FAIL", "INCONCLUSIVE") for s in n["fleet"]) for n in aa])),
+                 float(np.mean([any(s == "FAIL" for s in n["rfc"]) for n in aa])),
+                 float(np.mean([np.mean(n["runs"]) for n in aa])), "<= 1 %"))
     inconclusive = np.mean([np.mean([s == "INCONCLUSIVE" for s in n["fleet"]]) for n in aa])
     missed: dict[str, dict[str, float]] = {}
     for metric, change in REGRESSIONS:

@@ -6,7 +6,9 @@ The category of an error decides the process exit code, which CI systems and the
     ├── ConfigError            exit 2: the user's input is wrong (files, flags, paths)
     └── InfrastructureError    exit 3: the machine, the cluster or the engine failed
 
-A regression is not an error: it is a verdict, and `fleet` exits 1 when one is found.
+A regression is not an error: it is a verdict, and `fleet` exits 1 when one is found. Nor is an
+INCONCLUSIVE run (exit 4): the judge could not tell noise from change with the runs and counts it had,
+which a CI gate must not read as a pass (fleet.judge.verdicts says why it has a code of its own).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ class ExitCode(IntEnum):
     REGRESSION = 1
     CONFIG = 2
     INFRASTRUCTURE = 3
+    #: Cells still INCONCLUSIVE once the rerun budget is spent (or a single look at files): not proven a
+    #: regression, so not 1, but not a pass either: a 13 % acceptance drop the counts cannot yet make
+    #: significant ends here, and exit 0 would let it through the gate.
+    INCONCLUSIVE = 4
 
 
 class FleetError(Exception):

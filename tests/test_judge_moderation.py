@@ -232,7 +232,7 @@ def test_a_larger_rerun_budget_never_ends_a_suspicious_cells_reruns_sooner() -> 
     candidates = slower(pool[0], 0.05, "c0")[:3]  # raw p 0.018: suspicious, far from proven
     case = CellCase(candidates[-1], pool[0], None, None, 3, None, candidates=tuple(candidates))
     for budget in (5, 10, 20):
-        verdict = judge_cells([case], family_size=252, pool=pool, max_runs=budget)[0]
+        verdict = judge_cells([case], family_size=252, pool=pool, max_runs=budget, final=False)[0]
         assert {m.metric: m.status for m in verdict.metrics}["tpot_p50_ms"] == "INCONCLUSIVE"
 
 

@@ -232,10 +232,11 @@ def report_of(*statuses: Status) -> tuple[str, int]:
         (("PASS", "FAIL", "ERROR", "NO_BASELINE", "SKIPPED"), ("FAIL", ExitCode.REGRESSION)),
         (("PASS", "ERROR", "NO_BASELINE", "INCONCLUSIVE"), ("ERROR", ExitCode.INFRASTRUCTURE)),
         (("PASS", "NO_BASELINE", "SKIPPED"), ("NO_BASELINE", ExitCode.CONFIG)),
-        (("PASS", "SKIPPED", "INCONCLUSIVE"), ("PASS", ExitCode.PASS)),
+        (("PASS", "SKIPPED", "INCONCLUSIVE"), ("INCONCLUSIVE", ExitCode.INCONCLUSIVE)),
+        (("PASS", "NO_BASELINE", "INCONCLUSIVE"), ("NO_BASELINE", ExitCode.CONFIG)),
         (("PASS",), ("PASS", ExitCode.PASS)),
         (("SKIPPED", "SKIPPED"), ("SKIPPED", ExitCode.PASS)),
-        (("SKIPPED", "INCONCLUSIVE"), ("INCONCLUSIVE", ExitCode.PASS)),
+        (("SKIPPED", "INCONCLUSIVE"), ("INCONCLUSIVE", ExitCode.INCONCLUSIVE)),
         ((), ("SKIPPED", ExitCode.PASS)),
     ],
 )
@@ -246,7 +247,8 @@ def test_run_status_and_exit_code_follow_precedence(
 
 
 def test_exit_codes_match_the_documented_numbers() -> None:
-    assert [report_of(s)[1] for s in ("PASS", "FAIL", "NO_BASELINE", "ERROR")] == [0, 1, 2, 3]
+    statuses = ("PASS", "FAIL", "NO_BASELINE", "ERROR", "INCONCLUSIVE")
+    assert [report_of(s)[1] for s in statuses] == [0, 1, 2, 3, 4]
 
 
 def test_report_keeps_cells_in_order_with_run_fields() -> None:

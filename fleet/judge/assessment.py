@@ -60,6 +60,10 @@ class Assessment:
     #: The candidates' centre on the metric's scale where observed is another statistic (a noisy
     #: metric's best run): how far the runs moved as a whole, which a slower host is measured by.
     centre: float | None = None
+    #: Where a count metric's harmful move reached its practical bound (fleet.judge.acceptance.
+    #: practical_bound): such a move is never a PASS, whatever its p; it FAILs once the counts make it
+    #: significant and is INCONCLUSIVE until then.
+    beyond_bound: bool = False
 
     @property
     def level(self) -> float:

@@ -13,7 +13,9 @@ Three values, per statistically judged metric:
   adjusted over every primary test of the run (Holm by default), is <= ALPHA, and the evidence may fail
   (noisy metrics need three runs and the rank test; see noisy.py);
 - PASS: the raw p of harm > SAME_ALPHA, i.e. not even nominally worse at the conventional 5 % level: clearly
-  the same (or better; a significant improvement is said in the detail, as a hint to re-record);
+  the same (or better; a significant improvement is said in the detail, as a hint to re-record), and for
+  an acceptance or match metric a harmful move short of its practical bound (fleet.judge.acceptance:
+  a drop the counts cannot yet make significant is not a pass when it is that large);
 - INCONCLUSIVE otherwise: suspicious but not proven; the controller reruns the cell (bounded budget).
 
 ALPHA = 0.01 is the family-wise false-alarm rate per run the nightly is held to (a wrong FAIL at most
@@ -61,6 +63,11 @@ GATE_METRICS = ("acceptance_length", "acceptance_rate")
 #: How far (as a share of a metric's own change, on log scale) the reference must have moved for the
 #: host to be the explanation: half, since speculative runs add work the host slows too.
 HOST_SHARE = 0.5
+#: A final INCONCLUSIVE (exit 4, the rerun budget spent) needs the p of harm adjusted over the run's
+#: family at or below this: the nightly's own alpha, because that exit fails the gate as a FAIL does and
+#: so must be as rare under "no change". At 0.05 a simulated A/A nightly exited non-zero 5.0 % of the
+#: time (3 of 60; benchmarks/judge_power.py's noise, seed 1), five times the budget.
+FINAL_INCONCLUSIVE_ALPHA = 0.01
 
 
 @dataclass
@@ -236,11 +243,19 @@ def _attribute_to_host(evidence: CellEvidence) -> None:
 
 
 def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Method = "holm",
-           family_size: int | None = None) -> list[list[MetricVerdict]]:
+           family_size: int | None = None, final: bool = False) -> list[list[MetricVerdict]]:
     """Every cell's metric verdicts, with error control over all primary tests of the run.
 
     `family_size` (>= the primary tests present) makes the control as strict as for a larger run; the
     controller uses it to judge one cell between reruns as it will be judged in the whole run.
+    `final`: the run's own verdicts, after which no cell is rerun (the report's; `fleet judge`'s one
+    look). Between reruns a metric is INCONCLUSIVE whenever its raw p of harm is SAME_ALPHA or less,
+    which asks for another run; once none is coming, INCONCLUSIVE exits non-zero (fleet.judge.verdicts),
+    so it must be as rare under "no change" as a FAIL is: a final INCONCLUSIVE needs the p of harm
+    adjusted over the run's family to reach FINAL_INCONCLUSIVE_ALPHA, or a count metric's practical bound
+    (_final_status). That holds for `fleet judge`'s one look at files too, though fewer runs than the
+    budget may be there: with the raw rule a single A/A file of the recorded H200 runs exited 4 for 6 of
+    30 of them (evidence/h200/series, mseries, mseries2), a gate no one could trust.
     """
     primary = [(i, a) for i, cell in enumerate(cells)
                for a in cell.assessments.values() if a.role == "primary"]
@@ -248,6 +263,9 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
     padded = p_values + [1.0] * max(0, (family_size or 0) - len(p_values))
     adjusted_all = adjust(padded, method)
     adjusted = {(i, a.metric): adjusted_all[k] for k, (i, a) in enumerate(primary)}
+    harm_padded = [a.p_harm for _, a in primary] + [1.0] * (len(padded) - len(p_values))
+    harm_adjusted = dict(zip(((i, a.metric) for i, a in primary), adjust(harm_padded, method),
+                             strict=False))
     bonferroni = alpha / max(len(padded), 1)
     bonferroni_z = z_for_tail(bonferroni)
     out: list[list[MetricVerdict]] = []
@@ -261,7 +279,14 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
             # The band: how far the raw p had to go (this look's share of its step's threshold).
             z = z_for_tail(a.look_share * (step_threshold(a.p_fail, padded, alpha, method) if fails
                                            else bonferroni))
-            verdicts[name] = _verdict(a, _status(a, fails), adj, z, alpha, method)
+            harm_adj = harm_adjusted[(index, name)]
+            status: Status = _final_status(a, fails, harm_adj) if final else _status(a, fails)
+            verdict = _verdict(a, status, adj, z, alpha, method)
+            if final and status == "PASS" and a.p_harm <= SAME_ALPHA:
+                note = (f"nominally worse (p {a.p_harm:.3g}) after {a.runs} run(s), but not beyond what the "
+                        f"run's {len(padded)} tests allow by chance (adjusted p {harm_adj:.3g})")
+                verdict = verdict.model_copy(update={"detail": f"{verdict.detail}; {note}"})
+            verdicts[name] = verdict
         for a in (a for a in cell.assessments.values() if a.role == "reference"):
             verdict = _verdict(a, "PASS", a.p_harm, bonferroni_z, alpha, method)
             note = "the non-speculative reference: the host's yardstick, never a speculative-decoding failure"
@@ -272,7 +297,7 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
         for a, adj in zip(secondary, within, strict=True):
             fails = gate_open and adj <= alpha
             z = z_for_tail(alpha / max(len(secondary), 1))
-            status: Status = "FAIL" if fails else "PASS"
+            status = "FAIL" if fails else "PASS"
             verdict = _verdict(a, status, adj, z, alpha, "holm")
             if not gate_open:
                 note = "secondary: judged only when acceptance length or rate fails"
@@ -282,10 +307,24 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
     return out
 
 
+def _final_status(a: Assessment, fails: bool, harm_adjusted: float) -> Status:
+    """The verdict once no rerun is coming. INCONCLUSIVE (exit 4) where the harm is significant over the
+    run's family but cannot yet FAIL (a noisy metric's FAIL needs three runs and its rank test, and
+    allows for slow starts), or where a count metric reached its practical bound without the counts to
+    make it significant. A raw p under SAME_ALPHA alone is a PASS here: at 5 % per test, a nightly's 250
+    tests would leave some cell INCONCLUSIVE every night (2.3 % of A/A cells after five runs in
+    benchmarks/judge_power.py), and a gate that fails every night is not read."""
+    if fails:
+        return "FAIL"
+    if a.beyond_bound or harm_adjusted <= FINAL_INCONCLUSIVE_ALPHA:
+        return "INCONCLUSIVE"
+    return "PASS"
+
+
 def _status(a: Assessment, fails: bool) -> Status:
     if fails:
         return "FAIL"
-    if a.p_harm > SAME_ALPHA:
+    if a.p_harm > SAME_ALPHA and not a.beyond_bound:
         return "PASS"
     return "INCONCLUSIVE"
 

@@ -2,25 +2,30 @@
 
 Every cell gets exactly one status, and the run gets the worst of them by this precedence:
 
-    any FAIL         -> FAIL         exit 1  a regression was measured; nothing outranks it
-    any ERROR        -> ERROR        exit 3  some cells could not be measured, so a pass would be a lie
-                                     (exit 2 when every such cell failed on a config error)
-    any NO_BASELINE  -> NO_BASELINE  exit 2  something ran that nobody has agreed numbers for yet
-    otherwise        -> PASS         exit 0
+    any FAIL          -> FAIL          exit 1  a regression was measured; nothing outranks it
+    any ERROR         -> ERROR         exit 3  some cells could not be measured, so a pass would be a lie
+                                       (exit 2 when every such cell failed on a config error)
+    any NO_BASELINE   -> NO_BASELINE   exit 2  something ran that nobody has agreed numbers for yet
+    any INCONCLUSIVE  -> INCONCLUSIVE  exit 4  suspicious, not proven, after every rerun it was allowed
+    otherwise         -> PASS          exit 0  (SKIPPED when every cell is SKIPPED or the run is empty)
 
 FAIL outranks ERROR because a regression already found is the more useful news even when other
 cells broke. ERROR outranks NO_BASELINE because rerunning is needed before a baseline could be
 recorded anyway. NO_BASELINE exits 2 (the configuration exit code): the missing input is a file the
 user must add with `fleet baseline record`.
 
-SKIPPED and INCONCLUSIVE never fail a run. SKIPPED means the method cannot run on that hardware or
-at that vLLM commit (methods come and go across the commits bisection visits); failing on it would
-block every run on an unsupported combination. INCONCLUSIVE means the judge could not tell noise
-from change even after the reruns it was allowed; failing would make CI flaky on noisy metrics,
-which is exactly what a three-valued verdict is there to avoid. Both stay visible in the report.
-When every cell is SKIPPED the run is SKIPPED (exit 0): nothing was judged, and saying PASS would
-claim otherwise. With no PASS but some INCONCLUSIVE, the run is INCONCLUSIVE (exit 0) for the same
-reason. An empty run counts as all-SKIPPED.
+INCONCLUSIVE is what the judge says when it cannot tell noise from change: after the controller's
+reruns (a cell is rerun while INCONCLUSIVE, up to its rerun budget), or at once where more runs cannot
+help (an engine that replays its runs exactly, or result files judged by `fleet judge`). It used to exit
+0, so a 13 % acceptance-length drop that 165 drafts could not make significant passed the gate; it now
+has its own exit code, 4, so that a CI step fails on it while saying it is not a proven regression
+(a larger workload, more prompts or tokens, decides). It ranks below NO_BASELINE and ERROR, which need
+a fix before any verdict, and above PASS: one unsettled cell keeps the run from passing.
+
+SKIPPED never fails a run: the method cannot run on that hardware or at that vLLM commit (methods
+come and go across the commits bisection visits); failing on it would block every run on an
+unsupported combination. When every cell is SKIPPED the run is SKIPPED (exit 0): nothing was judged,
+and saying PASS would claim otherwise. An empty run counts as all-SKIPPED.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
     ("FAIL", ExitCode.REGRESSION),
     ("ERROR", ExitCode.INFRASTRUCTURE),
     ("NO_BASELINE", ExitCode.CONFIG),
+    ("INCONCLUSIVE", ExitCode.INCONCLUSIVE),
 )
 
 
@@ -110,11 +116,13 @@ def judge_cells(
     family_size: int | None = None,
     pool: Sequence[Baseline] | None = None,
     max_runs: int = DEFAULT_MAX_RUNS,
+    final: bool = True,
 ) -> list[CellVerdict]:
     """Every cell's verdict, with error control across all cells x metrics (fleet.judge.decide).
 
     `pool`: the baselines whose spreads are pooled (default: the cases'); a shard passes its whole run's.
     `max_runs`: the controller's rerun budget the candidates were made under (fleet.judge.noisy).
+    `final`: the run's verdicts, no rerun to come (False: as the rerun loop judges a cell in between).
     """
     pooled = pooled_spreads(pool if pool is not None else
                             [case.baseline for case in cases if case.baseline is not None])
@@ -130,7 +138,7 @@ def judge_cells(
         assert case.baseline is not None
         judged.append((index, case, candidates))
         evidence.append(gather(candidates, case.baseline, rule, pooled, max_runs))
-    decided = decide(evidence, alpha=alpha, method=method, family_size=family_size)
+    decided = decide(evidence, alpha=alpha, method=method, family_size=family_size, final=final)
     for (index, case, candidates), metrics in zip(judged, decided, strict=True):
         assert case.baseline is not None
         early[index] = _cell_verdict(case, metrics, len(candidates),
@@ -270,8 +278,6 @@ def overall_status(statuses: Sequence[Status]) -> tuple[Status, ExitCode]:
             return status, code
     if "PASS" in statuses:
         return "PASS", ExitCode.PASS
-    if "INCONCLUSIVE" in statuses:
-        return "INCONCLUSIVE", ExitCode.PASS
     return "SKIPPED", ExitCode.PASS
 
 
