@@ -113,6 +113,7 @@ def test_a_sim_rehearsal_finds_the_scenarios_culprit_and_costs_it(workdir: Path,
     assert code == 0, err
     report = json.loads(out)
     assert report["status"] == "culprit" and report["verified"]
+    assert report["conclusion"] == "regression verified"
     assert report["culprit"]["last"] == "c0137"
     assert report["gpu_hours"] == pytest.approx(report["runs"] * 12 / 60)
     assert "round 1:" in err
@@ -127,6 +128,8 @@ def test_ends_with_no_change_worth_finding_between_them_end_the_search_early(wor
     code, out, _ = fleet(*args)
     report = json.loads(out)
     assert code == 1 and report["status"] == "no-regression" and "SAME" in report["reason"]
+    assert report["conclusion"] == "no difference shown between the ends"
+    assert "rule out a change of" in report["reason"]
     assert report["runs"] <= 40  # at the sample cap (12 runs of every commit) it took 128
     # Asked to find changes of 0.5 %, the same ends cannot be called alike so soon.
     code, out, _ = fleet(*args, "--min-change", "0.5")
