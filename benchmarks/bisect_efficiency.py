@@ -39,154 +39,39 @@ the rounds bar leaves to any search on that noise, beside fleet's share on the s
 --engine-starts M: every latency run (the ends', the probes', the baseline's spread) is the median of M
 engine starts, as a tier whose workload sets engine_starts: M measures it (fleet.suite.runner); a run then
 costs M starts, which the runs columns do not multiply.
+--scenarios: instead, the scenario families of benchmarks/bisect_scenarios.py (a culprit right after good
+or at the bad end, a noisy host, a flat range) at k = 4, and the wrong-verified rate over all of them with
+its Clopper-Pearson bound; every run of the main families ends with that line for its rows too.
 Run: python benchmarks/bisect_efficiency.py [--trials 1000] [--seed 1] [--search posterior pinpoint]
-     [--engine-starts 1]
+     [--engine-starts 1] [--scenarios]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import math
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import smoothing
 from bisect_ideal import ideal_search, log_density
-from h200_cells import GPU_BOUND_MODEL, earlier_procedure
+from bisect_noise import Family, MedianNoise, families
+from bisect_scenarios import SCENARIOS, Tally, outcome, pct, percentile, print_scenario, rate_line
 from markdown_section import markdown_section
 
-from fleet.backends.sim.scenario import Noise
 from fleet.bisect.posterior import metric_policy, start_bisection
-from fleet.bisect.search import _spread, rounds_lower_bound
+from fleet.bisect.search import Bisection, _spread, rounds_lower_bound
 from fleet.bisect.terms import Observation
 from fleet.judge.compare import Spread, compare
-from fleet.model.metrics import MetricClass, metric_info
 
-REPO = Path(__file__).resolve().parent.parent
 N = 1000
 FLAKY = 0.05
 BROKEN_SHARE = 0.3
-
-
-def _residuals(values: Sequence[float]) -> list[float]:
-    mean = statistics.fmean(values)
-    return [v / mean - 1.0 for v in values]
-
-
-def recorded(metric: str, variant: str | None = None, gpu_bound: bool = False) -> list[list[float]]:
-    """Per cell, the metric's values over the recorded H200 runs (optionally one variant's cell only; the
-    GPU-bound 8B-shaped cell's alone with `gpu_bound`, else the tiny cells')."""
-    by_cell: dict[str, list[float]] = {}
-    h200 = REPO / "evidence" / "h200"
-    for path in sorted([*h200.glob("runs/*/*.json"), *h200.glob("series/*/*.json"),
-                        *h200.glob("mseries/*/*.json"), *h200.glob("mseries2/*/*.json")]):
-        if earlier_procedure(path.as_posix()):
-            continue
-        document = json.loads(path.read_text())
-        name = document["cell"]["variant"]["name"]
-        if document["status"] != "ok" or metric not in document["metrics"]:
-            continue
-        if (document["cell"]["model"] == GPU_BOUND_MODEL) != gpu_bound:
-            continue
-        if variant is None or name == variant:
-            by_cell.setdefault(document["cell"]["id"], []).append(float(document["metrics"][metric]))
-    return [values for values in by_cell.values() if len(values) >= 3]
-
-
-def recorded_noise(metric: str, variant: str | None = None,
-                   gpu_bound: bool = False) -> tuple[Noise, Spread, str]:
-    """A smoothed bootstrap of the recorded runs' relative residuals; their spread as a baseline of those
-    runs would hand it to `fleet bisect`; and how it was made, in words."""
-    cells = recorded(metric, variant, gpu_bound)
-    if not cells:
-        raise SystemExit(f"no repeated H200 runs of {metric} under evidence/h200")
-    residuals = [r for values in cells for r in _residuals(values)]
-    sd = statistics.stdev(residuals)
-    # Silverman's variance-preserving smoothed bootstrap (benchmarks/smoothing.py): the jitter alone would
-    # add bandwidth^2 to the recorded variance, and the search would face noise wider than its baseline.
-    bandwidth = smoothing.bandwidth(residuals)
-    shrink = smoothing.variance_kept(residuals, bandwidth)
-    worst = max(abs(r) for r in residuals)
-    what = "GPU-bound 8B-shaped" if gpu_bound else "tiny-stdlib"
-    return (Noise(residuals=[r * shrink for r in residuals], jitter_sd=bandwidth * shrink),
-            Spread(sd, len(residuals) - len(cells)),
-            f"{len(residuals)} H200 runs of {what}, relative sd {100 * sd:.2f} %, worst {100 * worst:.1f} %")
-
-
-@dataclass(frozen=True)
-class MedianNoise:
-    """One run measured over `starts` engine starts (a tier's workload.engine_starts): the median of that
-    many independent draws of one start's noise, as fleet.suite.runner reports a run's latency."""
-
-    one: Noise
-    starts: int
-
-    def draw(self, rng: random.Random) -> float:
-        return statistics.median(self.one.draw(rng) for _ in range(self.starts))
-
-
-def over_starts(noise: Noise, recorded: Spread, starts: int) -> tuple[Noise | MedianNoise, Spread]:
-    """A latency family's noise and recorded spread when every run, baseline ones included, is the median
-    of `starts` engine starts (consecutive starts are uncorrelated: benchmarks/judge_power.py); the spread
-    is that of 20,000 such runs, with the degrees of freedom of the runs it was recorded from."""
-    if starts == 1:
-        return noise, recorded
-    median = MedianNoise(noise, starts)
-    rng = random.Random(starts)
-    return median, Spread(statistics.stdev(median.draw(rng) for _ in range(20_000)), recorded.freedom)
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    metric: str
-    noise: Noise | MedianNoise
-    recorded: Spread
-    low: float
-    high: float
-    max_samples: int
-
-    @property
-    def kind(self) -> MetricClass:
-        info = metric_info(self.metric)
-        assert info is not None, self.metric
-        return info.kind
-
-
-def families(starts: int = 1) -> list[Family]:
-    """The benchmark's families; with `starts` > 1 every latency run is the median of that many engine
-    starts (acceptance is the first start's, as the suite keeps it)."""
-    draft, draft_sd, draft_text = recorded_noise("acceptance_length", "draft_model-k4")
-    ngram, ngram_sd, ngram_text = recorded_noise("acceptance_length", "ngram-k4")
-    tpot, tpot_sd, tpot_text = recorded_noise("tpot_p50_ms")
-    bound, bound_sd, bound_text = recorded_noise("tpot_p50_ms", gpu_bound=True)
-    # The baseline's spread came from one lease; a pool's nodes may spread more. Runs twice as noisy as
-    # the spread handed to the search: how often a wrong commit is then named (and verified).
-    noisier = Noise(residuals=[2 * r for r in bound.residuals], jitter_sd=2 * bound.jitter_sd)
-    each = f", each run the median of {starts} engine starts" if starts > 1 else ""
-    tpot_run, tpot_run_sd = over_starts(tpot, tpot_sd, starts)
-    bound_run, bound_run_sd = over_starts(bound, bound_sd, starts)
-    noisier_run, _ = over_starts(noisier, bound_sd, starts)
-    return [
-        Family(f"acceptance_length, draft_model ({draft_text}), -3..-20 %", "acceptance_length",
-               draft, draft_sd, -0.20, -0.03, 12),
-        Family(f"acceptance_length, ngram ({ngram_text}), -3..-20 %", "acceptance_length",
-               ngram, ngram_sd, -0.20, -0.03, 12),
-        Family(f"tpot_p50 ({tpot_text}{each}), +5..+30 %", "tpot_p50_ms", tpot_run, tpot_run_sd,
-               0.05, 0.30, 40),
-        Family(f"tpot_p50 ({bound_text}{each}), +5..+30 %", "tpot_p50_ms", bound_run, bound_run_sd,
-               0.05, 0.30, 40),
-        Family(f"tpot_p50, GPU-bound runs 2x noisier than the recorded {100 * bound_run_sd.relative_sd:.2f} %"
-               f"{each}, +5..+30 %", "tpot_p50_ms", noisier_run, bound_run_sd, 0.05, 0.30, 40),
-    ]
 
 
 @dataclass(frozen=True)
@@ -196,21 +81,26 @@ class Trial:
     broken: frozenset[int]
     seed: int
 
-    def truth(self) -> tuple[int, int]:
-        """The right answer: (first, last) candidates, wider than one commit when broken ones hide it."""
+    def truth(self) -> tuple[int, int] | None:
+        """The right answer: (first, last) candidates, wider than one commit when broken ones hide it;
+        None for a flat range (culprit N: no commit changes)."""
+        if self.culprit >= N:
+            return None
         last = next(c for c in range(self.culprit, N) if c not in self.broken)
         first = max(c for c in range(0, self.culprit) if c not in self.broken) + 1
         return first, last
 
 
-def make_trial(rng: random.Random, family: Family, seed: int) -> Trial:
-    culprit = rng.randrange(2, N - 2)
+def make_trial(rng: random.Random, family: Family, seed: int, place: str = "anywhere") -> Trial:
+    """`place`: "anywhere" (2 .. N - 3), "first" (commit 1), "last" (the bad end), "flat" (no change)."""
+    culprit = {"first": 1, "last": N - 1, "flat": N}.get(place) or rng.randrange(2, N - 2)
     broken: set[int] = set()
     if rng.random() < BROKEN_SHARE:
         length = rng.randint(1, 8)
         start = culprit - rng.randint(0, length) if rng.random() < 0.5 else rng.randrange(1, N - length - 1)
         broken = {c for c in range(start, start + length) if 0 < c < N - 1}
-    return Trial(culprit, rng.uniform(family.low, family.high), frozenset(broken), seed)
+    shift = rng.uniform(family.low, family.high)
+    return Trial(culprit, 0.0 if place == "flat" else shift, frozenset(broken), seed)
 
 
 def measure(trial: Trial, family: Family, rng: random.Random, commit: int) -> Observation:
@@ -226,6 +116,15 @@ Outcome = tuple[bool, bool, int, int, bool]  # right, right and verified, rounds
 
 
 def run_fleet(trial: Trial, family: Family, slots: int, search_kind: str = "posterior") -> Outcome:
+    search = bisect_trial(trial, family, slots, search_kind)
+    finding = search.finding
+    assert finding is not None
+    right = (finding.first, finding.last) == trial.truth()
+    return right, right and finding.verified, search.rounds, search.runs, finding.verified and not right
+
+
+def bisect_trial(trial: Trial, family: Family, slots: int, search_kind: str = "posterior") -> Bisection:
+    """fleet's search run to its answer on the trial, as `fleet bisect` runs it."""
     rng = random.Random(trial.seed * 7919 + slots)
     policy = metric_policy(family.metric, slots, max_samples=family.max_samples, search=search_kind)
 
@@ -238,10 +137,7 @@ def run_fleet(trial: Trial, family: Family, slots: int, search_kind: str = "post
     search = start_bisection(N, judge, policy, family.recorded)
     while runs := search.next_round(refuses):
         search.record([measure(trial, family, rng, run.commit) for run in runs])
-    finding = search.finding
-    assert finding is not None
-    right = (finding.first, finding.last) == trial.truth()
-    return right, right and finding.verified, search.rounds, search.runs, finding.verified and not right
+    return search
 
 
 def run_serial(trial: Trial, family: Family) -> tuple[bool, int]:
@@ -293,11 +189,6 @@ def oracle(trial: Trial, slots: int) -> tuple[int, int]:
                 low = max(low, probe)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
@@ -309,11 +200,36 @@ def main() -> None:
     parser.add_argument("--engine-starts", type=int, default=1,
                         help="engine starts per run (a tier's workload.engine_starts): each latency run is "
                         "the median of this many")
+    parser.add_argument("--scenarios", action="store_true",
+                        help="run the scenario families (benchmarks/bisect_scenarios.py) instead, k = 4")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="also write what is printed into this doc, as the section of this command")
     args = parser.parse_args()
     with markdown_section(args.markdown, "bisect_efficiency", sys.argv[1:]):
-        report(args)
+        (report_scenarios if args.scenarios else report)(args)
+
+
+def report_scenarios(args: argparse.Namespace) -> None:
+    """Each scenario family at k = 4, fleet's posterior search; then the wrong-verified rate over all."""
+    every = families(args.engine_starts)
+    bar = rounds_lower_bound(N, 4) + 3
+    print(f"N = {N} commits, {args.trials} seeded trials per scenario, {FLAKY:.0%} flaky runs, broken range "
+          f"in {BROKEN_SHARE:.0%} of trials, k = 4, posterior search; bar for a culprit at either end: "
+          f"ceil(log5 N) + 3 = {bar} rounds")
+    wrong = total = 0
+    for scenario in SCENARIOS:
+        if args.families is not None and scenario.family not in args.families:
+            continue
+        family, rng = every[scenario.family], random.Random(args.seed)
+        trials = [make_trial(rng, family, args.seed * 100003 + i, scenario.place) for i in range(args.trials)]
+        rows = []
+        for trial in trials:
+            search = bisect_trial(trial, family, 4)
+            assert search.finding is not None
+            rows.append(outcome(search.finding, trial.truth(), search.rounds))
+        print_scenario(scenario, Tally(rows), bar)
+        wrong, total = wrong + sum(r[2] for r in rows), total + len(rows)
+    print(rate_line(wrong, total))
 
 
 def report(args: argparse.Namespace) -> None:
@@ -322,6 +238,7 @@ def report(args: argparse.Namespace) -> None:
     print(f"N = {N} commits, {args.trials} seeded trials per row, {FLAKY:.0%} flaky runs, broken range in "
           f"{BROKEN_SHARE:.0%} of trials; bar: the exact culprit (or range) within ceil(log_(k+1) N) + 2 "
           "rounds in >= 99 % of trials (\"right<=bar\"), runs <= 1.5 x oracle")
+    wrong = total = 0
     for family in chosen:
         started = time.time()
         rng = random.Random(args.seed)
@@ -333,6 +250,7 @@ def report(args: argparse.Namespace) -> None:
         by_size: dict[str, list[tuple[int, Trial, Outcome]]] = {}
         for search, slots in itertools.product(args.search, args.slots):
             results = [run_fleet(t, family, slots, search) for t in trials]
+            wrong, total = wrong + sum(r[4] for r in results), total + len(results)
             oracles = [oracle(t, slots) for t in trials]
             bar = rounds_lower_bound(N, slots) + 2
             if slots == 4:
@@ -341,17 +259,17 @@ def report(args: argparse.Namespace) -> None:
             ratios = [r[3] / max(o[1], 1) for r, o in zip(results, oracles, strict=True)]
             runs = statistics.fmean(r[3] for r in results)
             oracle_runs = statistics.fmean(o[1] for o in oracles)
-            print(f"{f'{search} k={slots}':<15}{_pct(r[0] for r in results):>8}"
-                  f"{_pct(r[1] for r in results):>9}"
+            print(f"{f'{search} k={slots}':<15}{pct(r[0] for r in results):>8}"
+                  f"{pct(r[1] for r in results):>9}"
                   f"{statistics.fmean(rounds):>9.1f}/{percentile(rounds, 0.99):>3}/{max(rounds):>4}"
-                  f"{bar:>8}{_pct(r <= bar for r in rounds):>7}"
-                  f"{_pct(r[0] and r[2] <= bar for r in results):>11}"
+                  f"{bar:>8}{pct(r <= bar for r in rounds):>7}"
+                  f"{pct(r[0] and r[2] <= bar for r in results):>11}"
                   f"{runs:>7.1f}{oracle_runs:>7.1f}{runs / oracle_runs:>9.2f}{percentile(ratios, 0.99):>7.2f}"
-                  f"{_pct(r[4] for r in results):>15}")
+                  f"{pct(r[4] for r in results):>15}")
         serial = [run_serial(t, family) for t in trials]
         oracles = [oracle(t, 1) for t in trials]
         serial_runs = [s[1] for s in serial]
-        print(f"{'serial n=1':<15}{_pct(s[0] for s in serial):>8}{'-':>9}"
+        print(f"{'serial n=1':<15}{pct(s[0] for s in serial):>8}{'-':>9}"
               f"{statistics.fmean(serial_runs):>9.1f}/{percentile(serial_runs, 0.99):>3}"
               f"/{max(serial_runs):>4}"
               f"{'':>25}{statistics.fmean(serial_runs):>7.1f}{statistics.fmean(o[1] for o in oracles):>7.1f}"
@@ -361,6 +279,7 @@ def report(args: argparse.Namespace) -> None:
         if by_size:
             print_ceiling(family, next(iter(by_size.values())))
         print(f"({time.time() - started:.0f} s)")
+    print(f"\nover every row above: {rate_line(wrong, total)}")
 
 
 def print_ceiling(family: Family, by_size: list[tuple[int, Trial, Outcome]]) -> None:
@@ -371,19 +290,19 @@ def print_ceiling(family: Family, by_size: list[tuple[int, Trial, Outcome]]) -> 
     clean = [(bar, t, r) for bar, t, r in by_size if not t.broken]
     ideal = [(bar, t, ideal_search(N, t.culprit, t.shift, family.noise, density, 4, FLAKY,
                                    random.Random(t.seed))) for bar, t, _ in clean]
-    parts = [f"{label}: {_pct(i[0] and i[1] <= bar for bar, _, i in rows)}"
+    parts = [f"{label}: {pct(i[0] and i[1] <= bar for bar, _, i in rows)}"
              for label, rows in planted_quarters(family, ideal)]
     print(f"ceiling k=4 ({len(clean)} trials without a broken range; bisect_ideal: told both levels and the "
           f"noise's density, no ends, no verification): right<=bar "
-          f"{_pct(i[0] and i[1] <= bar for bar, _, i in ideal)}, mean rounds "
+          f"{pct(i[0] and i[1] <= bar for bar, _, i in ideal)}, mean rounds "
           f"{statistics.fmean(i[1] for _, _, i in ideal):.2f}; fleet on the same trials "
-          f"{_pct(r[0] and r[2] <= bar for bar, _, r in clean)}, mean rounds "
+          f"{pct(r[0] and r[2] <= bar for bar, _, r in clean)}, mean rounds "
           f"{statistics.fmean(r[2] for _, _, r in clean):.2f}; ceiling by planted size: " + "; ".join(parts))
 
 
 def print_by_size(family: Family, search: str, by_size: list[tuple[int, Trial, Outcome]]) -> None:
     """k = 4 by the size of the planted change: where the misses of the rounds bar are."""
-    cells = [f"{label}: {_pct(r[0] for _, _, r in rows)} correct, {_pct(r[2] <= bar for bar, _, r in rows)} "
+    cells = [f"{label}: {pct(r[0] for _, _, r in rows)} correct, {pct(r[2] <= bar for bar, _, r in rows)} "
              f"<= bar ({len(rows)} trials)" for label, rows in planted_quarters(family, by_size)]
     print(f"{search} k=4 by planted size: " + "; ".join(cells))
 
@@ -398,11 +317,6 @@ def planted_quarters(family: Family, rows: Sequence[Row]) -> list[tuple[str, lis
                  [row for row in rows if min(low, high) <= row[1].shift <= max(low, high)])
                 for low, high in itertools.pairwise(edges)]
     return [(label, members) for label, members in quarters if members]
-
-
-def _pct(flags: Callable[[], object] | object) -> str:
-    values = list(flags)  # type: ignore[call-overload]
-    return f"{100 * sum(bool(v) for v in values) / len(values):.1f}%"
 
 
 if __name__ == "__main__":
