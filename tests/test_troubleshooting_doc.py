@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fleet.plan import retry
 from fleet.judge.verdicts import judge_cell, summarize
 from fleet.model import ResultError
+from fleet.plan import retry
 from fleet.report.text import TROUBLESHOOTING_DOC, render_text, troubleshooting_link
 from tests.builders import make_cell
 
