@@ -104,7 +104,8 @@ def test_missing_model_path(workdir: Path, fleet: Fleet) -> None:
 
 def test_unwritable_output_directory(workdir: Path, fleet: Fleet) -> None:
     (workdir / "a-file").write_text("not a directory")
-    code, _, err = fleet("submit", "--tier", "local", "--runs-dir", str(workdir / "a-file" / "runs"))
+    code, _, err = fleet("submit", "--tier", "local", "--variant", "ngram-k4",
+                         "--runs-dir", str(workdir / "a-file" / "runs"))
     assert_one_config_line(code, err, "--runs-dir")
 
 
@@ -203,3 +204,66 @@ def test_two_formats_asked_for_on_stdout_is_a_usage_error_before_any_cell_runs(w
     code, _, err = fleet("submit", "--tier", "local", "--json", "--format", "markdown")
     assert_one_config_line(code, err, "--json", "--format markdown")
     assert_nothing_written(workdir)
+
+
+# --- issue 31: inputs refused before any work -----------------------------------------------------------
+
+def test_a_cell_without_a_baseline_is_refused_before_any_run_directory(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "baselines" / "cpu" / "ngram-k4__tiny-stdlib-target.json").unlink()
+    code, _, err = fleet("submit", "--tier", "local")
+    assert_one_config_line(code, err, "no baseline", "ngram-k4__tiny-stdlib-target.json",
+                           "--allow-missing-baselines",
+                           "fleet baseline record --tier local --hardware cpu --variant ngram-k4")
+    assert_nothing_written(workdir)
+
+
+def test_allow_missing_baselines_lets_the_run_go_past_the_baseline_check(workdir: Path, fleet: Fleet) -> None:
+    (workdir / "baselines" / "cpu" / "ngram-k4__tiny-stdlib-target.json").unlink()
+    (workdir / "a-file").write_text("not a directory")
+    # The next check refuses instead, so no engine runs: the baseline check was passed.
+    code, _, err = fleet("submit", "--tier", "local", "--allow-missing-baselines",
+                         "--runs-dir", str(workdir / "a-file" / "runs"))
+    assert_one_config_line(code, err, "--runs-dir")
+
+
+def _misspell(path: Path) -> None:
+    document = json.loads(path.read_text())
+    document["baselines"]["acceptance_lenght"] = document["baselines"].pop("acceptance_length")
+    path.write_text(json.dumps(document))
+
+
+def test_a_misspelt_metric_in_a_baseline_is_refused_before_the_run(workdir: Path, fleet: Fleet) -> None:
+    _misspell(workdir / "baselines" / "cpu" / "ngram-k4__tiny-stdlib-target.json")
+    code, _, err = fleet("submit", "--tier", "local", "--allow-missing-baselines")
+    assert_one_config_line(code, err, "baselines.acceptance_lenght", "did you mean 'acceptance_length'")
+    assert_nothing_written(workdir)
+
+
+def test_a_misspelt_metric_in_a_baseline_is_refused_by_fleet_judge(workdir: Path, fleet: Fleet) -> None:
+    _misspell(workdir / "baselines" / "cpu" / "ngram-k4__tiny-stdlib-target.json")
+    result = REPO / "evidence" / "cpu" / "r1" / "ngram-k4__tiny-stdlib-target__cpu.json"
+    code, _, err = fleet("judge", str(result))
+    assert_one_config_line(code, err, "baselines.acceptance_lenght")
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), [
+    ("metrics.acceptance_length", -3.0, "acceptance_length = -3.0"),
+    ("metrics.acceptance_length", 0.5, "acceptance_length = 0.5"),
+    ("metrics.match_rate", float("nan"), "match_rate = nan"),
+    ("metrics.ttft_p50_ms", float("inf"), "ttft_p50_ms = inf"),
+    ("metrics.tpot_p50_ms", 1e300, "tpot_p50_ms = 1e+300"),
+    ("metrics.acceptance_rate", 1.5, "acceptance_rate = 1.5"),
+    ("counters.num_drafts", -1, "counters.num_drafts"),
+    ("match.exact_token_matches", 21, "exact_token_matches exceeds num_prompts"),
+])
+def test_an_impossible_value_in_a_result_is_one_line_naming_file_and_field(
+        workdir: Path, fleet: Fleet, field: str, value: float, needle: str) -> None:
+    recorded = REPO / "evidence" / "cpu" / "r1" / "ngram-k4__tiny-stdlib-target__cpu.json"
+    document = json.loads(recorded.read_text())
+    part, key = field.split(".")
+    document[part][key] = value
+    path = workdir / "bad-result.json"
+    path.write_text(json.dumps(document))  # NaN and Infinity as Python's json writes them
+    code, out, err = fleet("judge", str(path), "--format", "markdown")
+    assert_one_config_line(code, err, "bad-result.json", needle)
+    assert "Traceback" not in err and out == ""

@@ -88,6 +88,9 @@ def plan(tier: str, jobs_dir: Path, hardware: str | None, variant: str | None, a
 @click.option("--num-shards", type=click.IntRange(min=1), default=None,
               help="Split the cells into this many shards, balanced by expected GPU time; join the shards' "
                    "run directories with `fleet merge`.")
+@click.option("--allow-missing-baselines", is_flag=True,
+              help="Run cells that have no baseline (each ends NO_BASELINE) instead of refusing before any "
+                   "runs.")
 @kube_options
 def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_dir: Path, parallel: int,
            max_runs: int | None, hardware: str | None, variant: str | None, rule: Rule,
@@ -97,7 +100,7 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
            github_issue_repo: str | None, shard_id: int | None, num_shards: int | None,
            dry_run: bool, kubeconfig: str | None, kube_context_name: str | None, namespace: str,
            vllm_version: str, images: tuple[str, ...], kueue: bool, model_cache_pvc: str | None,
-           compile_cache_pvc: str | None, dataset_pvc: str) -> None:
+           compile_cache_pvc: str | None, dataset_pvc: str, allow_missing_baselines: bool) -> None:
     """Run a tier's cells, judge every metric against its hardware's baseline, report."""
     kube = KubeRequest(dry_run=dry_run, kubeconfig=kubeconfig, context_name=kube_context_name,
                        namespace=namespace, vllm_version=vllm_version, images=images, kueue=kueue,
@@ -108,7 +111,8 @@ def submit(tier: str, backend: str, jobs_dir: Path, baselines_dir: Path, runs_di
         baselines_dir=baselines_dir, runs_dir=runs_dir, parallel=parallel, max_runs=max_runs,
         hardware=hardware, variant=variant, rule=rule, error_control=error_control, report_dir=report_dir,
         history_db=history_db, price_items=price_items, alert_webhook=alert_webhook, report_url=report_url,
-        github_issue_repo=github_issue_repo, shard_id=shard_id, num_shards=num_shards, kube=kube)
+        github_issue_repo=github_issue_repo, shard_id=shard_id, num_shards=num_shards,
+        allow_missing_baselines=allow_missing_baselines, kube=kube)
     done = submit_run(request, cell_progress)
     if done is None:  # a shard with no cell
         sys.exit(0)

@@ -54,11 +54,15 @@ _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
 MISSING_BASELINE = "no baseline at"
 
 
-def baseline_record_command(tier: str, hardware: str, baselines_root: str | None = None) -> str:
+def baseline_record_command(tier: str, hardware: str, baselines_root: str | None = None, *,
+                            variant: str | None = None, update: bool = False) -> str:
     """The command that records the missing or outdated baselines of a tier on one hardware pool (into
-    `baselines_root` where it is not the default baselines/)."""
+    `baselines_root` where it is not the default baselines/); `variant`: that variant's only, `update`:
+    replacing a file that exists (`fleet baseline record` refuses to overwrite one without --update)."""
     into = f" --baselines {baselines_root}" if baselines_root and baselines_root != "baselines" else ""
-    return f"fleet baseline record --tier {tier} --hardware {hardware}{into}"
+    only = f" --variant {variant}" if variant else ""
+    again = " --update" if update else ""
+    return f"fleet baseline record --tier {tier} --hardware {hardware}{only}{into}{again}"
 
 
 def bisect_command(good: str | None, bad: str | None, cell_id: str) -> str:

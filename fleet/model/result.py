@@ -6,12 +6,14 @@ ids) beside the derived metrics, so a verdict can always be re-derived and audit
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from fleet.model._base import Strict
 from fleet.model.catalog import Cell
+from fleet.model.metrics import metric_info
 
 SCHEMA_VERSION = 1
 
@@ -67,6 +69,40 @@ class MatchSummary(Strict):
     exact_token_matches: int = Field(ge=0)
     exact_text_matches: int | None = Field(default=None, ge=0)
     first_divergence: list[int | None] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _within_prompts(self) -> MatchSummary:
+        if self.exact_token_matches > self.num_prompts:
+            raise ValueError("exact_token_matches exceeds num_prompts")
+        return self
+
+
+#: The largest a latency (ms) or a throughput (tokens/s) may read before it is a broken measurement, not
+#: a slow one: 1e9 ms is eleven days for one request of a test tier, 1e9 tokens/s beyond any machine;
+#: a value like 1e300 would otherwise pass every check and turn a report's arithmetic into inf.
+ABSURD = 1e9
+#: A speedup over no speculation beyond this is a broken timer (k draft tokens can at most give k + 1).
+ABSURD_SPEEDUP = 1e3
+
+
+def metric_problem(name: str, value: float) -> str | None:
+    """Why a measured metric's value is impossible, or None: non-finite everywhere; by the registry's
+    unit, a ratio outside [0, 1], an acceptance length below 1 (every draft step yields at least the
+    target's own token), a negative or absurd latency, throughput or speedup."""
+    if not math.isfinite(value):
+        return "not a finite number"
+    info = metric_info(name)
+    if info is None:
+        return None
+    if info.unit == "ratio" and not 0.0 <= value <= 1.0:
+        return "a ratio outside [0, 1]"
+    if name == "acceptance_length" and not 1.0 <= value <= 65.0:
+        return "an acceptance length is 1 + accepted tokens per draft: between 1 and 1 + k (k <= 64)"
+    if name == "speedup" and not 0.0 < value <= ABSURD_SPEEDUP:
+        return f"a speedup must be above 0 and at most {ABSURD_SPEEDUP:g}"
+    if info.kind == "latency" and name != "speedup" and not 0.0 <= value <= ABSURD:
+        return f"a latency or throughput must be between 0 and {ABSURD:g} {info.unit}"
+    return None
 
 
 class Provenance(Strict):
@@ -134,6 +170,16 @@ class RunResult(Strict):
     #: Every speculative engine start's latency where the workload asks for more than one; `speculative`,
     #: `counters` and `match` are the first start's.
     starts: list[EngineStart] = Field(default_factory=list)
+
+    @field_validator("metrics")
+    @classmethod
+    def _possible(cls, metrics: dict[str, float]) -> dict[str, float]:
+        # A NaN or 1e300 once crashed the text report and passed in Markdown; refused here, at the edge.
+        for name, value in metrics.items():
+            problem = metric_problem(name, value)
+            if problem is not None:
+                raise ValueError(f"{name} = {value!r} is impossible ({problem})")
+        return metrics
 
     @model_validator(mode="after")
     def _status_fields(self) -> RunResult:

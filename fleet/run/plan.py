@@ -7,6 +7,7 @@ read every baseline three times per run and let a file edited mid-run judge a ce
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from fleet.baselines.store import find_baseline
 from fleet.errors import ConfigError, FleetError
 from fleet.history.store import HistoryStore
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
+from fleet.judge.verdicts import baseline_record_command
 from fleet.model import Baseline, Cell, RunResult
 from fleet.model.documents import read_document
+from fleet.model.metrics import METRICS, metric_info
 from fleet.plan.catalog import list_tiers, load_catalog, load_tier
 from fleet.plan.matrix import expand, filter_cells
 from fleet.plan.sharding import recorded_seconds
@@ -33,7 +36,10 @@ class BaselineSet:
     def lookup(self, cell: Cell) -> tuple[Baseline | None, Path]:
         """The cell's baseline (None when none was recorded) and its path; ConfigError for a bad file."""
         if cell.id not in self._found:
-            self._found[cell.id] = find_baseline(self.root, cell)
+            baseline, path = find_baseline(self.root, cell)
+            if baseline is not None:
+                check_metric_names(baseline, path)
+            self._found[cell.id] = baseline, path
         return self._found[cell.id]
 
     def of(self, cell: Cell) -> Baseline | None:
@@ -50,9 +56,51 @@ class BaselineSet:
         for cell in cells:
             self.lookup(cell)
 
+    def require_all(self, cells: Sequence[Cell], tier: str) -> None:
+        """Every cell must have a baseline: one without would spend its GPU time and end NO_BASELINE
+        (none of the 94 smoke/nightly/weekly cells had one, and nothing said so before they ran)."""
+        missing = [(cell, path) for cell in cells
+                   for baseline, path in [self.lookup(cell)] if baseline is None]
+        if not missing:
+            return
+        records = "; ".join(f"`{command}`" for command in self._record_commands(cells, missing, tier))
+        names = ", ".join(path.as_posix() for _, path in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise ConfigError(f"{len(missing)} of {len(cells)} cells have no baseline ({names})",
+                          where="--baselines", cause="their baselines were never recorded on these pools",
+                          fix=f"record them ({records}), or pass --allow-missing-baselines to run them "
+                              "anyway (they end NO_BASELINE, exit 2, kept for `fleet baseline from-results`)")
+
+    def _record_commands(self, cells: Sequence[Cell], missing: Sequence[tuple[Cell, Path]],
+                         tier: str) -> list[str]:
+        """A pool with no baseline at all records in one command; where some exist, `fleet baseline
+        record` refuses to overwrite them, so each missing variant gets its own."""
+        root = self.root.as_posix()
+        commands = []
+        for pool in sorted({cell.hardware.name for cell, _ in missing}):
+            lacking = [cell for cell, _ in missing if cell.hardware.name == pool]
+            if len(lacking) == sum(1 for cell in cells if cell.hardware.name == pool):
+                commands.append(baseline_record_command(tier, pool, root))
+            else:
+                commands += [baseline_record_command(tier, pool, root, variant=variant)
+                             for variant in sorted({cell.variant.name for cell in lacking})]
+        return commands
+
     def recorded(self, cells: Sequence[Cell]) -> list[Baseline]:
         """The baselines recorded for these cells; cells without one are left out."""
         return [baseline for cell in cells if (baseline := self.of(cell)) is not None]
+
+
+def check_metric_names(baseline: Baseline, path: Path) -> None:
+    """Every metric a baseline names must be one the registry knows (fleet.model.metrics): a typo'd
+    `acceptance_lenght` would otherwise become a FAIL (a metric missing from every result) after the run,
+    exit 1, instead of exit 2 before it."""
+    for name in baseline.baselines:
+        if metric_info(name) is None:
+            close = difflib.get_close_matches(name, list(METRICS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown metric {name!r}", where=f"{path}: baselines.{name}",
+                              fix=f"{hint}the metrics are {', '.join(sorted(METRICS))} and "
+                                  "acceptance_rate_pos_<i>")
 
 
 def plan_cells(jobs_dir: Path, tier: str, hardware: str | None, variant: str | None) -> list[Cell]:

@@ -70,6 +70,8 @@ class SubmitRequest:
     github_issue_repo: str | None = None
     shard_id: int | None = None
     num_shards: int | None = None
+    #: Run cells that have no baseline (judged NO_BASELINE) instead of refusing before any of them runs.
+    allow_missing_baselines: bool = False
     kube: KubeRequest = field(default_factory=KubeRequest)
 
 
@@ -121,6 +123,8 @@ def submit(request: SubmitRequest, progress: Callable[[int], Progress]) -> Submi
     prices = catalog_prices(request.jobs_dir, request.price_items)
     if request.report_dir is not None:  # before the cells run: a bad folder must not cost their GPU time
         ensure_writable_dir(request.report_dir, option="--report-dir")
+    if not request.allow_missing_baselines:  # the last check before the run directory is made
+        baselines.require_all(cells, request.tier)
     run_dir = request.runs_dir / run_id
     ensure_writable_dir(run_dir, option="--runs-dir")
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
