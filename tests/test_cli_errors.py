@@ -267,3 +267,31 @@ def test_an_impossible_value_in_a_result_is_one_line_naming_file_and_field(
     code, out, err = fleet("judge", str(path), "--format", "markdown")
     assert_one_config_line(code, err, "bad-result.json", needle)
     assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize("text", ["apiVersion: v1\nclusters: [\n  - {name: x\n",
+                                  "apiVersion: v1\nkind: Config\nclusters: 5\ncontexts: hello\n"])
+def test_a_malformed_kubeconfig_is_one_line_and_leaves_no_run_directory(
+        workdir: Path, fleet: Fleet, text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("kubernetes")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in a cluster: the kubeconfig is read
+    kubeconfig = workdir / "kubeconfig"
+    kubeconfig.write_text(text)
+    code, _, err = fleet("submit", "--tier", "nightly", "--backend", "kube", "--kubeconfig", str(kubeconfig),
+                         "--allow-missing-baselines", "--history-db", "")
+    assert_one_config_line(code, err, "kubeconfig", "malformed kubeconfig")
+    assert "Traceback" not in err
+    assert_nothing_written(workdir)
+
+
+def test_a_run_refused_before_any_cell_started_leaves_nothing_to_resume(tmp_path: Path) -> None:
+    from fleet.run.submit import discard_unstarted
+
+    unstarted, started = tmp_path / "nightly-a", tmp_path / "nightly-b"
+    for run_dir in (unstarted, started):
+        run_dir.mkdir()
+        (run_dir / "run.json").write_text("{}")
+    (started / "cells").mkdir()
+    discard_unstarted(unstarted)
+    discard_unstarted(started)
+    assert not unstarted.exists() and (started / "run.json").exists()

@@ -8,6 +8,7 @@ first cell, so a mistake costs no GPU time and leaves no run directory behind it
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,15 @@ from fleet.run.deliver import Concluded, Delivery, catalog_prices, conclude, git
 from fleet.run.kube import DEFAULT_DATASET_PVC, dry_run_yaml, kube_context, run_kube, start_kube_run
 from fleet.run.plan import BaselineSet, history_seconds, plan_cells, tier_rerun_budget
 from fleet.run.preflight import check_models
-from fleet.run.state import RunState, write_run_state
+from fleet.run.state import RUN_FILE, RunState, write_run_state
+
+
+def discard_unstarted(run_dir: Path) -> None:
+    """A run refused on the user's input before any cell started (a malformed kubeconfig, no credentials)
+    leaves only its run.json: removed, so that nothing is left to resume and `fleet merge runs/nightly-*/`
+    is not broken by a run with no report. Anything more in the folder (a cell's files) is kept."""
+    if run_dir.is_dir() and all(entry.name == RUN_FILE for entry in run_dir.iterdir()):
+        shutil.rmtree(run_dir)
 
 
 @dataclass(frozen=True)
@@ -123,8 +132,12 @@ def submit(request: SubmitRequest, progress: Callable[[int], Progress]) -> Submi
     prices = catalog_prices(request.jobs_dir, request.price_items)
     if request.report_dir is not None:  # before the cells run: a bad folder must not cost their GPU time
         ensure_writable_dir(request.report_dir, option="--report-dir")
-    if not request.allow_missing_baselines:  # the last check before the run directory is made
+    if not request.allow_missing_baselines:
         baselines.require_all(cells, request.tier)
+    if context is not None:  # the last check before the run directory: credentials, read but not used
+        from fleet.backends.kube.client import api_client_for  # the kube extra, only for --backend kube
+
+        api_client_for(kubeconfig=kube.kubeconfig, context=kube.context_name)
     run_dir = request.runs_dir / run_id
     ensure_writable_dir(run_dir, option="--runs-dir")
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -148,9 +161,13 @@ def submit(request: SubmitRequest, progress: Callable[[int], Progress]) -> Submi
                         request.report_url, github)
     if context is not None:
         start_kube_run(state, run_dir)
-        outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kube.kubeconfig,
-                            kube_context_name=kube.context_name, on_outcome=ended, rerun=rerun,
-                            max_runs=max_runs)
+        try:
+            outcomes = run_kube(state, run_dir=run_dir, kubeconfig=kube.kubeconfig,
+                                kube_context_name=kube.context_name, on_outcome=ended, rerun=rerun,
+                                max_runs=max_runs)
+        except ConfigError:
+            discard_unstarted(run_dir)
+            raise
     else:
         write_run_state(run_dir, state)
         local = LocalBackend(run_dir, parallel=request.parallel, on_start=shown.started)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import urllib3
+import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -60,10 +61,22 @@ def api_client_for(*, host: str | None = None, kubeconfig: str | None = None,
                 k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                     config_file=kubeconfig, context=context, client_configuration=configuration)
             except (k8s_config.ConfigException, OSError) as err:
-                raise ConfigError(f"no Kubernetes credentials: {err}", where="kubeconfig",
+                raise ConfigError(f"no Kubernetes credentials: {_one_line(err)}", where="kubeconfig",
                                   fix="set KUBECONFIG or --kubeconfig, or run inside the cluster") from err
+            except (yaml.YAMLError, ValueError, TypeError, AttributeError, KeyError) as err:
+                # The client parses the file with no error of its own for bad YAML or a field of the wrong
+                # type (`clusters: 5` is a TypeError deep inside it): one line, not its traceback.
+                shown = kubeconfig or "the kubeconfig (KUBECONFIG or ~/.kube/config)"
+                raise ConfigError(f"malformed kubeconfig: {type(err).__name__}: {_one_line(err)}",
+                                  where=shown, cause="not valid YAML, or a field of the wrong type",
+                                  fix="check it with `kubectl config view --kubeconfig FILE`, or pass "
+                                      "--kubeconfig with a working one") from err
     configuration.retries = False  # tenacity decides; urllib3's own retries would hide requests
     return k8s_client.ApiClient(configuration)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 def _transient(exc: BaseException) -> bool:
