@@ -29,16 +29,16 @@ def fleet(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=600, check=False)
 
 
-def degrade_draft(destination: Path, noise: float = 0.6) -> Path:
-    """A copy of the bundled draft whose weights carry Gaussian noise of `noise` x each tensor's std."""
-    source = Path(resolve_model("bundled:tiny-stdlib/draft"))
+def degrade_draft(destination: Path, noise: float = 0.6, *, which: str = "bundled:tiny-stdlib/draft") -> Path:
+    """A copy of a bundled drafter whose weight matrices carry Gaussian noise of `noise` x their std."""
+    source = Path(resolve_model(which))
     shutil.copytree(source, destination)
     generator = torch.Generator().manual_seed(0)
     tensors = load_file(str(source / "model.safetensors"))
     perturbed = {}
     for name, tensor in tensors.items():
         values = tensor.float()
-        if values.dim() >= 2:
+        if values.dim() >= 2 and tensor.is_floating_point():
             values = values + noise * values.std() * torch.randn(values.shape, generator=generator)
         perturbed[name] = values.to(tensor.dtype).contiguous()
     save_file(perturbed, str(destination / "model.safetensors"), metadata={"format": "pt"})
@@ -51,21 +51,27 @@ def test_the_readme_main_command_passes_against_the_committed_cpu_baselines(tmp_
     done = fleet("submit", "--tier", "local", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "===== Speculative Decoding Regression Test Results =====" in done.stdout
-    assert done.stdout.count("Status: ✓ PASSED") == 2
+    assert done.stdout.count("Status: ✓ PASSED") == 3
 
 
-def test_a_degraded_draft_model_fails_acceptance_and_exits_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("variant", "drafter", "noise"), [
+    ("draft_model-k4", "bundled:tiny-stdlib/draft", 0.6),
+    ("eagle3-k4", "bundled:tiny-stdlib/eagle3", 0.6),
+])
+def test_a_degraded_drafter_fails_acceptance_and_exits_1(
+    tmp_path: Path, variant: str, drafter: str, noise: float
+) -> None:
     shutil.copytree(REPO / "jobs", tmp_path / "jobs")
-    degraded = degrade_draft(tmp_path / "degraded-draft")
+    degraded = degrade_draft(tmp_path / "degraded-drafter", noise, which=drafter)
     tier_path = tmp_path / "jobs" / "local.yaml"
     tier = yaml.safe_load(tier_path.read_text())
     for entry in tier["cells"]:
-        if entry["variant"] == "draft_model-k4":
+        if entry["variant"] == variant:
             entry["draft_model"] = str(degraded)
     tier["max_runs"] = 3  # the tier's rerun budget, which the judge splits its false-alarm budget over
     tier_path.write_text(yaml.safe_dump(tier))
 
-    done = fleet("submit", "--tier", "local", "--variant", "draft_model-k4", "--json",
+    done = fleet("submit", "--tier", "local", "--variant", variant, "--json",
                  "--baselines", str(REPO / "baselines"), cwd=tmp_path)
 
     assert done.returncode == 1, done.stdout + done.stderr
