@@ -21,6 +21,7 @@ command -v debootstrap >/dev/null || { echo "debootstrap is not installed: apt-g
 
 root="$(mktemp -d)"
 trap 'rm -rf "$root"' EXIT
+chmod 0755 "$root"   # it becomes the image's /: mktemp's 0700 would lock every non-root user out
 # minbase: dpkg, apt and essentials only; python3-venv gives the image's virtual environment its pip.
 # ca-certificates is the public CA bundle a container's pip verifies PyPI with.
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates "$suite" "$root" "$mirror"

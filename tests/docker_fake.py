@@ -187,7 +187,7 @@ def fake_docker(monkeypatch: pytest.MonkeyPatch, *, fail_for: str = "", refusal:
         def info(self) -> dict[str, Any]:
             return {"Runtimes": runtimes if runtimes is not None else {"runc": {}}}
 
-    def from_env() -> Engine:
+    def from_env(**options: Any) -> Engine:
         if unreachable:
             raise DockerException("Error while fetching server API version: ('Connection aborted.', "
                                   "FileNotFoundError(2, 'No such file or directory'))")

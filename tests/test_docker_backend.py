@@ -20,6 +20,7 @@ import pytest
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.backends.docker import (
     CPU_IMAGE,
+    ENGINE_TIMEOUT_S,
     DockerBackend,
     DockerSettings,
     HostGpus,
@@ -258,7 +259,7 @@ def real_engine() -> Any:
     except ImportError:
         missing("the docker SDK is not installed (pip install docker)")
     try:
-        engine = docker.from_env()
+        engine = docker.from_env(timeout=ENGINE_TIMEOUT_S)
         engine.ping()
     except docker.errors.DockerException as err:
         missing(f"no Docker engine is reachable ({str(err)[:80]}): start dockerd, as .ci/run does")

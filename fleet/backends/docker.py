@@ -53,6 +53,9 @@ RESULTS_DIR = str(Path(RESULT_PATH).parent)
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+#: Seconds one engine request may take. Creating and removing a container copy its image's files on a
+#: copying storage driver (vfs): for the 1.5 GB cpu image about a minute each on a busy 2-core host.
+ENGINE_TIMEOUT_S = 900
 #: Where AMD GPUs are reached from a container (ROCm's documented `docker run` devices).
 AMD_DEVICES = ("/dev/kfd", "/dev/dri")
 
@@ -186,7 +189,7 @@ class DockerBackend:
         self.parallel = parallel
         self._sdk = docker_sdk()
         try:
-            self._engine = self._sdk.from_env()
+            self._engine = self._sdk.from_env(timeout=ENGINE_TIMEOUT_S)
             runtimes = self._engine.info().get("Runtimes") or {}
         except self._sdk.errors.DockerException as err:
             raise InfrastructureError(f"cannot reach the Docker engine: {err}", where="--backend docker",

@@ -17,6 +17,9 @@ from typing import Any
 from fleet.errors import ConfigError, InfrastructureError
 from fleet.plan.images import BuildPlan
 
+#: Seconds one engine request may take: a build step that prints nothing for minutes (a large layer
+#: committed on a copying storage driver) must not time the build out.
+ENGINE_TIMEOUT_S = 3600
 _STEP = re.compile(r"^Step \d+/\d+ : ")
 _FROM_STEP = re.compile(r"^Step \d+/\d+ : FROM ", re.IGNORECASE)
 
@@ -91,7 +94,7 @@ def build_failure(plan: BuildPlan, message: str, *, pulled: bool, step: str | No
 def engine_client(docker: Any, *, where: str) -> Any:
     """A client of the local engine, which answered; InfrastructureError when none answers."""
     try:
-        engine = docker.from_env()
+        engine = docker.from_env(timeout=ENGINE_TIMEOUT_S)
         engine.ping()
     except docker.errors.DockerException as err:
         raise InfrastructureError(f"cannot reach a Docker engine: {err}", where=where,

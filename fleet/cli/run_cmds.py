@@ -60,8 +60,9 @@ def plan(tier: str, jobs_dir: Path, hardware: str | None, variant: str | None, a
 
 @click.command()
 @click.option("--tier", required=True, help="Tier to run: local (CPU, bundled models), smoke, nightly, ...")
-@click.option("--backend", type=click.Choice(["local", "kube"]), default="local", show_default=True,
-              help="Where cells run: local subprocesses on this machine, or Kubernetes Jobs.")
+@click.option("--backend", type=click.Choice(["local", "kube", "docker"]), default="local", show_default=True,
+              help="Where cells run: local subprocesses on this machine, Kubernetes Jobs, or containers of "
+                   "fleet's image on this machine's Docker engine.")
 @jobs_option
 @baselines_option
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet.backends.base import Attempt, AttemptOutcome
+from fleet.backends.docker import DockerBackend
 from fleet.backends.local import LocalBackend
 from fleet.errors import ConfigError
 from fleet.judge import Method, Rule
@@ -170,7 +171,10 @@ def submit(request: SubmitRequest, progress: Callable[[int], Progress]) -> Submi
             raise
     else:
         write_run_state(run_dir, state)
-        local = LocalBackend(run_dir, parallel=request.parallel, on_start=shown.started)
+        local: LocalBackend | DockerBackend = (
+            DockerBackend(run_dir, parallel=request.parallel, on_start=shown.started)
+            if request.backend == "docker" else
+            LocalBackend(run_dir, parallel=request.parallel, on_start=shown.started))
         try:
             outcomes = execute(cells, local, run_id=run_id, on_outcome=ended, rerun=rerun, max_runs=max_runs)
         except KeyboardInterrupt:
