@@ -5,8 +5,8 @@ costs nothing and says what to fix; then the search runs round by round on the c
 its progress, and writes runs/<bisect-id>/bisect.json and bisect.txt.
 
 Exit codes: 0 a culprit (or a range hidden by untestable commits) was found and verified against its
-parent; 1 no verified answer (no regression between the ends, or the search gave up); 2 bad input;
-3 the machines failed.
+parent; 1 no verified answer (no difference shown between the ends, or undecided within budget);
+2 bad input; 3 the machines failed.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def bisect(good: str, bad: str, cell_id: str, slots: int, backend: str, metric: 
     """Find the commit between --good and --bad that changed --metric of --cell.
 
     Exit codes: 0 a culprit (or a range hidden by untestable commits) found and verified against its parent;
-    1 no verified answer (no regression between the ends, or the search gave up); 2 bad input; 3 the
-    machines failed.
+    1 no verified answer (no difference shown between the ends, or undecided within budget); 2 bad input;
+    3 the machines failed.
     """
     done = run_bisect(
         good=good, bad=bad, cell_id=cell_id, slots=slots, backend=backend, metric=metric, repo=repo,
