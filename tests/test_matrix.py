@@ -60,10 +60,10 @@ def test_smoke_is_exactly_eagle3_on_llama_3_1_8b_on_l4_with_100_sharegpt_prompts
     assert (cell.workload.dataset, cell.workload.num_prompts) == ("sharegpt", 100)
 
 
-def test_local_tier_is_the_two_cpu_cells_on_the_bundled_pair() -> None:
+def test_local_tier_is_the_three_cpu_cells_on_the_bundled_target() -> None:
     cells = {cell.variant.name: cell for cell in shipped_cells("local")}
 
-    assert sorted(cells) == ["draft_model-k4", "ngram-k4"]
+    assert sorted(cells) == ["draft_model-k4", "eagle3-k4", "ngram-k4"]
     for cell in cells.values():
         assert cell.engine == "reference"
         assert cell.hardware.name == "cpu" and cell.hardware.gpu_count == 0
@@ -74,6 +74,7 @@ def test_local_tier_is_the_two_cpu_cells_on_the_bundled_pair() -> None:
         assert (workload.prompts, workload.num_prompts, workload.max_tokens, workload.warmup_prompts) == (
             "bundled:tiny-stdlib", 20, 64, 2)
     assert cells["draft_model-k4"].draft_model == "bundled:tiny-stdlib/draft"
+    assert cells["eagle3-k4"].draft_model == "bundled:tiny-stdlib/eagle3"
     assert cells["ngram-k4"].draft_model is None
     assert cells["ngram-k4"].variant.options == {"prompt_lookup_min": 2, "prompt_lookup_max": 4}
 
@@ -81,7 +82,7 @@ def test_local_tier_is_the_two_cpu_cells_on_the_bundled_pair() -> None:
 def test_h200_tier_runs_the_bundled_pair_and_a_synthetic_8b_shaped_cell_on_vllm() -> None:
     cells = {cell.variant.name: cell for cell in shipped_cells("h200")}
 
-    assert sorted(cells) == ["draft_model-k4", "draft_model-synthetic-k4", "ngram-k4"]
+    assert sorted(cells) == ["draft_model-k4", "draft_model-synthetic-k4", "eagle3-k4", "ngram-k4"]
     assert {cell.hardware.name for cell in cells.values()} == {"h200"}
     assert {cell.engine for cell in cells.values()} == {"vllm"}
     assert {(c.workload.num_prompts, c.workload.max_tokens) for c in cells.values()} == {(50, 128)}
