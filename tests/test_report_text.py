@@ -176,9 +176,11 @@ def test_fail_form_equals_rfc_sample_plus_commands() -> None:
     text, report = render_one(make_result(FAIL_METRICS, "2025-11-05T14:36:33Z"), RFC_BASELINE)
     expected = [RFC_LINES[0], "", *RFC_FAIL]
     step2 = expected.index("  2. Check if this is an intentional change requiring baseline update")
-    expected.insert(step2 + 1, "     fleet baseline record --tier smoke --hardware l4")
+    record = "     fleet baseline record --tier smoke --hardware l4 --variant eagle3 --update"
+    expected.insert(step2 + 1, record)
     # The RFC's run and baseline share commit 3481e4074, so the good end is left for the user to name.
-    bisect = f"     fleet bisect --good <last known good commit> --bad 3481e4074 --cell {CELL_ID}"
+    bisect = (f"     fleet bisect --good GOOD_SHA --bad 3481e4074 --cell {CELL_ID} --repo VLLM_CLONE "
+              "--metric acceptance_rate")
     expected.insert(step2 + 3, bisect)
     summary = "Run r1 (tier smoke, kube): 1 cell: 0 passed, 1 failed — overall FAIL (exit 1)"
     expected[-1:-1] = [summary, ""]
@@ -195,7 +197,8 @@ def test_fail_form_lines_equal_rfc_regression_lines_exactly() -> None:
 def test_bisect_command_starts_from_baseline_commit_when_it_differs() -> None:
     older = RFC_BASELINE.model_copy(update={"baseline_commit": "1111aaaa2"})
     text, _ = render_one(make_result(FAIL_METRICS, "2025-11-05T14:36:33Z"), older)
-    assert f"     fleet bisect --good 1111aaaa2 --bad 3481e4074 --cell {CELL_ID}" in text.splitlines()
+    assert (f"     fleet bisect --good 1111aaaa2 --bad 3481e4074 --cell {CELL_ID} --repo VLLM_CLONE "
+            "--metric acceptance_rate") in text.splitlines()
 
 
 def test_bisect_command_names_placeholders_when_commits_unknown() -> None:
@@ -204,7 +207,7 @@ def test_bisect_command_names_placeholders_when_commits_unknown() -> None:
     provenance = result.provenance.model_copy(update={"vllm_commit": None})
     result = result.model_copy(update={"provenance": provenance})
     text, _ = render_one(result, no_commit)
-    assert f"fleet bisect --good <last known good commit> --bad <commit under test> --cell {CELL_ID}" in text
+    assert f"fleet bisect --good GOOD_SHA --bad BAD_SHA --cell {CELL_ID} --repo VLLM_CLONE" in text
     assert "Commit: unknown" in text
 
 
@@ -220,7 +223,7 @@ def test_no_baseline_form_shows_observed_values_and_record_command() -> None:
     assert "Status: ? NO BASELINE" in lines
     assert f"No baseline: {BASELINE_FILE}" in lines
     assert "  acceptance_rate:  0.741" in lines
-    assert "     fleet baseline record --tier smoke --hardware l4" in lines
+    assert "     fleet baseline record --tier smoke --hardware l4 --variant eagle3" in lines
     assert report.exit_code == 2
 
 

@@ -65,12 +65,21 @@ def baseline_record_command(tier: str, hardware: str, baselines_root: str | None
     return f"fleet baseline record --tier {tier} --hardware {hardware}{only}{into}{again}"
 
 
-def bisect_command(good: str | None, bad: str | None, cell_id: str) -> str:
-    """The command that bisects a regression of one cell between two vLLM commits."""
+#: Placeholders a printed command names where a value is unknown: plain words a shell passes through
+#: (a `<commit>` would be read as a redirection), for the reader to replace.
+GOOD_PLACEHOLDER = "GOOD_SHA"
+BAD_PLACEHOLDER = "BAD_SHA"
+REPO_PLACEHOLDER = "VLLM_CLONE"
+
+
+def bisect_command(good: str | None, bad: str | None, cell_id: str, metric: str | None = None) -> str:
+    """The command that bisects a regression of one cell between two vLLM commits, in a vLLM clone (the
+    local backend's default needs one: `--repo`), on the metric that failed."""
     # A baseline recorded at the commit under test cannot be the good end: that commit is now bad.
-    good_ref = good if good and good != bad else "<last known good commit>"
-    bad_ref = bad or "<commit under test>"
-    return f"fleet bisect --good {good_ref} --bad {bad_ref} --cell {cell_id}"
+    good_ref = good if good and good != bad else GOOD_PLACEHOLDER
+    bad_ref = bad or BAD_PLACEHOLDER
+    on = f" --metric {metric}" if metric else ""
+    return f"fleet bisect --good {good_ref} --bad {bad_ref} --cell {cell_id} --repo {REPO_PLACEHOLDER}{on}"
 
 
 @dataclass(frozen=True)

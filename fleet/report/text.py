@@ -272,15 +272,27 @@ def _fail_body(
     commit = _commit(result)
     lines.append(f"Commit: {commit or 'unknown'}")
     good = baseline.baseline_commit if baseline is not None else None
+    # The baseline exists (it judged the cell): replacing it needs --update, and only this cell's variant.
+    root = PurePath(cell.baseline_path).parent.parent.as_posix() if cell.baseline_path else None
+    record = baseline_record_command(result.cell.tier if result is not None else tier, cell.hardware, root,
+                                     variant=cell.variant, update=True)
+    failed = next((m.metric for m in cell.metrics if m.status == "FAIL"), None)
     lines += [
         "",
         "Action Required:",
         "  1. Investigate recent changes to spec decode code",
         "  2. Check if this is an intentional change requiring baseline update",
-        f"     {baseline_record_command(tier, cell.hardware)}",
+        f"     {record}",
         "  3. If regression is real, bisect to find problematic commit",
-        f"     {bisect_command(good, commit, cell.cell_id)}",
     ]
+    engine = result.provenance.engine if result is not None else None
+    if result is not None and not result.provenance.vllm_commit and engine != "vllm":
+        # `--bad reference 0.1.0` is no commit: the reference engine is not vLLM, nothing to bisect in it.
+        lines.append(f"     (the result came from the {engine} engine, not a vLLM build: bisect the vLLM "
+                     "commits once a vLLM run of this cell fails)")
+    else:
+        vllm_commit = result.provenance.vllm_commit if result is not None else None
+        lines.append(f"     {bisect_command(good, vllm_commit, cell.cell_id, failed)}")
     return lines
 
 
@@ -326,7 +338,9 @@ def _no_baseline_body(cell: CellVerdict, result: RunResult | None, *, tier: str)
         for name, value in result.metrics.items():
             decimals = metric_format(name, value).decimals
             lines.append(f"  {(name + ':').ljust(width)}{fmt_number(value, decimals)}")
-    record = f"{baseline_record_command(tier, cell.hardware)}{' --update' if stale else ''}"
+    root = PurePath(cell.baseline_path).parent.parent.as_posix() if cell.baseline_path else None
+    record = baseline_record_command(result.cell.tier if result is not None else tier, cell.hardware, root,
+                                     variant=cell.variant, update=stale)
     return [*lines, "", "Action Required:",
             "  1. Record a baseline from repeated runs and submit it for review:", f"     {record}"]
 
