@@ -6,7 +6,7 @@ Statuses map onto JUnit's four outcomes by what they mean for the run's exit cod
     ERROR         <error type="<category>">     the error and its log tail
     NO_BASELINE   <error type="no-baseline">    the run exits 2: a missing input is an error, not a skip
     SKIPPED       <skipped>                     the method cannot run there
-    INCONCLUSIVE  <skipped type="inconclusive"> not a failure (the run stays green), but visible
+    INCONCLUSIVE  <failure type="inconclusive"> the run exits 4: unsettled after its reruns is not a pass
 Every test case carries all its metric lines in <system-out>, so a reviewer sees passing numbers too,
 and, when the run was costed, its GPU time; the run's total GPU-hours and dollars are suite properties
 (`gpu_hours`, `cost_usd`), where a CI dashboard can chart them.
@@ -79,7 +79,7 @@ def _testcase(parent: ET.Element, cell: CellVerdict, tier: str, cost: dict[str, 
     elif cell.status == "SKIPPED":
         ET.SubElement(case, "skipped", message=cell.message)
     elif cell.status == "INCONCLUSIVE":
-        ET.SubElement(case, "skipped", type="inconclusive", message=cell.message)
+        ET.SubElement(case, "failure", type="inconclusive", message=cell.message)
     out = ET.SubElement(case, "system-out")
     out.text = _metric_text(cell, cost)
 
@@ -90,7 +90,7 @@ def render_junit(report: RunReport) -> str:
               for status in ("FAIL", "ERROR", "NO_BASELINE", "SKIPPED", "INCONCLUSIVE")}
     totals = {
         "tests": str(len(report.cells)),
-        "failures": str(counts["FAIL"]),
+        "failures": str(counts["FAIL"] + counts["INCONCLUSIVE"]),
         "errors": str(counts["ERROR"] + counts["NO_BASELINE"]),
     }
     wall = _seconds(report.started_at, report.finished_at)
@@ -99,7 +99,7 @@ def render_junit(report: RunReport) -> str:
     root = ET.Element("testsuites", {"name": "fleet", "time": _time(wall), **totals})
     suite = ET.SubElement(root, "testsuite", {
         "name": f"fleet.{report.tier}", "time": _time(suite_seconds), **totals,
-        "skipped": str(counts["SKIPPED"] + counts["INCONCLUSIVE"]),
+        "skipped": str(counts["SKIPPED"]),
         "timestamp": report.started_at, "id": report.run_id})
     properties = ET.SubElement(suite, "properties")
     for name, value in (("run_id", report.run_id), ("backend", report.backend), ("status", report.status),
