@@ -143,7 +143,8 @@ def test_runs_over_other_starts_than_the_baselines_are_not_judged_against_it() -
                        started_at="2026-12-05T07:00:00Z", finished_at="2026-12-05T07:10:00Z")
     lines = render_text(report, {verdict.cell_id: candidate}, {verdict.cell_id: baseline}).splitlines()
     assert f"Baseline cannot judge this cell: {verdict.message}" in lines
-    assert f"     fleet baseline record --tier smoke --hardware {verdict.hardware} --update" in lines
+    assert any(line.startswith("     fleet baseline record --tier ") and f"--hardware {verdict.hardware} "
+               f"--variant {verdict.variant} --update" in line for line in lines)
 
 
 def test_a_latency_only_start_asks_the_vllm_child_for_the_singles_alone() -> None:

@@ -250,8 +250,11 @@ def test_a_cell_whose_own_record_holds_a_slow_start_is_judged_by_its_own_rate_to
     pool = [recorded_cell("c0", slow=True), *(recorded_cell(f"c{i}") for i in range(1, 40))]
     candidates = runs_at([1.17, 1.19, 1.16])
     case = CellCase(candidates[-1], pool[0], None, None, 3, None, candidates=tuple(candidates))
-    verdict = judge_cells([case], family_size=252, pool=pool, max_runs=3)[0]
+    verdict = judge_cells([case], family_size=252, pool=pool, max_runs=3, final=False)[0]
     assert {m.metric: m.status for m in verdict.metrics}["tpot_p50_ms"] == "INCONCLUSIVE"
+    # Once the budget is spent, three slow starts in a row at its own rate are no family-wise evidence.
+    final = judge_cells([case], family_size=252, pool=pool, max_runs=3)[0]
+    assert {m.metric: m.status for m in final.metrics}["tpot_p50_ms"] != "FAIL"
 
 
 @pytest.mark.parametrize("recorded", [2, 3])

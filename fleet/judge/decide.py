@@ -41,6 +41,7 @@ from fleet.judge.best_run import SlowRecord, robust_scale
 from fleet.judge.multiple import Method, adjust, holm, step_threshold
 from fleet.judge.noisy import (
     DEFAULT_MAX_RUNS,
+    MIN_RUNS_TO_FAIL,
     SpreadPrior,
     assess_noisy,
     core_log_values,
@@ -263,7 +264,14 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
     padded = p_values + [1.0] * max(0, (family_size or 0) - len(p_values))
     adjusted_all = adjust(padded, method)
     adjusted = {(i, a.metric): adjusted_all[k] for k, (i, a) in enumerate(primary)}
-    harm_padded = [a.p_harm for _, a in primary] + [1.0] * (len(padded) - len(p_values))
+    # From MIN_RUNS_TO_FAIL runs on, the p that allows for slow engine starts (fleet.judge.best_run), the
+    # one a FAIL is decided on: the core p alone read a simulated A/A cell's slow starts (+94 % centre over
+    # five runs) as harm and left 2 of 60 A/A nightlies INCONCLUSIVE (benchmarks/judge_power.py's noise,
+    # seed 1). Below it no FAIL is possible, and one run cannot be told from one slow start at all (that p
+    # never falls under the slow-start rate): there the core p says whether the run is suspicious, so that
+    # `fleet judge` of one run with TPOT doubled on the GPU-bound cell is INCONCLUSIVE, not a pass.
+    harm_padded = [a.p_harm if a.runs < MIN_RUNS_TO_FAIL else a.p_harm_deciding for _, a in primary] \
+        + [1.0] * (len(padded) - len(p_values))
     harm_adjusted = dict(zip(((i, a.metric) for i, a in primary), adjust(harm_padded, method),
                              strict=False))
     bonferroni = alpha / max(len(padded), 1)
