@@ -24,8 +24,10 @@ with every sample through the noise's likelihood, and probes where that mass spl
 - the answer is the group of commits (one, or several when untestable ones hide it) holding at least
   1 - policy.alpha of the mass; it is reported only once it and its parent, each with more runs than the
   one that placed them, compare DIFFERENT with fleet.judge.compare in the ends' direction: the verification is
-  the same three-valued comparison as before, not the posterior's word. Ends that compare SAME end the
-  search (no regression); ends still UNKNOWN get more runs only once the probes have found nothing.
+  the same three-valued comparison as before, not the posterior's word, between ends that compare
+  DIFFERENT. Ends that compare SAME end the search (no regression); ends still UNKNOWN get more runs only
+  once the probes have found nothing, and an end alone on its side for much of the mass gets runs with
+  the probes (_ends_next_to_mass), so a culprit next to either end resolves.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Chromium's Pinpoint instead, on a fleet of GPUs:
 - before a culprit is reported it is verified: it and its parent, each with more runs than the one
   that placed it, must compare DIFFERENT, directly, in the same direction as the good and bad ends do
   (a latency slowdown first by the culprit's best run, fleet.judge.compare.compare_best_run: three runs
-  where the rank tests need four and five);
+  where the rank tests need four and five), and the ends themselves must compare DIFFERENT; each look at
+  a pair spends only its share of the level (Bisection._level), so the wrong-verified rate is bounded;
 - slots a round's probes leave free run the commits that may become the culprit or its parent a second
   time, so the verification needs no round of its own when the bracket closes (and a flaky probe costs
   no round either).
