@@ -66,8 +66,10 @@ GATE_METRICS = ("acceptance_length", "acceptance_rate")
 HOST_SHARE = 0.5
 #: A final INCONCLUSIVE (exit 4, the rerun budget spent) needs the p of harm adjusted over the run's
 #: family at or below this: the nightly's own alpha, because that exit fails the gate as a FAIL does and
-#: so must be as rare under "no change". At 0.05 a simulated A/A nightly exited non-zero 5.0 % of the
-#: time (3 of 60; benchmarks/judge_power.py's noise, seed 1), five times the budget.
+#: so must be as rare under "no change". At 0.05 (with the core p alone) a simulated A/A nightly exited
+#: non-zero 3 times in 60 (benchmarks/judge_power.py's A/A loop, seed 1); at 0.01, with the slow-start p
+#: from three runs on, 2 in 60: one FAIL, which the rule before exit 4 made as well, and one INCONCLUSIVE.
+#: Too few nightlies to show the 1 % bar either way.
 FINAL_INCONCLUSIVE_ALPHA = 0.01
 
 
