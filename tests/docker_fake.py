@@ -187,6 +187,9 @@ def fake_docker(monkeypatch: pytest.MonkeyPatch, *, fail_for: str = "", refusal:
         def info(self) -> dict[str, Any]:
             return {"Runtimes": runtimes if runtimes is not None else {"runc": {}}}
 
+        def close(self) -> None:
+            """The real client closes its connection pool; the fake holds none."""
+
     def from_env(**options: Any) -> Engine:
         if unreachable:
             raise DockerException("Error while fetching server API version: ('Connection aborted.', "

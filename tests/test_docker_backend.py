@@ -266,6 +266,7 @@ def real_engine() -> Any:
     try:
         engine.images.get(CPU_IMAGE)
     except docker.errors.ImageNotFound:
+        engine.close()
         missing(f"fleet's cpu image {CPU_IMAGE} is not built: scripts/cpu_image.sh (.ci/run runs it)")
     return engine
 
@@ -309,17 +310,19 @@ def test_a_real_container_runs_non_root_without_capabilities_on_a_read_only_root
         seen = json.loads(container.logs().decode().strip().splitlines()[-1])
     finally:
         container.remove(force=True)
+        engine.close()
     assert seen["uid"] != 0 and int(seen["cap_eff"], 16) == 0 and seen["no_new_privs"] == "1"
     assert seen["root"] is False and seen["tmp"] and seen["shm"] and seen["results"]
     assert seen["shm_type"] == "tmpfs" and seen["cell"] == cell.variant.name
 
 
 def test_a_real_container_runs_a_cell_and_its_result_is_gathered(tmp_path: Path) -> None:
-    real_engine()
+    real_engine().close()
     cell = cpu_cell().model_copy(update={"workload": Workload(num_prompts=2, max_tokens=8, warmup_prompts=0)})
     backend = DockerBackend(tmp_path, DockerSettings())
     backend.submit([Attempt(cell, 1, "real-engine")])
     [outcome] = list(backend.outcomes())
+    backend.close()
     log = (tmp_path / "cells" / cell.id / "attempt-1.log").read_text()
     assert outcome.failure is None, f"{outcome.failure}\n{log}"
     assert outcome.result is not None and outcome.result.status == "ok"

@@ -166,6 +166,7 @@ def real_engine_with(image: str) -> object:
         engine.ping()
         engine.images.get(image)
     except docker.errors.ImageNotFound:
+        engine.close()
         missing(f"{image} is not on the engine: scripts/debian_base.sh makes it (.ci/run runs it)")
     except docker.errors.DockerException as err:
         missing(f"no Docker engine is reachable ({str(err)[:80]}): start dockerd, as .ci/run does")
@@ -182,6 +183,7 @@ def test_a_real_build_uses_a_base_image_no_registry_has_unless_told_to_pull(tmp_
         assert image_id.startswith("sha256:")
     finally:
         engine.images.remove(plan.tag, force=True)  # type: ignore[attr-defined]
+        engine.close()  # type: ignore[attr-defined]
     # Pulling it always cannot work: it is in no registry. The error says so, not that the engine is down.
     with pytest.raises(InfrastructureError, match="cannot get its base image") as raised:
         run_build(plan, pull=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import queue
 import re
 import threading
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleet.backends._pool import AttemptPool
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.backends.docker_build import docker_sdk
 from fleet.backends.local import CANCEL_GRACE_S, _failure, _read_result, job_environment
@@ -196,15 +196,13 @@ class DockerBackend:
                                       fix="start it (`dockerd`, or `systemctl start docker`) and check "
                                           "`docker info`; or use --backend local") from err
         self._gpus = detect_gpus(runtimes, os.path.exists)
-        self._pending: queue.Queue[Attempt] = queue.Queue()
-        self._done: queue.Queue[AttemptOutcome] = queue.Queue()
-        self._outstanding = 0
         self._lock = threading.Lock()
         self._running: set[Any] = set()
         self._cancelled = threading.Event()
-        self._workers: list[threading.Thread] = []
+        self._pool = AttemptPool(self._run, self.cell_dir, parallel=parallel, what="docker")
         self._on_start = on_start
         self._checked_images: set[str] = set()
+        self._closed = False
 
     def cell_dir(self, cell_id: str) -> Path:
         return self.run_dir / "cells" / cell_id
@@ -213,34 +211,19 @@ class DockerBackend:
         for attempt in attempts:  # every image and GPU checked before anything starts
             self._require_image(image_of(attempt.cell, self.settings, attempt.run_id))
             gpu_options(attempt.cell.hardware, self._gpus, self.settings.amd_supplemental_groups)
-        for attempt in attempts:
-            directory = self.cell_dir(attempt.cell.id)
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / "cell.json").write_text(attempt.cell.model_dump_json(indent=2) + "\n")
-            with self._lock:
-                self._outstanding += 1
-            self._pending.put(attempt)
-        while len(self._workers) < self.parallel:
-            worker = threading.Thread(target=self._work, daemon=True)
-            worker.start()
-            self._workers.append(worker)
+        self._pool.submit(attempts)
 
     def outcomes(self) -> Iterator[AttemptOutcome]:
-        while True:
-            with self._lock:
-                if self._outstanding == 0:
-                    return
-            outcome = self._done.get()
-            with self._lock:
-                self._outstanding -= 1
-            yield outcome
+        return self._pool.outcomes()
 
     def close(self) -> None:
-        """Nothing is held between outcomes: each container is waited for by its own thread."""
+        """The engine's client (its connection pool); each container was waited for by its own thread."""
+        self._engine.close()
+        self._closed = True
 
     @property
     def closed(self) -> bool:
-        return False
+        return self._closed
 
     def cancel(self) -> None:
         """SIGTERM to every running cell's container (the suite stops its engines), SIGKILL after
@@ -272,17 +255,6 @@ class DockerBackend:
             raise InfrastructureError(f"cannot read image {image} from the Docker engine: {err}",
                                       where="--backend docker", fix="check `docker info`") from err
         self._checked_images.add(image)
-
-    def _work(self) -> None:
-        while True:
-            attempt = self._pending.get()
-            try:
-                outcome = self._run(attempt)
-            except Exception as err:  # a worker that dies silently would leave outcomes() waiting forever
-                failure = ResultError(category="infrastructure", reason="NoResult",
-                                      message=f"the docker backend failed the attempt: {err!r}")
-                outcome = AttemptOutcome(attempt, None, failure, None, None, time.time(), time.time())
-            self._done.put(outcome)
 
     def _scratch(self, directory: Path) -> tuple[Path, str]:
         """A directory the container's user can write, and that user: this host's own uid when it is not

@@ -11,6 +11,7 @@ must be usable, and a bisection pins its base by digest (`pinned_tag`) rather th
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -28,7 +29,11 @@ def run_build(plan: BuildPlan, *, push: bool = False, pull: bool = False) -> str
     """Build (and push) through the local Docker engine; returns the image id. `pull`: fetch the base
     image even when the engine has it (a newer image under the same tag)."""
     docker = docker_sdk()
-    engine = engine_client(docker, where=plan.dockerfile)
+    with contextlib.closing(engine_client(docker, where=plan.dockerfile)) as engine:
+        return _build(docker, engine, plan, push=push, pull=pull)
+
+
+def _build(docker: Any, engine: Any, plan: BuildPlan, *, push: bool, pull: bool) -> str:
     try:
         image, _logs = engine.images.build(path=str(plan.context), dockerfile=plan.dockerfile,
                                            buildargs=plan.buildargs, tag=plan.tag, labels=plan.labels,
@@ -108,7 +113,8 @@ def pinned_tag(image: str, tag: str) -> str:
     from the same base even if a release moves the tag meanwhile (FROM image:tag@digest uses the digest)."""
     docker = docker_sdk()
     try:
-        digest = docker.from_env().images.get_registry_data(f"{image}:{tag}").id
+        with contextlib.closing(docker.from_env()) as engine:
+            digest = engine.images.get_registry_data(f"{image}:{tag}").id
     except docker.errors.DockerException as err:
         raise InfrastructureError(f"cannot read the digest of {image}:{tag}: {err}", where=image,
                                   fix="check the Docker engine (`docker info`) and the registry") from err

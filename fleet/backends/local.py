@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from fleet.backends._pool import AttemptPool
 from fleet.backends.base import Attempt, AttemptOutcome
 from fleet.errors import ConfigError, ExitCode
 from fleet.model import ResultError, RunResult
@@ -62,13 +62,10 @@ class LocalBackend:
             raise ConfigError("--parallel must be at least 1", where="--parallel")
         self.run_dir = run_dir.resolve()  # the subprocess runs in the cell directory
         self.parallel = parallel
-        self._pending: queue.Queue[Attempt] = queue.Queue()
-        self._done: queue.Queue[AttemptOutcome] = queue.Queue()
-        self._outstanding = 0
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
         self._cancelled = threading.Event()
-        self._workers: list[threading.Thread] = []
+        self._pool = AttemptPool(self._run, self.cell_dir, parallel=parallel, what="local")
         self._on_start = on_start
         self._command = command
 
@@ -76,27 +73,10 @@ class LocalBackend:
         return self.run_dir / "cells" / cell_id
 
     def submit(self, attempts: Sequence[Attempt]) -> None:
-        for attempt in attempts:
-            directory = self.cell_dir(attempt.cell.id)
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / "cell.json").write_text(attempt.cell.model_dump_json(indent=2) + "\n")
-            with self._lock:
-                self._outstanding += 1
-            self._pending.put(attempt)
-        while len(self._workers) < self.parallel:
-            worker = threading.Thread(target=self._work, daemon=True)
-            worker.start()
-            self._workers.append(worker)
+        self._pool.submit(attempts)
 
     def outcomes(self) -> Iterator[AttemptOutcome]:
-        while True:
-            with self._lock:
-                if self._outstanding == 0:
-                    return
-            outcome = self._done.get()
-            with self._lock:
-                self._outstanding -= 1
-            yield outcome
+        return self._pool.outcomes()
 
     def close(self) -> None:
         """Nothing is held between outcomes: each attempt's process is waited for by its own thread."""
@@ -120,11 +100,6 @@ class LocalBackend:
                 process.wait(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 process.kill()
-
-    def _work(self) -> None:
-        while True:
-            attempt = self._pending.get()
-            self._done.put(self._run(attempt))
 
     def _run(self, attempt: Attempt) -> AttemptOutcome:
         directory = self.cell_dir(attempt.cell.id)

@@ -180,5 +180,7 @@ def submit(request: SubmitRequest, progress: Callable[[int], Progress]) -> Submi
         except KeyboardInterrupt:
             local.cancel()
             raise
+        finally:
+            local.close()
     return conclude(outcomes, spans, state, run_dir=run_dir, started=started, baselines=baselines,
                     delivery=delivery)
