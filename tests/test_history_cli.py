@@ -65,7 +65,8 @@ def test_trends_lists_the_planted_regression_with_its_size_confidence_and_commit
     assert first.endswith("90% sure it lies after 09ababababab (2026-11-10T02:00:00Z) and by 10ababababab "
                           "(2026-11-11T02:00:00Z): bisect between those")
     assert command.startswith("  to find the commit: fleet bisect --good 09ababababab")
-    assert command.endswith("--cell eagle3__llama-3.1-8b-instruct__h100 --metric acceptance_length")
+    assert command.endswith("--cell eagle3__llama-3.1-8b-instruct__h100 --repo VLLM_CLONE "
+                            "--metric acceptance_length")
     assert summary == "1 change point in 5 series (80 measurements)"
     as_json = json.loads(CliRunner().invoke(trends_cmd, ["--db", str(db), "--json"]).stdout)
     assert as_json[0]["confidence"] > 0.9999 and as_json[0]["points_after"] == 6

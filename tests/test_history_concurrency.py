@@ -19,7 +19,7 @@ def write_runs(path: str, writer: int) -> None:
     store = HistoryStore.open(path)  # every writer also races to create and migrate the schema
     try:
         for number in range(RUNS_EACH):
-            store.record_run(run_record(f"w{writer}-r{number}", [(cell, {"speedup": float(number)})],
+            store.record_run(run_record(f"w{writer}-r{number}", [(cell, {"speedup": float(number + 1)})],
                                         at=f"2026-11-01T00:{number:02d}:00Z", commit=f"c{number}"))
             store.runs()  # readers interleave with the other processes' writes
     finally:
@@ -41,4 +41,5 @@ def test_every_run_of_every_concurrent_writer_is_recorded_once(tmp_path: Path) -
         assert len(store.runs()) == WRITERS * RUNS_EACH
         points = store.series(metric="speedup")
         assert len(points) == WRITERS * RUNS_EACH
-        assert sorted(p.value for p in points if p.cell_id.startswith("v0")) == [float(n) for n in range(8)]
+        first = sorted(p.value for p in points if p.cell_id.startswith("v0"))
+        assert first == [float(n + 1) for n in range(8)]

@@ -126,8 +126,8 @@ def trends_cmd(db: str, cell_id: str | None, metric: str | None, hardware: str |
         # Runs of one commit on both sides: the change is not the code's, there is nothing to bisect.
         if t.kind == "regression" and t.surely_before.commit and t.surely_after.commit and \
                 t.surely_before.commit != t.surely_after.commit:
-            command = bisect_command(t.surely_before.commit, t.surely_after.commit, t.cell_id)
-            click.echo(f"  to find the commit: {command} --metric {t.metric}")
+            command = bisect_command(t.surely_before.commit, t.surely_after.commit, t.cell_id, t.metric)
+            click.echo(f"  to find the commit: {command}")
     series_count = len({(p.cell_id, p.metric) for p in points})
     click.echo(f"{counted(len(found), 'change point')} in {series_count} series "
                f"({counted(len(points), 'measurement')})")
