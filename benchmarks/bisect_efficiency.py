@@ -65,7 +65,8 @@ from bisect_scenarios import SCENARIOS, Tally, outcome, pct, percentile, print_s
 from markdown_section import markdown_section
 
 from fleet.bisect.posterior import metric_policy, start_bisection
-from fleet.bisect.search import Bisection, _spread, rounds_lower_bound
+from fleet.bisect.rounds import rounds_lower_bound, spread_evenly
+from fleet.bisect.search import Bisection
 from fleet.bisect.terms import Observation
 from fleet.judge.compare import Spread, compare
 
@@ -180,7 +181,7 @@ def oracle(trial: Trial, slots: int) -> tuple[int, int]:
         left = [c for c in range(low + 1, high) if c not in trial.broken]
         if not left:
             return rounds, runs
-        probes = _spread(left, slots)
+        probes = spread_evenly(left, slots)
         rounds, runs = rounds + 1, runs + len(probes)
         for probe in probes:
             if probe >= trial.culprit:

@@ -1,10 +1,8 @@
 """Judge power: false alarms per nightly run and detection of planted regressions, fleet vs the RFC rule.
 
 The question a CI owner asks: if the nightly runs every night, how often does it cry wolf, and does it
-catch a 5 % acceptance-length drop or a 10 % TPOT rise? Answered by simulation, with noise taken from
-real repeated RunResults, and both judges scored on the same simulated runs:
-
-Noise model: fitted from real repeated runs, not invented (benchmarks/judge_noise.py says how).
+catch a 5 % acceptance-length drop or a 10 % TPOT rise? Answered by simulation, both judges scored on the
+same simulated runs, with noise fitted from real repeated RunResults (benchmarks/judge_noise.py says how).
 Simulated nightly: CELLS cells (profiles assigned round robin) x 6 metrics (acceptance_length,
 acceptance_rate, match_rate, tpot_p50_ms, ttft_p50_ms, speedup); each cell's baseline is recorded by
 fleet's own `record_baseline` from --baseline-runs simulated runs.

@@ -13,7 +13,8 @@ from fleet.bisect.posterior import (
     culprit_posterior,
     likelihood_noise,
 )
-from fleet.bisect.search import Bisection, rounds_lower_bound
+from fleet.bisect.rounds import rounds_lower_bound
+from fleet.bisect.search import Bisection
 from fleet.bisect.terms import Observation, SearchPolicy
 from fleet.judge.compare import Spread
 from tests.test_bisect_search import drive as search_drive

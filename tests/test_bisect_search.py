@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from fleet.bisect.posterior import metric_policy, start_bisection
-from fleet.bisect.search import Bisection, rounds_lower_bound
+from fleet.bisect.rounds import rounds_lower_bound
+from fleet.bisect.search import Bisection
 from fleet.bisect.terms import Observation, SearchPolicy
 from fleet.judge.compare import Comparison, Spread, compare, smallest_rank_p_value
 
@@ -155,37 +156,37 @@ def test_a_latency_slowdown_is_verified_by_its_best_run_before_the_rank_tests_co
 def test_a_culprit_slow_on_its_placing_run_and_one_more_is_not_yet_verified() -> None:
     # Its first run put it on the bad side because it read slow; the second may be a slow start as well
     # (one in twenty), which a search that probes dozens of commits meets often enough to name wrong ones.
-    from fleet.bisect.search import _Plan
+    from fleet.bisect.rounds import RoundPlan
 
     search = Bisection(4, judge("latency"), metric_policy("tpot_p50_ms", 4), Spread(0.0265, 19))
     search.records[0].samples = [2.67, 2.70, 2.64]
     search.records[1].samples = [2.66, 2.69]
     search.records[2].samples = [3.20, 3.22]
     search.records[3].samples = [3.30, 3.34, 3.28]
-    more = search._verify(1, 2, _Plan(4))
+    more = search._verify(1, 2, RoundPlan(4))
     assert search.finding is None and {run.commit for run in more} == {1, 2}
     # The second look at the pair spends a sixth of the level, not all of it again: one run more is not
     # enough, a few are.
     search.records[2].samples.append(3.25)
-    assert search._verify(1, 2, _Plan(4)) != [] and search.finding is None
+    assert search._verify(1, 2, RoundPlan(4)) != [] and search.finding is None
     for parent, culprit in [(2.68, 3.24), (2.65, 3.21), (2.69, 3.26)]:
         search.records[1].samples.append(parent)
         search.records[2].samples.append(culprit)
-        if not search._verify(1, 2, _Plan(4)):
+        if not search._verify(1, 2, RoundPlan(4)):
             break
     assert search.finding is not None and search.finding.verified and search.finding.verification is not None
     assert search.finding.verification.p_value <= 0.01 / 6
 
 
 def test_a_latency_run_that_read_zero_leaves_the_verification_to_the_rank_tests() -> None:
-    from fleet.bisect.search import _Plan
+    from fleet.bisect.rounds import RoundPlan
 
     search = Bisection(4, judge("latency"), metric_policy("tpot_p50_ms", 4), Spread(0.0265, 19))
     search.records[0].samples = [2.67, 2.70, 2.64]
     search.records[1].samples = [0.0, 2.69]
     search.records[2].samples = [3.20, 3.22, 3.25]
     search.records[3].samples = [3.30, 3.34, 3.28]
-    assert {run.commit for run in search._verify(1, 2, _Plan(4))} == {1, 2} and search.finding is None
+    assert {run.commit for run in search._verify(1, 2, RoundPlan(4))} == {1, 2} and search.finding is None
 
 
 def test_a_latency_improvement_is_still_verified_by_the_rank_tests() -> None:
@@ -209,14 +210,14 @@ def test_a_culprit_whose_runs_rank_against_the_ends_is_not_verified_one_sided() 
     # The ends rose 10 %; the culprit's mean rose too, but only through one slow start: six of its seven
     # runs are 5 % faster than its parent's. The rank tests saw a fall, so their p may not be halved as
     # if for a rise (a review found this verified a wrong culprit at p 0.0076).
-    from fleet.bisect.search import _Plan
+    from fleet.bisect.rounds import RoundPlan
 
     search = Bisection(4, judge("latency"), SearchPolicy(slots=4, verify_on_samples=True), Spread(0.0265, 30))
     search.records[0].samples = [100.0 + 0.2 * i for i in range(12)]
     search.records[1].samples = [100.1 + 0.2 * i for i in range(5)]
     search.records[2].samples = [95.0 + 0.2 * i for i in range(6)] + [140.0]
     search.records[3].samples = [110.0 + 0.2 * i for i in range(12)]
-    more = search._verify(1, 2, _Plan(4))
+    more = search._verify(1, 2, RoundPlan(4))
     assert search.finding is None and {run.commit for run in more} == {1, 2}
 
 

@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from fleet.bisect.search import Bisection, _Plan
+from fleet.bisect.rounds import RoundPlan
+from fleet.bisect.search import Bisection
 from fleet.bisect.terms import Comparator, Run, SearchPolicy, smallest_change
 from fleet.judge.compare import (
     COUNTS_NOISE_FLOOR,
@@ -142,7 +143,7 @@ class PosteriorBisection(Bisection):
         return max(pooled.relative_sd, self.policy.noise_floor)
 
     def _plan(self) -> list[Run]:
-        plan = _Plan(self.policy.slots)
+        plan = RoundPlan(self.policy.slots)
         if self._an_end_cannot_run():
             return []
         inside = [c for c in range(1, self.bad) if self.records[c].untestable is None]
@@ -202,7 +203,7 @@ class PosteriorBisection(Bisection):
                 wanted.append(end)
         return wanted
 
-    def _add_quantile_probes(self, plan: _Plan, inside: list[int], cdf: np.ndarray) -> None:
+    def _add_quantile_probes(self, plan: RoundPlan, inside: list[int], cdf: np.ndarray) -> None:
         """One run at each of the quantiles j / (k + 1) of `cdf` (P(culprit <= i)): the commit whose cdf is
         nearest, among those below their sample cap. Where the mass sits on one or two commits several
         quantiles land on them, tried or not, which is how the culprit and its parent get their runs (one

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from typing import Literal
 
+from fleet.bisect.rounds import RoundPlan, side_of, spread_evenly
 from fleet.bisect.terms import (
     Classification,
     CommitRecord,
@@ -175,7 +175,7 @@ class Bisection:
         magnitude = self.magnitude()
         vs_good = self.compare(good, samples, magnitude, noise)
         vs_bad = self.compare(bad, samples, magnitude, noise)
-        side = _side(vs_good.verdict, vs_bad.verdict)
+        side = side_of(vs_good.verdict, vs_bad.verdict)
         both = vs_good.verdict is Verdict.DIFFERENT and vs_bad.verdict is Verdict.DIFFERENT
         if both and len(samples) < INTERMEDIATE_SAMPLES:
             # A level of its own is a second change, or one run's outlier: more samples tell which.
@@ -238,7 +238,7 @@ class Bisection:
         self.finding = Finding(status, first, last, verified, reason, self.ends_comparison(), verification)
 
     def _plan(self) -> list[Run]:
-        plan = _Plan(self.policy.slots)
+        plan = RoundPlan(self.policy.slots)
         if self._an_end_cannot_run():
             return []
         for end in (self.good, self.bad):
@@ -266,7 +266,7 @@ class Bisection:
             extra = len(self.records[target].samples) if self.policy.resample == "double" else 1
             for _ in range(min(max(extra, 1), self.policy.max_samples - len(self.records[target].samples))):
                 plan.add(target, "resample")
-        probes = _spread(unmeasured, plan.free)
+        probes = spread_evenly(unmeasured, plan.free)
         for commit in probes:
             plan.add(commit, "probe")
         closing = ends is not None and ends.verdict is Verdict.DIFFERENT and len(probes) == len(unmeasured)
@@ -283,7 +283,7 @@ class Bisection:
                     plan.add(end, "end")
         return plan.runs
 
-    def _verify(self, parent: int, culprit: int, plan: _Plan) -> list[Run]:
+    def _verify(self, parent: int, culprit: int, plan: RoundPlan) -> list[Run]:
         """The culprit and its parent compared directly, each with more runs than the one that placed it."""
         exact = culprit - parent == 1
         status: Status = "culprit" if exact else "range"
@@ -331,7 +331,7 @@ class Bisection:
             plan.add(commit, "verify")
         return plan.runs
 
-    def _more_of_the_ends(self, status: Status, parent: int, culprit: int, plan: _Plan, check: Comparison,
+    def _more_of_the_ends(self, status: Status, parent: int, culprit: int, plan: RoundPlan, check: Comparison,
                           hidden: str) -> list[Run]:
         """The pair differs but the ends have not been shown to: the round goes to the ends (fewest first),
         or, with both at the sample cap, the culprit is reported NOT verified."""
@@ -370,7 +370,7 @@ class Bisection:
                 return True
         return False
 
-    def _more_of_an_end(self, plan: _Plan, ends: Comparison) -> bool:
+    def _more_of_an_end(self, plan: RoundPlan, ends: Comparison) -> bool:
         """A run of the end with fewer samples, for ends that compare UNKNOWN; False, and the search
         finished as no regression, when both are at the sample cap."""
         more = self._fewest([self.good, self.bad])
@@ -383,7 +383,7 @@ class Bisection:
         plan.add(more, "end")
         return True
 
-    def _fewest(self, commits: Sequence[int], plan: _Plan | None = None) -> int | None:
+    def _fewest(self, commits: Sequence[int], plan: RoundPlan | None = None) -> int | None:
         """The commit with fewest samples below the cap (the first of equals), None if all are at it;
         with `plan`, the runs it already holds count as samples."""
         def held(commit: int) -> int:
@@ -391,57 +391,3 @@ class Bisection:
 
         open_ = [c for c in commits if held(c) < self.policy.max_samples]
         return min(open_, key=held) if open_ else None
-
-
-def _side(vs_good: Verdict, vs_bad: Verdict) -> Side:
-    """Where a commit stands from its comparisons with both ends."""
-    if vs_good is Verdict.DIFFERENT:
-        # Differing from good puts the change at or before it, whether it matches bad or is a level of
-        # its own (a second change in the range): the search is for the first change after good.
-        return Side.BAD
-    if vs_bad is Verdict.DIFFERENT:
-        return Side.GOOD
-    if vs_good is Verdict.SAME and vs_bad is not Verdict.SAME:
-        return Side.GOOD
-    if vs_bad is Verdict.SAME and vs_good is not Verdict.SAME:
-        return Side.BAD
-    return Side.UNKNOWN
-
-
-class _Plan:
-    def __init__(self, slots: int) -> None:
-        self.slots = slots
-        self.runs: list[Run] = []
-
-    @property
-    def free(self) -> int:
-        return self.slots - len(self.runs)
-
-    def count(self, commit: int) -> int:
-        return sum(1 for run in self.runs if run.commit == commit)
-
-    def has(self, commit: int, purpose: str) -> bool:
-        return any(run.commit == commit and run.purpose == purpose for run in self.runs)
-
-    def add(self, commit: int, purpose: Literal["end", "probe", "resample", "verify"]) -> None:
-        if self.free > 0:
-            self.runs.append(Run(commit, purpose))
-
-
-def _spread(candidates: Sequence[int], count: int) -> list[int]:
-    """`count` of the candidates at evenly spaced ranks, splitting them into count + 1 equal parts."""
-    if count <= 0 or not candidates:
-        return []
-    if count >= len(candidates):
-        return list(candidates)
-    ranks = sorted({round((j + 1) * (len(candidates) + 1) / (count + 1)) - 1 for j in range(count)})
-    return [candidates[min(max(r, 0), len(candidates) - 1)] for r in ranks]
-
-
-def rounds_lower_bound(candidates: int, slots: int) -> int:
-    """Rounds a noise-free k-ary search needs for `candidates` possible culprits: ceil(log_{k+1} N)."""
-    rounds, left = 0, candidates
-    while left > 1:
-        left = -(-left // (slots + 1))
-        rounds += 1
-    return rounds

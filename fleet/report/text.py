@@ -26,17 +26,17 @@ printed agrees with the verdict.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import PurePath
 
 from fleet.judge.verdicts import MISSING_BASELINE, baseline_record_command, bisect_command
 from fleet.model import Baseline, CellVerdict, MetricVerdict, RunReport, RunResult
 from fleet.report.limits import band_text, fmt_pct
+from fleet.report.numbers import fmt_expected, fmt_number, metric_format
 
 HEADER = "===== Speculative Decoding Regression Test Results ====="
 FOOTER = "=" * 49
@@ -66,47 +66,6 @@ _VARIANT_NAMES = {
     "draft_model": "Draft model",
 }
 _DATASET_NAMES = {"sharegpt": "ShareGPT", "mt-bench": "MT-Bench", "gsm8k": "GSM8K", "humaneval": "HumanEval"}
-_POSITION = re.compile(r"(_pos)?_?\d+$")
-
-
-@dataclass(frozen=True)
-class MetricFormat:
-    decimals: int
-    expected_min_decimals: int
-
-
-def metric_format(name: str, magnitude: float) -> MetricFormat:
-    """Decimals for a metric, keyed by its name's suffix (table in the module docstring)."""
-    base = _POSITION.sub("", name)
-    if base.endswith(("_rate", "_fraction")):
-        return MetricFormat(3, 2)
-    if base.endswith("_ms"):
-        return MetricFormat(1, 1)
-    if base == "speedup" or base.endswith(("_speedup", "_length", "_len")):
-        return MetricFormat(2, 2)
-    if base.endswith("_per_s"):
-        return MetricFormat(1, 1)
-    if base.endswith("_s"):
-        return MetricFormat(3, 1)
-    return MetricFormat(3, 1) if abs(magnitude) < 10 else MetricFormat(1, 1)
-
-
-def fmt_number(value: float, decimals: int) -> str:
-    """Half-up rounding of the value as a reader would write it in decimal."""
-    exact = Decimal(f"{value:.12g}")
-    return str(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
-
-
-def fmt_expected(value: float, fmt: MetricFormat) -> str:
-    """Expected values keep their recorded precision, but at least `expected_min_decimals`."""
-    text = fmt_number(value, fmt.decimals)
-    if "." in text:
-        integer, fraction = text.split(".")
-        fraction = fraction.rstrip("0").ljust(fmt.expected_min_decimals, "0")
-        text = f"{integer}.{fraction}" if fraction else integer
-    return text
-
-
 def fmt_duration(started_at: str | None, finished_at: str | None) -> str:
     start, end = _parse_time(started_at), _parse_time(finished_at)
     if start is None or end is None:
