@@ -90,6 +90,11 @@ class TierEntry(Strict):
     hardware: list[str] = Field(min_length=1)
     engine_options: dict[str, Any] = Field(default_factory=dict)
     workload: Workload | None = None
+    #: Execution axes (issue 30): each axis name maps to the values the matrix expands into one cell per
+    #: combination, e.g. {"cudagraph": ["full", "none"], "prefix_caching": ["off", "on"]}. Under greedy
+    #: decoding a drafter's acceptance must not depend on them; the differential judge compares cells
+    #: that differ in one axis only.
+    execution: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class Tier(Strict):
@@ -131,6 +136,8 @@ class Cell(Strict):
     engine: EngineName
     engine_options: dict[str, Any] = Field(default_factory=dict)
     timeout_s: int = Field(default=3600, ge=1)
+    #: This cell's value on each execution axis of its tier entry (empty: the engine's defaults).
+    execution: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod

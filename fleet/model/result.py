@@ -62,6 +62,25 @@ class Measurement(Strict):
     reused_from: str | None = None
 
 
+class PrefixCacheCounters(Strict):
+    """The engine's prefix cache over the measured requests, in prompt tokens (vLLM's
+    vllm:prefix_cache_queries / vllm:prefix_cache_hits deltas): a prefix-caching cell whose hits are 0
+    tested nothing of the cache."""
+
+    queries: int = Field(ge=0)
+    hits: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _hits_within_queries(self) -> PrefixCacheCounters:
+        if self.hits > self.queries:
+            raise ValueError("prefix-cache hits exceed queries")
+        return self
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.queries if self.queries else None
+
+
 class MatchSummary(Strict):
     """Speculative vs non-speculative greedy outputs, prompt by prompt."""
 
@@ -170,6 +189,8 @@ class RunResult(Strict):
     #: Every speculative engine start's latency where the workload asks for more than one; `speculative`,
     #: `counters` and `match` are the first start's.
     starts: list[EngineStart] = Field(default_factory=list)
+    #: The speculative run's prefix cache, where the engine reports one.
+    prefix_cache: PrefixCacheCounters | None = None
 
     @field_validator("metrics")
     @classmethod
