@@ -9,7 +9,7 @@ unchanged (A/A: must exit 0) and plants into them, consistently with their count
 - match rate halved (half the prompts, rounded down, no longer match);
 - TPOT +30 / +100 % (every tpot_* percentile; only cells whose baseline judges TPOT).
 Each file is judged alone, as `fleet judge FILE` does (the tier file's rerun budget: a single run of a
-five-run budget). tests/test_judge_labelled_set.py asserts the exits; this prints the table.
+five-run budget). tests/judge/test_judge_labelled_set.py asserts the exits; this prints the table.
 
 Usage:  python benchmarks/labelled_set.py
 """

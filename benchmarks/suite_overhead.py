@@ -33,7 +33,7 @@ def bare(cell_path: Path, phase: str, out: Path) -> None:
     """The same vLLM work as one suite child, written as a user would write it."""
     started = time.perf_counter()
     from fleet.model import Cell
-    from fleet.suite.models import resolve_model
+    from fleet.suite.model_refs import resolve_model
     from fleet.suite.prompts import load_prompts, load_warmup_prompts
 
     cell = Cell.model_validate_json(cell_path.read_text())

@@ -38,7 +38,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, LlamaConfig
 
 from fleet.suite.engines._eagle3 import Eagle3Head
-from fleet.suite.models import resolve_model
+from fleet.suite.model_refs import resolve_model
 
 AUX_LAYERS = [1, 3, 5]
 

@@ -89,7 +89,7 @@ FINAL_LOOK_SHARE = 0.8
 #: The chance a verdict's "rule out worse than" bound leaves (worst_change).
 WORST_CHANGE_TAIL = 0.05
 #: Var(trimmed mean) / Var(mean) of n normal samples, the trimmed mean dropping the lowest and the
-#: highest: the price of its robustness (400,000 draws per n; tests/test_judge_moderation.py checks it).
+#: highest: the price of its robustness (400,000 draws per n; tests/judge/test_judge_moderation.py checks it).
 TRIMMED_VARIANCE_FACTOR = {3: 1.342, 4: 1.192, 5: 1.138, 6: 1.111, 7: 1.080, 8: 1.071, 9: 1.060,
                            10: 1.052, 11: 1.047, 12: 1.043}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fleet.errors import ConfigError
 from fleet.model import Cell
-from fleet.suite.models import BUNDLED_PREFIX, resolve_model
+from fleet.suite.model_refs import BUNDLED_PREFIX, resolve_model
 
 
 def _local_model_ref(ref: str) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from fleet.errors import ConfigError
 from fleet.model import Workload
-from fleet.suite.models import BUNDLED_PREFIX, bundled_path
+from fleet.suite.model_refs import BUNDLED_PREFIX, bundled_path
 
 
 def prompts_file(reference: str) -> Path:

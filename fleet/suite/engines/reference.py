@@ -36,7 +36,7 @@ from fleet.suite.engines._speculation import (
     generate,
 )
 from fleet.suite.engines.base import EngineConfigError, EngineRun
-from fleet.suite.models import resolve_model
+from fleet.suite.model_refs import resolve_model
 from fleet.suite.prompts import load_warmup_prompts
 from fleet.suite.provenance import fleet_version, host_facts
 

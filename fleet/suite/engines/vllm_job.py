@@ -20,7 +20,7 @@ from fleet.suite.engines.vllm_config import (
     speculative_config,
     split_engine_options,
 )
-from fleet.suite.models import resolve_model
+from fleet.suite.model_refs import resolve_model
 from fleet.suite.prompts import load_warmup_prompts
 
 
