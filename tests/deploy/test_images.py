@@ -18,7 +18,7 @@ import pytest
 from fleet.backends.docker_build import run_build
 from fleet.errors import ConfigError, InfrastructureError
 from fleet.plan.images import CUDA_COMMIT_BASE, BuildPlan, build_plan
-from tests import docker_engine
+from tests.docker_engine import real_engine_with
 from tests.docker_fake import fake_docker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,12 +151,8 @@ def test_an_engine_that_does_not_answer_is_said_to_be_down(monkeypatch: pytest.M
 LOCAL_BASE = "fleet-base/debian:bookworm"
 
 
-def real_engine_with(image: str) -> object:
-    return docker_engine.real_engine_with(image, made_by="scripts/debian_base.sh")
-
-
 def test_a_real_build_uses_a_base_image_no_registry_has_unless_told_to_pull(tmp_path: Path) -> None:
-    engine: object = real_engine_with(LOCAL_BASE)
+    engine: object = real_engine_with(LOCAL_BASE, made_by="scripts/debian_base.sh")
     (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nLABEL fleet.test=local-base\n")
     plan = BuildPlan(context=tmp_path, dockerfile="Dockerfile", buildargs={"BASE_IMAGE": LOCAL_BASE},
                      tag=f"fleet-test/local-base:{os.getpid()}")
