@@ -242,7 +242,8 @@ def _attribute_to_host(evidence: CellEvidence) -> None:
         if harm > 0 and host >= HOST_SHARE * harm:
             why = (f"the same job's non-speculative reference is {100 * math.expm1(host):+.0f}% too "
                    f"({HOST_YARDSTICK}): a slower host, not speculative decoding, is the likely cause")
-            evidence.assessments[name] = replace(a, can_fail=False, detail=f"{a.detail}; {why}")
+            evidence.assessments[name] = replace(a, can_fail=False, beyond_bound=False,
+                                                 detail=f"{a.detail}; {why}")
 
 
 def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Method = "holm",

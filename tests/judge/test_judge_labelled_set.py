@@ -17,8 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import labelled_set  # noqa: E402
 
-#: The GPU-bound cell (an 8B-shaped target on the H200): its TPOT spread across engine starts is ~5 %.
-GPU_BOUND = "llama-8b-shape"
 CASES = labelled_set.cases()
 
 
@@ -44,12 +42,12 @@ def test_a_planted_acceptance_or_match_regression_exits_non_zero(case: tuple[str
     assert _judged(tmp_path, source, plant) in (1, 4)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c[1].startswith("tpot") and GPU_BOUND in c[0]],
-                         ids=_id)
-def test_a_planted_tpot_rise_on_the_gpu_bound_cell_exits_non_zero(case: tuple[str, str, Any],
-                                                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", [c for c in CASES if c[1].startswith("tpot")], ids=_id)
+def test_a_planted_tpot_rise_exits_non_zero_even_on_a_host_bound_cell(case: tuple[str, str, Any],
+                                                                        tmp_path: Path) -> None:
     # The tiny model's cells on the H200 are host-bound: one run's TPOT spreads 17-23 % (log sd) across
-    # engine starts there, so a single run +30 % is within their recorded noise (the table says so).
+    # engine starts there, so one run +30 % is within their noise; it is INCONCLUSIVE by the practical
+    # bound (fleet.judge.noisy.PRACTICAL_RISE), not a pass.
     source, _, plant = case
     assert _judged(tmp_path, source, plant) in (1, 4)
 
