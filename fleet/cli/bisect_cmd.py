@@ -18,8 +18,15 @@ from typing import Literal
 
 import click
 
+from fleet.bisect.terms import smallest_change
+from fleet.judge.compare import COUNTS_NOISE_FLOOR, LATENCY_KNOWN_FLOOR
 from fleet.plan.images import COMMIT_IMAGE_TEMPLATE, WHEEL_INDEX_TEMPLATE
 from fleet.run.bisect_setup import bisect as run_bisect
+
+
+def _pct(share: float) -> str:
+    """0.05 -> "5", 0.025 -> "2.5": a share as the help prints it, from the constant that decides it."""
+    return f"{100 * share:g}"
 
 
 @click.command()
@@ -58,15 +65,16 @@ from fleet.run.bisect_setup import bisect as run_bisect
 @click.option("--max-rounds", type=click.IntRange(min=1), default=40, show_default=True)
 @click.option("--min-change", type=click.FloatRange(min=0, min_open=True), default=None,
               help="The smallest change worth finding, in percent: ends that surely differ by less end the "
-                   "search as no regression [default: 3 for acceptance and match, 5 for latency].")
+                   f"search as no regression [default: {_pct(smallest_change('acceptance'))} for acceptance "
+                   f"and match, {_pct(smallest_change('latency'))} for latency].")
 @click.option("--local-parallel", type=click.IntRange(min=1), default=1, show_default=True,
               help="local backend: commits run at once (1 keeps latencies honest).")
 @click.option("--seed", type=int, default=0, show_default=True, help="sim backend: random seed.")
 @click.option("--baselines", "baselines_dir", type=click.Path(path_type=Path), default=Path("baselines"),
               show_default=True,
               help="The cell's baseline here (if any) gives the metric's recorded run-to-run spread: latency "
-                   "is judged by it from the first round (never below 2 %), counters by it where it is "
-                   "above their 1 % floor.")
+                   f"is judged by it from the first round (never below {_pct(LATENCY_KNOWN_FLOOR)} %), "
+                   f"counters by it where it is above their {_pct(COUNTS_NOISE_FLOOR)} % floor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--history-db", default=None, envvar="FLEET_HISTORY_DB",
               help="Record the bisection and its GPU-hours in this history ('' skips it; the sim backend's "

@@ -264,3 +264,17 @@ def test_building_images_without_the_docker_sdk_is_refused_before_any_commit(
     monkeypatch.setitem(sys.modules, "docker", None)  # import docker raises ImportError
     with pytest.raises(ConfigError, match="docker SDK"):
         image_builder(DEFAULT_IMAGE_TEMPLATES["kube"], REPO)
+
+
+def test_the_bisect_help_states_the_floors_and_smallest_changes_the_search_uses() -> None:
+    from click.testing import CliRunner
+
+    from fleet.bisect.terms import smallest_change
+    from fleet.cli.bisect_cmd import bisect
+    from fleet.judge.compare import COUNTS_NOISE_FLOOR, LATENCY_KNOWN_FLOOR
+
+    text = " ".join(CliRunner().invoke(bisect, ["--help"], terminal_width=400).output.split())
+    assert f"never below {100 * LATENCY_KNOWN_FLOOR:g} %" in text
+    assert f"their {100 * COUNTS_NOISE_FLOOR:g} % floor" in text
+    assert (f"default: {100 * smallest_change('acceptance'):g} for acceptance and match, "
+            f"{100 * smallest_change('latency'):g} for latency") in text
