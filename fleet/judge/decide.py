@@ -246,8 +246,15 @@ def _attribute_to_host(evidence: CellEvidence) -> None:
                                                  detail=f"{a.detail}; {why}")
 
 
+def primary_p_values(cells: Sequence[CellEvidence]) -> list[float]:
+    """The p each primary test of these cells joins the run's family with (the differential judge's
+    tests are controlled together with them: fleet.judge.differential)."""
+    return [a.p_fail for cell in cells for a in cell.assessments.values() if a.role == "primary"]
+
+
 def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Method = "holm",
-           family_size: int | None = None, final: bool = False) -> list[list[MetricVerdict]]:
+           family_size: int | None = None, final: bool = False,
+           others: Sequence[float] = ()) -> list[list[MetricVerdict]]:
     """Every cell's metric verdicts, with error control over all primary tests of the run.
 
     `family_size` (>= the primary tests present) makes the control as strict as for a larger run; the
@@ -260,11 +267,14 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
     (_final_status). That holds for `fleet judge`'s one look at files too, though fewer runs than the
     budget may be there: with the raw rule a single A/A file of the recorded H200 runs exited 4 for 6 of
     30 of them (evidence/h200/series, mseries, mseries2), a gate no one could trust.
+    `others`: the p-values of the run's other tests in the same family (its differential pairs), which
+    count towards `family_size`.
     """
     primary = [(i, a) for i, cell in enumerate(cells)
                for a in cell.assessments.values() if a.role == "primary"]
     p_values = [a.p_fail for _, a in primary]
-    padded = p_values + [1.0] * max(0, (family_size or 0) - len(p_values))
+    joined = p_values + list(others)
+    padded = joined + [1.0] * max(0, (family_size or 0) - len(joined))
     adjusted_all = adjust(padded, method)
     adjusted = {(i, a.metric): adjusted_all[k] for k, (i, a) in enumerate(primary)}
     # From MIN_RUNS_TO_FAIL runs on, the p that allows for slow engine starts (fleet.judge.best_run), the
@@ -274,7 +284,7 @@ def decide(cells: Sequence[CellEvidence], *, alpha: float = ALPHA, method: Metho
     # never falls under the slow-start rate): there the core p says whether the run is suspicious, so that
     # `fleet judge` of one run with TPOT doubled on the GPU-bound cell is INCONCLUSIVE, not a pass.
     harm_padded = [a.p_harm if a.runs < MIN_RUNS_TO_FAIL else a.p_harm_deciding for _, a in primary] \
-        + [1.0] * (len(padded) - len(p_values))
+        + list(others) + [1.0] * (len(padded) - len(joined))
     harm_adjusted = dict(zip(((i, a.metric) for i, a in primary), adjust(harm_padded, method),
                              strict=False))
     bonferroni = alpha / max(len(padded), 1)

@@ -35,10 +35,30 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from fleet.errors import ExitCode
-from fleet.judge.decide import ALPHA, Rule, decide, gather, pooled_spreads, settled_by_replay
+from fleet.judge.decide import (
+    ALPHA,
+    Rule,
+    decide,
+    gather,
+    pooled_spreads,
+    primary_p_values,
+    settled_by_replay,
+)
+from fleet.judge.differential import assess_pairs, decide_pairs
+from fleet.judge.differential import primary_p_values as pair_p_values
 from fleet.judge.multiple import Method
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
-from fleet.model import Baseline, Cell, CellVerdict, MetricVerdict, ResultError, RunReport, RunResult, Status
+from fleet.model import (
+    Baseline,
+    Cell,
+    CellVerdict,
+    DifferentialVerdict,
+    MetricVerdict,
+    ResultError,
+    RunReport,
+    RunResult,
+    Status,
+)
 from fleet.model.metrics import metric_info
 
 _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
@@ -47,6 +67,10 @@ _PRECEDENCE: tuple[tuple[Status, ExitCode], ...] = (
     ("NO_BASELINE", ExitCode.CONFIG),
     ("INCONCLUSIVE", ExitCode.INCONCLUSIVE),
 )
+
+
+#: What a differential pair's verdict weighs in the run's status: DIVERGES is a regression (exit 1).
+DIFFERENTIAL_STATUS: dict[str, Status] = {"SAME": "PASS", "DIVERGES": "FAIL", "INCONCLUSIVE": "INCONCLUSIVE"}
 
 
 #: How a NO_BASELINE verdict's message begins when the baseline file is missing (not when one is there but
@@ -131,19 +155,40 @@ def judge_cells(
     max_runs: int = DEFAULT_MAX_RUNS,
     final: bool = True,
 ) -> list[CellVerdict]:
-    """Every cell's verdict, with error control across all cells x metrics (fleet.judge.decide).
+    """Every cell's verdict, with error control across all cells x metrics (fleet.judge.decide) and the
+    cases' differential pairs (judge_run_verdicts, which also returns the pairs' verdicts).
 
     `pool`: the baselines whose spreads are pooled (default: the cases'); a shard passes its whole run's.
     `max_runs`: the controller's rerun budget the candidates were made under (fleet.judge.noisy).
     `final`: the run's verdicts, no rerun to come (False: as the rerun loop judges a cell in between).
     """
+    return judge_run_verdicts(cases, rule=rule, alpha=alpha, method=method, family_size=family_size,
+                              pool=pool, max_runs=max_runs, final=final)[0]
+
+
+def judge_run_verdicts(
+    cases: Sequence[CellCase],
+    *,
+    rule: Rule = "auto",
+    alpha: float = ALPHA,
+    method: Method = "holm",
+    family_size: int | None = None,
+    pool: Sequence[Baseline] | None = None,
+    max_runs: int = DEFAULT_MAX_RUNS,
+    final: bool = True,
+) -> tuple[list[CellVerdict], list[DifferentialVerdict]]:
+    """Every cell's verdict and every differential pair's (fleet.judge.differential: cells of the cases
+    that differ in one execution axis, judged against each other with no baseline), their primary tests
+    in one family: Holm (or BH) over both, padded to `family_size` (which counts both)."""
     pooled = pooled_spreads(pool if pool is not None else
                             [case.baseline for case in cases if case.baseline is not None])
     early: dict[int, CellVerdict] = {}
     judged: list[tuple[int, CellCase, list[RunResult]]] = []
     evidence = []
+    measured: list[RunResult] = []
     for index, case in enumerate(cases):
         candidates = _candidates(case)
+        measured += candidates
         verdict = _unjudgeable(case)
         if verdict is not None:
             early[index] = verdict
@@ -151,12 +196,16 @@ def judge_cells(
         assert case.baseline is not None
         judged.append((index, case, candidates))
         evidence.append(gather(candidates, case.baseline, rule, pooled, max_runs))
-    decided = decide(evidence, alpha=alpha, method=method, family_size=family_size, final=final)
+    pairs = assess_pairs(measured)
+    decided = decide(evidence, alpha=alpha, method=method, family_size=family_size, final=final,
+                     others=pair_p_values(pairs))
+    differentials = decide_pairs(pairs, alpha=alpha, method=method, others=primary_p_values(evidence),
+                                 family_size=family_size, final=final)
     for (index, case, candidates), metrics in zip(judged, decided, strict=True):
         assert case.baseline is not None
         early[index] = _cell_verdict(case, metrics, len(candidates),
                                      replays=settled_by_replay(metrics, case.baseline, candidates, pooled))
-    return [early[index] for index in range(len(cases))]
+    return [early[index] for index in range(len(cases))], differentials
 
 
 def _candidates(case: CellCase) -> list[RunResult]:
@@ -261,9 +310,12 @@ def summarize(
     error_control: str | None = None,
     alpha: float | None = None,
     max_runs: int | None = None,
+    differentials: Sequence[DifferentialVerdict] = (),
 ) -> RunReport:
-    """The run's report: every cell's verdict plus the overall status and the process exit code."""
-    status, exit_code = overall_status([cell.status for cell in cells])
+    """The run's report: every cell's verdict, every differential pair's, the overall status and the
+    process exit code (a pair that DIVERGES counts as a FAIL, an INCONCLUSIVE one as INCONCLUSIVE)."""
+    status, exit_code = overall_status([cell.status for cell in cells]
+                                       + [DIFFERENTIAL_STATUS[d.status] for d in differentials])
     errored = [cell for cell in cells if cell.status == "ERROR"]
     if status == "ERROR" and all(cell.error and cell.error.category == "config" for cell in errored):
         # A cell the suite rejected as misconfigured is the user's to fix, not the cluster's.
@@ -277,11 +329,24 @@ def summarize(
         status=status,
         exit_code=int(exit_code),
         cells=list(cells),
+        differentials=list(differentials),
         rule=rule,
         error_control=error_control,
         alpha=alpha,
         max_runs=max_runs,
     )
+
+
+def with_differentials(report: RunReport, differentials: Sequence[DifferentialVerdict]) -> RunReport:
+    """`report` with these differential verdicts, its status and exit code computed again (a merge of
+    shards, whose pairs are judged over the union)."""
+    if not differentials and not report.differentials:
+        return report
+    again = summarize(report.cells, run_id=report.run_id, tier=report.tier, backend=report.backend,
+                      started_at=report.started_at, finished_at=report.finished_at, rule=report.rule,
+                      error_control=report.error_control, alpha=report.alpha, max_runs=report.max_runs,
+                      differentials=differentials)
+    return again.model_copy(update={"cost": report.cost})
 
 
 def overall_status(statuses: Sequence[Status]) -> tuple[Status, ExitCode]:

@@ -31,7 +31,15 @@ from fleet.model.result import (
     RunResult,
     SpecCounters,
 )
-from fleet.model.verdict import CellVerdict, MetricVerdict, RunReport, Status
+from fleet.model.verdict import (
+    CellVerdict,
+    DifferentialMetric,
+    DifferentialStatus,
+    DifferentialVerdict,
+    MetricVerdict,
+    RunReport,
+    Status,
+)
 
 __all__ = [
     "METHODS_NEEDING_DRAFT",
@@ -40,6 +48,9 @@ __all__ = [
     "BaselineProvenance",
     "Cell",
     "CellVerdict",
+    "DifferentialMetric",
+    "DifferentialStatus",
+    "DifferentialVerdict",
     "EngineName",
     "EngineStart",
     "Hardware",

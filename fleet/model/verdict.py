@@ -58,6 +58,52 @@ class CellVerdict(Strict):
     runs: int = Field(default=1, ge=0)
 
 
+#: A differential verdict (fleet.judge.differential): two cells that differ in one execution axis agree
+#: (SAME), disagree beyond noise (DIVERGES: a regression, the run FAILs), or cannot yet be told apart.
+DifferentialStatus = Literal["SAME", "DIVERGES", "INCONCLUSIVE"]
+
+
+class DifferentialMetric(Strict):
+    """One metric of a differential pair: its value on each side, and the test between them."""
+
+    metric: str
+    status: DifferentialStatus
+    value_a: float
+    value_b: float
+    #: The events each side's value is a mean over (drafts, or prompts for the match rate), all runs added.
+    trials_a: int = Field(ge=0)
+    trials_b: int = Field(ge=0)
+    rule: str = ""
+    detail: str = ""
+    #: The raw two-sided p of the difference, and it adjusted over the run's family.
+    p_value: float | None = None
+    adjusted_p: float | None = None
+
+
+class DifferentialVerdict(Strict):
+    """Two cells identical except in one execution axis, compared with each other (no baseline needed)."""
+
+    axis: str
+    value_a: str
+    value_b: str
+    cell_a: str
+    cell_b: str
+    variant: str
+    model: str
+    draft_model: str | None = None
+    hardware: str
+    status: DifferentialStatus
+    message: str = ""
+    metrics: list[DifferentialMetric] = Field(default_factory=list)
+    runs_a: int = Field(default=1, ge=0)
+    runs_b: int = Field(default=1, ge=0)
+
+    @property
+    def name(self) -> str:
+        """`<variant>__<model>__<hardware> <axis>: a vs b`, what a report titles the pair by."""
+        return f"{self.cell_a} {self.axis}: {self.value_a} vs {self.value_b}"
+
+
 class RunReport(Strict):
     #: 2: a statistically judged metric's band is `band_pct` (version 1, still read, put it under
     #: `tolerance_pct`).
@@ -70,6 +116,9 @@ class RunReport(Strict):
     status: Status
     exit_code: int
     cells: list[CellVerdict]
+    #: Pairs of cells that differ in exactly one execution axis, judged against each other
+    #: (fleet.judge.differential); a DIVERGES makes the run FAIL.
+    differentials: list[DifferentialVerdict] = Field(default_factory=list)
     #: How the run was judged: `auto` (statistical where a spread was recorded) or `rfc`; error control.
     rule: str | None = None
     error_control: str | None = None

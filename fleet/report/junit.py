@@ -7,6 +7,8 @@ Statuses map onto JUnit's four outcomes by what they mean for the run's exit cod
     NO_BASELINE   <error type="no-baseline">    the run exits 2: a missing input is an error, not a skip
     SKIPPED       <skipped>                     the method cannot run there
     INCONCLUSIVE  <failure type="inconclusive"> the run exits 4: unsettled after its reruns is not a pass
+A differential pair (fleet.judge.differential) is a testcase of classname `fleet.<tier>.<hardware>.
+differential`: DIVERGES a <failure type="divergence"> (exit 1), INCONCLUSIVE one of type inconclusive.
 Every test case carries all its metric lines in <system-out>, so a reviewer sees passing numbers too,
 and, when the run was costed, its GPU time; the run's total GPU-hours and dollars are suite properties
 (`gpu_hours`, `cost_usd`), where a CI dashboard can chart them.
@@ -27,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from fleet.model import CellVerdict, RunReport
+from fleet.report import differential
 from fleet.report.text import metric_line_fail, metric_lines_pass
 
 
@@ -88,9 +91,10 @@ def render_junit(report: RunReport) -> str:
     """The report as a JUnit XML document (UTF-8, with declaration), ending with a newline."""
     counts = {status: sum(1 for c in report.cells if c.status == status)
               for status in ("FAIL", "ERROR", "NO_BASELINE", "SKIPPED", "INCONCLUSIVE")}
+    pair_cases, pair_failures = differential.junit_counts(report)
     totals = {
-        "tests": str(len(report.cells)),
-        "failures": str(counts["FAIL"] + counts["INCONCLUSIVE"]),
+        "tests": str(len(report.cells) + pair_cases),
+        "failures": str(counts["FAIL"] + counts["INCONCLUSIVE"] + pair_failures),
         "errors": str(counts["ERROR"] + counts["NO_BASELINE"]),
     }
     wall = _seconds(report.started_at, report.finished_at)
@@ -115,5 +119,6 @@ def render_junit(report: RunReport) -> str:
     for cell in report.cells:
         _testcase(suite, cell, report.tier, per_cell.get(cell.cell_id),
                   None if per_cell_seconds is None else per_cell_seconds[cell.cell_id])
+    differential.junit_testcases(suite, report)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -7,6 +7,7 @@ lines, so the page stays short when all is well and says exactly what broke when
 from __future__ import annotations
 
 from fleet.model import CellVerdict, MetricVerdict, RunReport
+from fleet.report import differential
 from fleet.report.limits import limit_text
 from fleet.report.text import summary_line
 
@@ -69,4 +70,5 @@ def render_markdown(report: RunReport) -> str:
     for cell in report.cells:
         if cell.status != "PASS":
             lines += _details(cell)
+    lines += differential.markdown_lines(report)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -35,6 +35,7 @@ from pathlib import PurePath
 
 from fleet.judge.verdicts import MISSING_BASELINE, baseline_record_command, bisect_command
 from fleet.model import Baseline, CellVerdict, MetricVerdict, RunReport, RunResult
+from fleet.report import differential
 from fleet.report.limits import band_text, fmt_pct
 from fleet.report.numbers import fmt_expected, fmt_number, metric_format
 
@@ -92,6 +93,8 @@ def render_text(
         )
     if report.cells:
         lines.append("")
+    if report.differentials:
+        lines += [SEPARATOR, "", *differential.text_lines(report), ""]
     lines += [summary_line(report), "", FOOTER]
     return "\n".join(lines) + "\n"
 
@@ -108,9 +111,11 @@ def summary_line(report: RunReport) -> str:
         if counts[status]:
             parts.append(f"{counts[status]} {label}")
     total = len(report.cells)
+    pairs = differential.summary(report)
     return (
         f"Run {report.run_id} (tier {report.tier}, {report.backend}): {total} cell{'s' * (total != 1)}: "
-        f"{', '.join(parts)} — overall {report.status} (exit {report.exit_code})"
+        f"{', '.join(parts)}{'; ' + pairs if pairs else ''} — overall {report.status} "
+        f"(exit {report.exit_code})"
     )
 
 

@@ -30,9 +30,10 @@ from fleet.judge.decide import (
     pooled_spreads,
     settled_by_replay,
 )
+from fleet.judge.differential import family_size_of_pairs
 from fleet.judge.multiple import Method
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
-from fleet.judge.verdicts import CellCase, judge_cells, summarize
+from fleet.judge.verdicts import CellCase, judge_run_verdicts, summarize
 from fleet.model import Baseline, Cell, ResultError, RunReport, RunResult
 from fleet.plan.retry import RetryPolicy
 from fleet.run.plan import BaselineSet
@@ -130,7 +131,8 @@ def make_rerun_check(
     `max_runs`: the loop's budget, as `execute` is given it (the noisy tests spend alpha over its looks).
     """
     pool = baselines.recorded(family if family is not None else cells)
-    family_size = family_size_of(pool)
+    # The run's differential pairs are in its family too (fleet.judge.differential).
+    family_size = family_size_of(pool) + family_size_of_pairs(family if family is not None else cells)
     pooled = pooled_spreads(pool)
 
     def check(cell: Cell, results: Sequence[RunResult]) -> bool:
@@ -163,9 +165,11 @@ def judge_run(
 ) -> tuple[RunReport, dict[str, Baseline]]:
     """Judge each cell against the baseline recorded for its hardware; returns the report and baselines.
 
-    Error control spans every cell x metric of the run. A shard of a sharded run passes the whole
-    run's cells as `family`: its tests are then controlled as one part of the whole run's family
-    (padded Holm, conservative), and `fleet merge` re-judges the union exactly. `max_runs`: the rerun
+    Error control spans every cell x metric of the run and its differential pairs (cells that differ in
+    one execution axis, judged against each other: the report's `differentials`). A shard of a sharded
+    run passes the whole run's cells as `family`: its tests are then controlled as one part of the whole
+    run's family (padded Holm, conservative; a pair split over two shards is judged by neither), and
+    `fleet merge` re-judges the union exactly. `max_runs`: the rerun
     budget the outcomes were made under.
     """
     cases = []
@@ -185,11 +189,13 @@ def judge_run(
             candidates=outcome.candidates,
         ))
     pool = baselines.recorded(family) if family is not None else None
-    verdicts = judge_cells(cases, rule=rule, alpha=alpha, method=method, pool=pool,
-                           family_size=family_size_of(pool) if pool is not None else None, max_runs=max_runs)
+    family_size = (family_size_of(pool) + family_size_of_pairs(family)
+                   if pool is not None and family is not None else None)
+    verdicts, differentials = judge_run_verdicts(cases, rule=rule, alpha=alpha, method=method, pool=pool,
+                                                 family_size=family_size, max_runs=max_runs)
     report = summarize(verdicts, run_id=run_id, tier=tier, backend=backend,
                        started_at=started_at, finished_at=finished_at, rule=rule,
-                       error_control=method, alpha=alpha, max_runs=max_runs)
+                       error_control=method, alpha=alpha, max_runs=max_runs, differentials=differentials)
     return report, found
 
 

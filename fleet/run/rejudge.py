@@ -20,7 +20,8 @@ from typing import Any
 from fleet.errors import ConfigError
 from fleet.history.store import RunRecord, load_run_dir
 from fleet.judge import ALPHA, Method, Rule
-from fleet.model import CellVerdict, RunReport
+from fleet.judge.verdicts import with_differentials
+from fleet.model import CellVerdict, DifferentialVerdict, RunReport
 from fleet.model.documents import read_document
 from fleet.plan.cost import account, cost_document
 from fleet.plan.sharding import merge_reports, rerun_budget
@@ -81,8 +82,10 @@ def setting(name: str, values: list[Any]) -> Any:
     return values[0]
 
 
-def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdict]:
-    """Every measured cell's verdict from the union of the shards' results, as one run would judge it."""
+def rejudge(shards: list[RunRecord], baselines_dir: Path) -> tuple[dict[str, CellVerdict],
+                                                                    list[DifferentialVerdict]]:
+    """Every measured cell's verdict from the union of the shards' results, as one run would judge it,
+    and the union's differential pairs (a pair split over two shards is judged here only)."""
     reports = [shard.report for shard in shards]
     rule: Rule = setting("rules", [r.rule or "auto" for r in reports])
     method: Method = setting("error control", [r.error_control or "holm" for r in reports])
@@ -105,11 +108,12 @@ def rejudge(shards: list[RunRecord], baselines_dir: Path) -> dict[str, CellVerdi
                                         Path(verdict.result_path) if verdict.result_path else None,
                                         verdict.attempts, 0.0, 0.0, ok))
     if not measured:
-        return {}
+        return {}, []
     report, _ = judge_run(outcomes, baselines=BaselineSet(baselines_dir), run_id="merge",
                           tier=reports[0].tier, backend="merge", started_at="", finished_at="", rule=rule,
                           alpha=alpha if alpha is not None else ALPHA, method=method, max_runs=max_runs)
-    return {verdict.cell_id: verdict for verdict in report.cells if verdict.cell_id in measured}
+    return ({verdict.cell_id: verdict for verdict in report.cells if verdict.cell_id in measured},
+            report.differentials)
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,8 @@ def merge(request: MergeRequest) -> Concluded:
     expected = (plan_cells(request.jobs_dir, reports[0].tier, request.hardware, request.variant)
                 if request.expect_all_cells else None)
     rejudged: dict[str, CellVerdict] = {}
+    # Verdicts only: the shards' own pairs (a pair split over two shards has none).
+    differentials = [pair for report in reports for pair in report.differentials]
     if not request.verdicts_only:
         without = [str(path) for path, shard in zip(run_dirs, shards, strict=True) if not shard.results]
         if without:
@@ -157,9 +163,9 @@ def merge(request: MergeRequest) -> Concluded:
                               where="--baselines",
                               fix="run from the repository root or pass --baselines DIR (the shards' "
                                   "baselines), or --verdicts-only to join the shards' verdicts as they are")
-        rejudged = rejudge(shards, request.baselines_dir)
-    report = merge_reports(reports, sources=[str(p) for p in run_dirs], expected_cells=expected,
-                           rejudged=rejudged)
+        rejudged, differentials = rejudge(shards, request.baselines_dir)
+    report = with_differentials(merge_reports(reports, sources=[str(p) for p in run_dirs],
+                                              expected_cells=expected, rejudged=rejudged), differentials)
     spans = [span for shard in shards for span in shard.jobs]
     cost = account(spans, catalog_prices(request.jobs_dir, request.price_items)) if spans else None
     if cost is not None:

@@ -17,6 +17,7 @@ from fleet.judge.change_place import PLACE_CREDIBILITY
 from fleet.judge.trends import SeriesPoint, Trend
 from fleet.model import Baseline, CellVerdict, RunReport, RunResult
 from fleet.plan.cost import CostLine, CostSummary
+from fleet.report import differential
 from fleet.report.html.svg import Band, Marker, position_bars, series_chart
 from fleet.report.limits import limit_text
 from fleet.report.text import troubleshooting_link
@@ -46,7 +47,7 @@ def render_run_page(report: RunReport, results: Mapping[str, Sequence[RunResult]
             f'<p class="muted">tier {escape(report.tier)} · backend {escape(report.backend)} · '
             f"{escape(report.started_at)} to {escape(report.finished_at)} · {escape(counts)}</p>",
             '<nav><a href="index.html">all runs</a><a href="trends.html">trends</a></nav>',
-            "<h2>Verdicts</h2>", _verdict_table(report, cost)]
+            "<h2>Verdicts</h2>", _verdict_table(report, cost), differential.html_section(report)]
     for verdict in report.cells:
         body.append(_cell_section(verdict, _latest_ok(results.get(verdict.cell_id, ())),
                                   baselines.get(verdict.cell_id)))
