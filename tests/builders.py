@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.model import Cell, Hardware, Provenance, RunResult, Variant, Workload
+from fleet.model import (
+    Cell,
+    Hardware,
+    MatchSummary,
+    Provenance,
+    RunResult,
+    SpecCounters,
+    Variant,
+    Workload,
+)
 
 
 def make_cell(name: str = "ngram-k4") -> Cell:
@@ -37,3 +46,27 @@ def edit(document: dict[str, Any], path: str, value: Any, *, sep: str = ".") -> 
         del node[leaf]
     else:
         node[leaf] = value
+
+
+def with_execution(cell: Cell, **axes: str) -> Cell:
+    """The cell with these execution-axis values (Cell.execution), e.g. prefix_caching="on"."""
+    return cell.model_copy(update={"execution": dict(axes)})
+
+
+def counted_result(cell: Cell, drafts: int, accepted_per_position: list[int], *, matches: int | None = None,
+                   prompts: int = 50, k: int = 4) -> RunResult:
+    """An ok result whose speculative counters and metrics agree: `drafts` drafts of `k` tokens with
+    these accepted counts per position; `matches` of `prompts` exact matches with the reference."""
+    accepted = sum(accepted_per_position)
+    metrics = {"acceptance_length": 1.0 + accepted / drafts, "acceptance_rate": accepted / (drafts * k)}
+    metrics.update({f"acceptance_rate_pos_{i}": count / drafts
+                    for i, count in enumerate(accepted_per_position)})
+    match = None
+    if matches is not None:
+        match = MatchSummary(num_prompts=prompts, exact_token_matches=matches)
+        metrics["match_rate"] = matches / prompts
+    return RunResult(cell=cell, status="ok", provenance=Provenance(fleet_version="test", engine="fake"),
+                     counters=SpecCounters(num_drafts=drafts, num_draft_tokens=drafts * k,
+                                           num_accepted_tokens=accepted,
+                                           accepted_per_position=accepted_per_position),
+                     metrics=metrics, match=match)
