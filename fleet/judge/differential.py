@@ -329,9 +329,8 @@ _NAMES = {"acceptance_length": "acceptance length", "acceptance_rate": "acceptan
 
 
 def _metric(t: Test, status: DifferentialStatus, adjusted: float, control: str) -> DifferentialMetric:
-    relative = (t.value_a - t.value_b) / t.value_b if t.value_b else math.inf
-    detail = (f"{t.value_a:.4g} over {t.trials_a} vs {t.value_b:.4g} over {t.trials_b} "
-              f"({100 * relative:+.2f}%); z {t.z:+.2f}")
+    relative = f" ({100 * (t.value_a - t.value_b) / t.value_b:+.2f}%)" if t.value_b else ""
+    detail = f"{t.value_a:.4g} over {t.trials_a} vs {t.value_b:.4g} over {t.trials_b}{relative}; z {t.z:+.2f}"
     if t.beyond_bound:
         detail += (f"; the difference reaches the practical bound ({100 * DIVERGENCE_BOUND:g} % of the "
                    "larger): never SAME, DIVERGES once significant")

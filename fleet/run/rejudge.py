@@ -42,8 +42,9 @@ from fleet.run.plan import BaselineSet, files_rerun_budget, plan_cells, read_res
 def judge_files(results: Sequence[Path], baselines_dir: Path, *, rule: Rule, method: Method, fmt: Format,
                 report_dirs: Sequence[Path], jobs_dir: Path, max_runs: int | None) -> Concluded:
     """RunResult files produced anywhere, judged against the baselines; several files of one cell are
-    judged together as its candidate runs (reruns)."""
-    documents = [(path, read_result(path)) for path in results]
+    judged together as its candidate runs (reruns), and cells that differ in one execution axis against
+    each other (the report's differentials). A folder stands for its result files (result_files)."""
+    documents = [(path, read_result(path)) for path in result_files(results)]
     outcomes = outcomes_from_files(documents)
     tiers = sorted({doc.cell.tier for _, doc in documents})
     if max_runs is None:
@@ -53,6 +54,28 @@ def judge_files(results: Sequence[Path], baselines_dir: Path, *, rule: Rule, met
                                   tier=",".join(tiers), backend="files", started_at=now, finished_at=now,
                                   rule=rule, method=method, max_runs=max_runs)
     return Concluded(report, outcome_report(report, outcomes, baselines, fmt, report_dirs))
+
+
+def result_files(paths: Sequence[Path]) -> list[Path]:
+    """The files among `paths`, a folder replaced by its results: a run directory's
+    cells/*/result.attempt-*.json (every attempt, as `fleet submit` judged them), else its *.json."""
+    files: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = (sorted(path.glob("cells/*/result.attempt-*.json"), key=_attempt_order)
+                 if (path / "cells").is_dir() else sorted(path.glob("*.json")))
+        if not found:
+            raise ConfigError(f"no result files in {path}", where=str(path),
+                              fix="pass RunResult files, or a run directory `fleet submit` wrote")
+        files += found
+    return files
+
+
+def _attempt_order(path: Path) -> tuple[str, int]:
+    digits = path.name.removeprefix("result.attempt-").removesuffix(".json")
+    return path.parent.name, int(digits) if digits.isdigit() else 0
 
 
 #: Verdicts that came from judging measurements, so that the merge judges them again.
