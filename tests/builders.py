@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleet.judge.differential import judge_differentials
+from fleet.judge.verdicts import summarize
 from fleet.model import (
     Cell,
     Hardware,
     MatchSummary,
     Provenance,
+    RunReport,
     RunResult,
     SpecCounters,
     Variant,
@@ -70,3 +73,18 @@ def counted_result(cell: Cell, drafts: int, accepted_per_position: list[int], *,
                                            num_accepted_tokens=accepted,
                                            accepted_per_position=accepted_per_position),
                      metrics=metrics, match=match)
+
+
+def differential_report() -> RunReport:
+    """A run of three ngram cells (counts as recorded on the H200) whose prefix_caching pair diverges
+    (acceptance length 1.02 with prefix_caching=on vs 2.2 off) and whose cudagraph pair is the same."""
+    base = make_cell()
+    recorded = [632, 423, 317, 217]  # ngram-k4's counts on the H200 (evidence/h200/series/s8)
+    results = [
+        counted_result(with_execution(base, prefix_caching="off", cudagraph="full"), 1327, recorded),
+        counted_result(with_execution(base, prefix_caching="on", cudagraph="full"), 1400, [25, 3, 0, 0]),
+        counted_result(with_execution(base, prefix_caching="off", cudagraph="none"), 1327, recorded),
+    ]
+    return summarize([], run_id="nightly-1", tier="local", backend="local",
+                     started_at="2026-12-08T00:00:00", finished_at="2026-12-08T00:10:00",
+                     differentials=judge_differentials(results))

@@ -28,9 +28,10 @@ length's run-to-run variance is 0.20 and 0.15 of one run's binomial variance (sd
 the length against a binomial 1.9 % and 1.0 %): a plain binomial test of acceptance over-states this
 noise about 5-fold and misses divergences it could see. The match rate is the other way: the reference
 run itself moves between engine starts (27-48 of 50 prompts match), its variance is 4.9 and 3.2 times
-the binomial, and a pure binomial test of it false-alarms in 66 % of simulated A/A nightlies
-(benchmarks/differential_power.py). Each phi below is the upper one-sided 95 % confidence bound of the
-two cells' pooled ratio (0.174 and 4.0, 28 degrees of freedom: 0.287 and 6.66), so that an estimate
+the binomial, and a pure binomial test of it false-alarms in two of three simulated A/A nightlies
+(benchmarks/differential_power.py; figures: docs/judging.md#differential-pairs-execution-axes). Each
+phi below is the upper one-sided 95 % confidence bound of the two cells' pooled ratio (0.174 and 4.0,
+28 degrees of freedom: 0.287 and 6.66), so that an estimate
 from 30 runs errs towards fewer false alarms. The variance then shrinks with the counts as the workload
 grows: the model's assumption, since one workload size was recorded.
 

@@ -45,7 +45,11 @@ def slack_payload(report: RunReport, link: str | None = None) -> dict[str, Any]:
         lines.append(f"• `{cell.cell_id}` on {cell.hardware}: {metrics or cell.message}")
     if len(failing) > _MAX_LISTED:
         lines.append(f"• … and {len(failing) - _MAX_LISTED} more")
-    title = (f"fleet: {len(failing)} of {len(report.cells)} cells regressed in run {report.run_id} "
+    # Pairs of cells that differ in one execution axis and diverged (fleet.judge.differential).
+    diverged = [pair for pair in report.differentials if pair.status == "DIVERGES"]
+    lines += [f"• `{pair.name}` on {pair.hardware}: {pair.message}" for pair in diverged[:_MAX_LISTED]]
+    pairs = f"; {len(diverged)} differential pair(s) diverged" if diverged else ""
+    title = (f"fleet: {len(failing)} of {len(report.cells)} cells regressed{pairs} in run {report.run_id} "
              f"(tier {report.tier})")
     text = title + (f" — {link}" if link else "")
     blocks: list[dict[str, Any]] = [
