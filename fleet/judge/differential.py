@@ -352,7 +352,14 @@ def _said(m: DifferentialMetric, pair: Pair) -> str:
     sides = [(m.value_a, pair.value_a), (m.value_b, pair.value_b)]
     (low, low_at), (high, high_at) = sorted(sides, key=lambda s: s[0])
     return (f"{name} {low:.3g} with {pair.axis}={low_at} vs {high:.3g} with {pair.axis}={high_at}"
-            f" (adjusted p {m.adjusted_p:.2g})")
+            f" (adjusted p {p_text(m.adjusted_p)})")
+
+
+def p_text(p: float | None) -> str:
+    """A p-value as reports print it: 2 significant digits, and `< 1e-300` where it underflowed."""
+    if p is None:
+        return "—"
+    return f"{p:.2g}" if p > 0 else "< 1e-300"
 
 
 def _verdict(e: PairEvidence, metrics: list[DifferentialMetric]) -> DifferentialVerdict:
@@ -373,9 +380,10 @@ def _verdict(e: PairEvidence, metrics: list[DifferentialMetric]) -> Differential
             message += f"; diverging: {', '.join(where)}"
     elif unsure:
         status = "INCONCLUSIVE"
+        bound = any("practical bound" in m.detail for m in unsure)
         message = "; ".join(_said(m, pair) for m in unsure) + (
             ": beyond the practical bound but not significant at these counts; a workload with more prompts "
-            "or tokens can decide")
+            "or tokens can decide" if bound else ": suspicious, not significant over the run's family")
     else:
         status = "SAME"
         message = "; ".join(f"{_NAMES.get(m.metric, m.metric)} {m.value_a:.4g} with {pair.axis}="
@@ -386,4 +394,5 @@ def _verdict(e: PairEvidence, metrics: list[DifferentialMetric]) -> Differential
         axis=pair.axis, value_a=pair.value_a, value_b=pair.value_b, cell_a=cell.id, cell_b=pair.b.cell.id,
         variant=cell.variant.name, model=cell.model, draft_model=cell.draft_model,
         hardware=cell.hardware.name,
-        status=status, message=message, metrics=metrics, runs_a=len(pair.a.runs), runs_b=len(pair.b.runs))
+        status=status, message=message, metrics=metrics, runs_a=len(pair.a.runs), runs_b=len(pair.b.runs),
+        shared_execution={k: v for k, v in cell.execution.items() if k != pair.axis})

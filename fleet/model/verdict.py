@@ -97,11 +97,15 @@ class DifferentialVerdict(Strict):
     metrics: list[DifferentialMetric] = Field(default_factory=list)
     runs_a: int = Field(default=1, ge=0)
     runs_b: int = Field(default=1, ge=0)
+    #: The other execution axes' values, the same on both sides.
+    shared_execution: dict[str, str] = Field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        """`<variant>__<model>__<hardware> <axis>: a vs b`, what a report titles the pair by."""
-        return f"{self.cell_a} {self.axis}: {self.value_a} vs {self.value_b}"
+        """`<cell a> <axis>: a vs b [other=value ...]`, what a report titles the pair by."""
+        others = " ".join(f"{axis}={value}" for axis, value in sorted(self.shared_execution.items()))
+        return (f"{self.cell_a} {self.axis}: {self.value_a} vs {self.value_b}"
+                + (f" [{others}]" if others else ""))
 
 
 class RunReport(Strict):

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from html import escape
 
+from fleet.judge.differential import p_text
 from fleet.model import DifferentialMetric, DifferentialVerdict, RunReport
 
 _WORDS = {"SAME": "same", "DIVERGES": "diverging", "INCONCLUSIVE": "inconclusive"}
@@ -27,11 +28,13 @@ def summary(report: RunReport) -> str:
 
 
 def _subject(pair: DifferentialVerdict) -> str:
-    return f"{pair.variant} on {pair.model} ({pair.hardware}), {pair.axis}: {pair.value_a} vs {pair.value_b}"
+    others = ", ".join(f"{axis}={value}" for axis, value in sorted(pair.shared_execution.items()))
+    return (f"{pair.variant} on {pair.model} ({pair.hardware}), {pair.axis}: {pair.value_a} vs {pair.value_b}"
+            + (f" (with {others})" if others else ""))
 
 
 def _metric_line(pair: DifferentialVerdict, m: DifferentialMetric) -> str:
-    adjusted = "" if m.adjusted_p is None else f", adjusted p {m.adjusted_p:.2g}"
+    adjusted = "" if m.adjusted_p is None else f", adjusted p {p_text(m.adjusted_p)}"
     return (f"  {m.metric}: {m.value_a:.4g} with {pair.axis}={pair.value_a} vs {m.value_b:.4g} with "
             f"{pair.axis}={pair.value_b}: {m.status}{adjusted} ({m.detail})")
 
@@ -76,7 +79,7 @@ def markdown_lines(report: RunReport) -> list[str]:
                   f"| status | metric | {pair.axis}={pair.value_a} | {pair.axis}={pair.value_b} | "
                   "adjusted p | detail |", "|---|---|---|---|---|---|"]
         lines += [f"| {m.status} | `{m.metric}` | {m.value_a:.4g} | {m.value_b:.4g} | "
-                  f"{'—' if m.adjusted_p is None else f'{m.adjusted_p:.2g}'} | {_md(m.detail)} |"
+                  f"{p_text(m.adjusted_p)} | {_md(m.detail)} |"
                   for m in pair.metrics]
         lines += ["", "</details>", ""]
     return lines
@@ -86,8 +89,7 @@ def junit_testcases(suite: ET.Element, report: RunReport) -> None:
     """One <testcase> per pair (classname fleet.<tier>.<hardware>.differential): DIVERGES a failure of
     type divergence (exit 1), INCONCLUSIVE one of type inconclusive (exit 4), SAME a pass."""
     for pair in report.differentials:
-        case = ET.SubElement(suite, "testcase", name=f"{pair.cell_a} {pair.axis}={pair.value_a} vs "
-                             f"{pair.axis}={pair.value_b}",
+        case = ET.SubElement(suite, "testcase", name=pair.name,
                              classname=f"fleet.{report.tier}.{pair.hardware}.differential")
         if pair.status != "SAME":
             kind = "divergence" if pair.status == "DIVERGES" else "inconclusive"
@@ -111,7 +113,7 @@ def html_section(report: RunReport) -> str:
     for pair in report.differentials:
         figures = "<br>".join(
             f"{escape(m.metric)}: {m.value_a:.4g} vs {m.value_b:.4g} "
-            f"({escape(m.status)}{'' if m.adjusted_p is None else f', adjusted p {m.adjusted_p:.2g}'})"
+            f"({escape(m.status)}{'' if m.adjusted_p is None else f', adjusted p {p_text(m.adjusted_p)}'})"
             for m in pair.metrics if m.metric in ("acceptance_length", "match_rate") or m.status != "SAME")
         rows.append(f'<tr><td><span class="s {_BADGE[pair.status]}">{escape(pair.status)}</span></td>'
                     f"<td>{escape(pair.variant)}</td><td>{escape(pair.hardware)}</td>"
