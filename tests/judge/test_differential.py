@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from fleet.judge.decide import decide, gather
 from fleet.judge.differential import judge_differentials, pairs_of, planned_pairs
-from fleet.judge.verdicts import summarize
-from fleet.model import RunResult
+from fleet.judge.verdicts import summarize, with_differentials
+from fleet.model import Baseline, MetricBaseline, RunResult
 from tests.builders import counted_result, make_cell, with_execution
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,3 +135,25 @@ def test_the_pairs_share_the_runs_family_so_other_tests_make_them_stricter() -> 
     [among] = judge_differentials([off, on], others=[0.5] * 300)
     assert alone.metrics[0].adjusted_p is not None and among.metrics[0].adjusted_p is not None
     assert among.metrics[0].adjusted_p > alone.metrics[0].adjusted_p
+
+
+def test_the_baseline_verdicts_count_the_pairs_in_their_family() -> None:
+    cell = make_cell()
+    baseline = Baseline(variant=cell.variant.name, model=cell.model, hardware="cpu", baselines={
+        "acceptance_length": MetricBaseline(expected=2.2, tolerance_pct=5,
+                                            values=[2.19, 2.2, 2.21, 2.2, 2.2])})
+    evidence = gather([counted_result(cell, NGRAM_DRAFTS, [600, 400, 300, 200])], baseline)
+    [[alone]] = decide([evidence], final=True)
+    [[among]] = decide([evidence], final=True, others=[0.5] * 9)
+    assert alone.adjusted_p is not None and among.adjusted_p == pytest.approx(10 * alone.adjusted_p)
+
+
+def test_a_report_given_pairs_later_takes_their_status_and_keeps_its_cost() -> None:
+    base = make_cell()
+    off = counted_result(with_execution(base, prefix_caching="off"), NGRAM_DRAFTS, NGRAM_POSITIONS)
+    on = counted_result(with_execution(base, prefix_caching="on"), 1400, [25, 3, 0, 0])
+    report = summarize([], run_id="r", tier="t", backend="b", started_at="", finished_at="")
+    report = report.model_copy(update={"cost": {"total": {}}})
+    merged = with_differentials(report, judge_differentials([off, on]))
+    assert (merged.status, merged.exit_code, merged.cost) == ("FAIL", 1, {"total": {}})
+    assert with_differentials(report, []) is report
