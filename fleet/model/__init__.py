@@ -19,6 +19,7 @@ from fleet.model.catalog import (
     Workload,
     model_slug,
 )
+from fleet.model.execution import AXES, execution_id
 from fleet.model.result import (
     SCHEMA_VERSION,
     EngineStart,
@@ -34,6 +35,7 @@ from fleet.model.result import (
 from fleet.model.verdict import CellVerdict, MetricVerdict, RunReport, Status
 
 __all__ = [
+    "AXES",
     "METHODS_NEEDING_DRAFT",
     "SCHEMA_VERSION",
     "Baseline",
@@ -62,5 +64,6 @@ __all__ = [
     "Variant",
     "Vendor",
     "Workload",
+    "execution_id",
     "model_slug",
 ]
