@@ -27,7 +27,8 @@ for path in "$W"/cells/*.json; do
   echo "$id" | grep -Eq -- "$FILTER" || continue
   FLEET_VLLM_KEEP_DIR="$W/keep" python3 -m fleet suite run --cell "$path" --out "$W/results/$id.json" \
     --reference-cache "$W/refcache" > "$W/logs/$id.log" 2>&1
-  echo "$(date +%T) $id rc=$?" | tee -a "$W/progress.log"
+  rc=$?
+  echo "$(date +%T) $id rc=$rc" | tee -a "$W/progress.log"
 done
 python3 - "$W/results" <<'EOF' | tee "$W/summary.tsv"
 import json, pathlib, sys
