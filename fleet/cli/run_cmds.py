@@ -52,9 +52,11 @@ def plan(tier: str, jobs_dir: Path, hardware: str | None, variant: str | None, a
     for cell in cells:
         draft = f" draft={cell.draft_model}" if cell.draft_model else ""
         spec = cell.variant
+        axes = "".join(f" {name}={value}" for name, value in cell.execution.items())
         click.echo(f"{cell.id}  [{cell.engine}] {spec.method} k={spec.num_speculative_tokens} "
                    f"model={cell.model}{draft} on {cell.hardware.name} "
-                   f"({cell.workload.num_prompts} prompts x {cell.workload.max_tokens} tokens)")
+                   f"({cell.workload.num_prompts} prompts x {cell.workload.max_tokens} tokens)"
+                   + (f" axes:{axes}" if axes else ""))
     click.echo(f"{counted(len(cells), 'cell')} in tier {tier}")
 
 

@@ -19,6 +19,7 @@ from fleet.model.catalog import (
     Workload,
     model_slug,
 )
+from fleet.model.execution import AXES, execution_id
 from fleet.model.result import (
     SCHEMA_VERSION,
     EngineStart,
@@ -42,6 +43,7 @@ from fleet.model.verdict import (
 )
 
 __all__ = [
+    "AXES",
     "METHODS_NEEDING_DRAFT",
     "SCHEMA_VERSION",
     "Baseline",
@@ -73,5 +75,6 @@ __all__ = [
     "Variant",
     "Vendor",
     "Workload",
+    "execution_id",
     "model_slug",
 ]

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, computed_field, field_validator, model_validator
 
 from fleet.model._base import Strict
+from fleet.model.execution import AXES, ID_SEPARATOR, execution_id
 
 Vendor = Literal["nvidia", "amd", "cpu"]
 EngineName = Literal["reference", "vllm"]
@@ -96,6 +97,15 @@ class TierEntry(Strict):
     #: that differ in one axis only.
     execution: dict[str, list[str]] = Field(default_factory=dict)
 
+    @field_validator("execution", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `on` / `off` as true / false; `prefix_caching: [off, on]` means words.
+        if isinstance(value, dict):
+            return {name: [("on" if v else "off") if isinstance(v, bool) else v for v in values]
+                    if isinstance(values, list) else values for name, values in value.items()}
+        return value
+
 
 class Tier(Strict):
     name: str = Field(pattern=_NAME)
@@ -151,6 +161,15 @@ class Cell(Strict):
                 raise ValueError(f"id {written!r} does not match the cell's contents ({derived!r})")
         return data
 
+    @field_validator("execution")
+    @classmethod
+    def _known_axes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, setting in value.items():
+            if setting not in AXES.get(name, ()):
+                raise ValueError(f"unknown execution axis value {name}={setting!r} (known: "
+                                 f"{', '.join(f'{n}={v}' for n, values in AXES.items() for v in values)})")
+        return value
+
     @field_validator("model")
     @classmethod
     def _model_not_empty(cls, value: str) -> str:
@@ -161,9 +180,19 @@ class Cell(Strict):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def id(self) -> str:
-        return f"{self.variant.name}__{model_slug(self.model)}__{self.hardware.name}"
+        """`variant__model__hardware`, then `__cudagraph=full,prefix_caching=on` for a cell with execution
+        axes; a cell without keeps the id it always had, so its baselines, history and evidence match."""
+        base = f"{self.variant.name}__{model_slug(self.model)}__{self.hardware.name}"
+        return f"{base}{ID_SEPARATOR}{execution_id(self.execution)}" if self.execution else base
 
     @property
     def baseline_key(self) -> tuple[str, str, str]:
-        """Baselines are keyed by hardware, variant and target model."""
+        """Baselines are keyed by hardware, variant and target model, NOT by execution axes.
+
+        Cells that differ only in how the engine executes share their baseline on purpose: the invariant
+        the axes test is that acceptance does not depend on execution, so the variant's recorded acceptance
+        is what every execution of it must reach (a collapse under prefix caching is then a regression
+        against the baseline as well as a divergence between cells). A baseline records one workload,
+        though: a cell on another prompt set is judged against it as every such cell always was.
+        """
         return (self.hardware.name, self.variant.name, model_slug(self.model))

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from fleet.errors import ConfigError
 from fleet.model import METHODS_NEEDING_DRAFT, Cell, Tier, TierEntry, Variant, Workload
+from fleet.model.execution import axes_problems, combinations, option_conflicts
 
 if TYPE_CHECKING:
     from fleet.plan.catalog import Catalog
@@ -36,7 +37,7 @@ class _Problem:
 
 
 def expand(tier: Tier, catalog: Catalog, *, tier_path: str) -> list[Cell]:
-    """One cell per (entry, hardware pool), in the tier's order.
+    """One cell per (entry, hardware pool, combination of the entry's execution axes), in the tier's order.
 
     The engine, timeout and workload come from the tier; an entry's `workload` overrides the fields it
     sets, and its `engine_options` are merged over the tier's. The draft is the entry's, else the
@@ -48,27 +49,28 @@ def expand(tier: Tier, catalog: Catalog, *, tier_path: str) -> list[Cell]:
     made_by: dict[str, str] = {}
     for index, entry in enumerate(tier.cells):
         at = f"cells[{index}]"
-        entry_problems = _entry_problems(entry, at, catalog)
+        entry_problems = _entry_problems(entry, at, catalog) + _execution_problems(tier, entry, at)
         problems.extend(entry_problems)
         if entry_problems:
             continue
         variant = catalog.variants[entry.variant]
         for hardware_name in entry.hardware:
-            try:
-                cell = _make_cell(tier, entry, variant, catalog, hardware_name)
-            except ValidationError as err:
-                problems.append(_cell_validation_problem(err, at))
-                continue
-            if cell.id in made_by:
-                problems.append(_Problem(
-                    at,
-                    f"duplicate cell {cell.id!r}: {made_by[cell.id]} already runs variant {variant.name!r} "
-                    f"on {entry.model!r} on {hardware_name!r}",
-                    "remove one of the two entries, or give them different hardware",
-                ))
-                continue
-            made_by[cell.id] = at
-            cells.append(cell)
+            for execution in combinations(entry.execution):
+                try:
+                    cell = _make_cell(tier, entry, variant, catalog, hardware_name, execution)
+                except ValidationError as err:
+                    problems.append(_cell_validation_problem(err, at))
+                    continue
+                if cell.id in made_by:
+                    problems.append(_Problem(
+                        at,
+                        f"duplicate cell {cell.id!r}: {made_by[cell.id]} already runs variant "
+                        f"{variant.name!r} on {entry.model!r} on {hardware_name!r}",
+                        "remove one of the two entries, or give them different hardware or execution",
+                    ))
+                    continue
+                made_by[cell.id] = at
+                cells.append(cell)
     if problems:
         raise _config_error(problems, tier_path)
     return cells
@@ -149,7 +151,19 @@ def _draft_problems(entry: TierEntry, variant: Variant, at: str, catalog: Catalo
     return []
 
 
-def _make_cell(tier: Tier, entry: TierEntry, variant: Variant, catalog: Catalog, hardware_name: str) -> Cell:
+def _execution_problems(tier: Tier, entry: TierEntry, at: str) -> list[_Problem]:
+    """Unknown axes or values, axes the tier's engine lacks, and axes the engine options also set."""
+    if not entry.execution:
+        return []
+    field = f"{at} (variant {entry.variant}).execution"
+    options = {**tier.engine_options, **entry.engine_options}
+    found = axes_problems(entry.execution, tier.engine) + option_conflicts(list(entry.execution), options,
+                                                                           tier.engine)
+    return [_Problem(field, what, fix) for what, fix in found]
+
+
+def _make_cell(tier: Tier, entry: TierEntry, variant: Variant, catalog: Catalog, hardware_name: str,
+               execution: dict[str, str]) -> Cell:
     return Cell(
         tier=tier.name,
         variant=variant,
@@ -160,6 +174,7 @@ def _make_cell(tier: Tier, entry: TierEntry, variant: Variant, catalog: Catalog,
         engine=tier.engine,
         engine_options={**tier.engine_options, **entry.engine_options},
         timeout_s=tier.timeout_s,
+        execution=execution,
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from fleet.errors import ConfigError, ExitCode
-from fleet.model import Cell, EngineStart, Measurement, ResultError, RunResult
+from fleet.model import Cell, EngineStart, Measurement, PrefixCacheCounters, ResultError, RunResult
 from fleet.model._base import Strict
 from fleet.suite.derive import derive_metrics, median_over_starts, start_latency
 from fleet.suite.engines import get_engine
@@ -91,9 +91,34 @@ def _reference_run(
     return run.measurement, run.provenance
 
 
+class PrefixCacheNotHit(ConfigError):
+    """A prefix-caching cell whose engine found nothing in the cache: it tested nothing of the cache."""
+
+
+def check_prefix_cache(cell: Cell, counters: PrefixCacheCounters | None) -> None:
+    """A cell with prefix_caching=on must show prefix-cache hits over its measured prompts, or its
+    verdict would say "caching on agrees with caching off" of a run that never used the cache."""
+    if cell.execution.get("prefix_caching") != "on":
+        return
+    if counters is None:
+        raise PrefixCacheNotHit(
+            "prefix_caching=on, but the engine reported no prefix-cache counters",
+            where=f"cell {cell.id}", cause="this engine version exposes no vllm:prefix_cache_* metrics",
+            fix="run the cell on an engine that reports them, or drop the prefix_caching axis")
+    if counters.hits == 0:
+        raise PrefixCacheNotHit(
+            f"prefix_caching=on, but the prefix cache hit 0 of {counters.queries} prompt tokens "
+            "over the measured prompts", where=f"cell {cell.id}: workload.prompts ({cell.workload.prompts})",
+            cause="the workload's prompts share no prefix of a full KV block (16 tokens), or the engine "
+                  "did not turn the cache on",
+            fix="use a shared-prefix workload (bundled:tiny-stdlib/shared-prefix), and check "
+                "enable_prefix_caching in the result's provenance")
+
+
 def _measure(cell: Cell, prompts: list[str], engine: Engine, cache: Path | None, started: str) -> RunResult:
     reference, reference_provenance = _reference_run(cell, prompts, engine, cache)
     speculative = engine.run_speculative(cell, prompts)
+    check_prefix_cache(cell, speculative.prefix_cache)
     metrics, match = derive_metrics(reference, speculative.measurement, speculative.counters)
     starts: list[EngineStart] = []
     if cell.workload.engine_starts > 1:
@@ -113,6 +138,7 @@ def _measure(cell: Cell, prompts: list[str], engine: Engine, cache: Path | None,
         cell=cell, status="ok", provenance=provenance, counters=speculative.counters,
         engine_counters=speculative.engine_counters, metrics=metrics, match=match,
         reference=reference, speculative=speculative.measurement, starts=starts,
+        prefix_cache=speculative.prefix_cache,
     )
 
 

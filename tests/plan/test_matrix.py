@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fleet.errors import ConfigError
 from fleet.model import METHODS_NEEDING_DRAFT, Cell, Hardware, Tier, TierEntry, Variant, Workload
 from fleet.plan.catalog import Catalog, list_tiers, load_catalog, load_tier
 from fleet.plan.matrix import cells_touched_by, dependency_matches, expand, filter_cells
@@ -240,3 +241,64 @@ def test_a_change_selects_only_the_cells_whose_variant_depends_on_it() -> None:
     assert {c.variant.name for c in touched_by_mtp_model} == {"mtp"}
     assert touched_by_spec_decode == cells
     assert cells_touched_by(cells, ["vllm/model_executor/models/llama.py", "docs/index.md"]) == []
+
+
+# --- execution axes (issue 30) ------------------------------------------------------------------------
+
+
+def test_an_entry_with_execution_axes_makes_one_cell_per_combination_and_pool() -> None:
+    tier = _tier(TierEntry(variant="ngram", model="org/a", hardware=["l4", "a100"],
+                           execution={"cudagraph": ["full", "piecewise", "none"],
+                                      "prefix_caching": ["off", "on"]}))
+
+    cells = expand(tier, _catalog(), tier_path="jobs/t.yaml")
+
+    assert len(cells) == 12
+    assert cells[0].id == "ngram__a__l4__cudagraph=full,prefix_caching=off"
+    assert cells[0].execution == {"cudagraph": "full", "prefix_caching": "off"}
+    assert len({cell.id for cell in cells}) == 12
+    assert {cell.baseline_key for cell in cells} == {("l4", "ngram", "a"), ("a100", "ngram", "a")}
+
+
+def test_the_same_entry_with_and_without_axes_are_different_cells() -> None:
+    tier = _tier(TierEntry(variant="ngram", model="org/a", hardware=["l4"]),
+                 TierEntry(variant="ngram", model="org/a", hardware=["l4"],
+                           execution={"prefix_caching": ["on"]}))
+
+    assert [cell.id for cell in expand(tier, _catalog(), tier_path="jobs/t.yaml")] == [
+        "ngram__a__l4", "ngram__a__l4__prefix_caching=on"]
+
+
+@pytest.mark.parametrize(("entry", "tier_fields", "expected"), [
+    ({"execution": {"cudagraphs": ["full"]}}, {}, "unknown execution axis 'cudagraphs'"),
+    ({"execution": {"prefix_caching": ["maybe"]}}, {}, "unknown value 'maybe'"),
+    ({"execution": {"cudagraph": ["full"]}, "engine_options": {"enforce_eager": True}}, {},
+     "sets enforce_eager itself"),
+    ({"execution": {"prefix_caching": ["on"]}}, {"engine_options": {"enable_prefix_caching": True}},
+     "sets enable_prefix_caching itself"),
+    ({"execution": {"cudagraph": ["none"]}}, {"engine": "reference"},
+     "the reference engine has no CUDA graphs"),
+])
+def test_a_bad_execution_axis_is_a_config_error_naming_file_entry_and_variant(
+        entry: dict[str, object], tier_fields: dict[str, object], expected: str) -> None:
+    tier = _tier(TierEntry(variant="ngram", model="org/a", hardware=["l4"]),
+                 TierEntry.model_validate({"variant": "ngram", "model": "org/b", "hardware": ["l4"],
+                                           **entry}),
+                 **tier_fields)
+
+    with pytest.raises(ConfigError) as raised:
+        expand(tier, _catalog(), tier_path="jobs/t.yaml")
+
+    assert raised.value.where == "jobs/t.yaml: cells[1] (variant ngram).execution"
+    assert expected in raised.value.what
+
+
+def test_the_h200_tier_runs_every_tiny_method_over_cudagraph_and_prefix_caching_on_shared_prefixes() -> None:
+    cells = [cell for cell in shipped_cells("h200") if cell.execution]
+
+    assert Counter(cell.variant.name for cell in cells) == {"ngram-k4": 6, "draft_model-k4": 6,
+                                                            "eagle3-k4": 6}
+    assert {cell.workload.prompts for cell in cells} == {"bundled:tiny-stdlib/shared-prefix"}
+    assert {tuple(cell.execution.items()) for cell in cells if cell.variant.name == "ngram-k4"} == {
+        (("cudagraph", graph), ("prefix_caching", cache))
+        for graph in ("full", "piecewise", "none") for cache in ("off", "on")}

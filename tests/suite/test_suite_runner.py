@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from fleet.errors import ConfigError
-from fleet.model import Cell, Measurement, RequestTiming, RunResult, Workload
+from fleet.model import (
+    Cell,
+    Measurement,
+    PrefixCacheCounters,
+    RequestTiming,
+    ResultError,
+    RunResult,
+    Workload,
+)
 from fleet.suite.engines import get_engine
 from fleet.suite.engines.base import Engine, EngineFailure, EngineRun
 from fleet.suite.model_refs import resolve_model
@@ -48,8 +56,10 @@ class FakeEngine:
     name = "reference"
     version = "fake-1"
 
-    def __init__(self, failure: Exception | None = None) -> None:
+    def __init__(self, failure: Exception | None = None,
+                 prefix_cache: PrefixCacheCounters | None = None) -> None:
         self.failure = failure
+        self.prefix_cache = prefix_cache
         self.calls: list[str] = []
 
     def unsupported_reason(self, cell: Cell) -> str | None:
@@ -69,7 +79,8 @@ class FakeEngine:
 
     def run_speculative(self, cell: Cell, prompts: Sequence[str], *, latency_only: bool = False) -> EngineRun:
         self.calls.append("speculative")
-        return self._run(prompts)
+        run = self._run(prompts)
+        return EngineRun(measurement=run.measurement, prefix_cache=self.prefix_cache)
 
 
 def factory(engine: Engine) -> Any:
@@ -236,3 +247,59 @@ def test_real_cells_share_one_reference_and_report_lossless_speculation(tmp_path
         assert result.metrics["acceptance_length"] >= 1.0 and "ttft_p50_ms" in result.metrics
         assert result.provenance.dtype == "float32" and result.provenance.cpu_threads
     assert draft.counters is not None and draft.counters.num_drafts > 0
+
+
+# -- prefix caching (issue 30) -------------------------------------------------------------------------
+
+
+def prefix_cell(value: str) -> dict[str, Any]:
+    return {**cell_document(), "execution": {"prefix_caching": value}}
+
+
+def test_a_prefix_caching_cell_whose_cache_never_hit_is_a_config_error_not_a_pass(tmp_path: Path) -> None:
+    engine = FakeEngine(prefix_cache=PrefixCacheCounters(queries=400, hits=0))
+    out = tmp_path / "r.json"
+
+    code = run_cell_file(write_cell(tmp_path, prefix_cell("on")), out, None, engine_factory=factory(engine))
+
+    result = read_result(out)
+    assert code == 2 and result.status == "error" and result.error is not None
+    assert result.error.reason == "PrefixCacheNotHit"
+    assert "hit 0 of 400 prompt tokens" in result.error.message
+    assert "shared-prefix" in result.error.message
+
+
+def test_a_prefix_caching_cell_without_counters_is_an_error_too(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+
+    code = run_cell_file(write_cell(tmp_path, prefix_cell("on")), out, None,
+                         engine_factory=factory(FakeEngine(prefix_cache=None)))
+
+    assert code == 2 and "no prefix-cache counters" in (read_result(out).error or ResultError(
+        category="config", reason="", message="")).message
+
+
+def test_a_prefix_caching_cell_that_hit_records_the_counters(tmp_path: Path) -> None:
+    engine = FakeEngine(prefix_cache=PrefixCacheCounters(queries=400, hits=320))
+
+    result = run_suite(Cell.model_validate(prefix_cell("on")), engine=engine, reference_cache=None)
+
+    assert result.status == "ok" and result.prefix_cache is not None
+    assert result.prefix_cache.hit_rate == pytest.approx(0.8)
+
+
+def test_no_hits_are_fine_when_prefix_caching_is_off(tmp_path: Path) -> None:
+    engine = FakeEngine(prefix_cache=PrefixCacheCounters(queries=400, hits=0))
+
+    result = run_suite(Cell.model_validate(prefix_cell("off")), engine=engine, reference_cache=None)
+
+    assert result.status == "ok"
+
+
+def test_cells_that_differ_only_in_execution_share_one_reference_run(tmp_path: Path) -> None:
+    engine = FakeEngine(prefix_cache=PrefixCacheCounters(queries=400, hits=100))
+    cache = tmp_path / "refs"
+    for value in ("off", "on"):
+        run_suite(Cell.model_validate(prefix_cell(value)), engine=engine, reference_cache=cache)
+
+    assert engine.calls == ["reference", "speculative", "speculative"]

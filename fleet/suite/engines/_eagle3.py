@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,7 +36,7 @@ from transformers.models.llama.modeling_llama import (
     LlamaRotaryEmbedding,
 )
 
-from fleet.suite.engines._lm import LoadedModel
+from fleet.suite.engines._lm import KVBlock, LoadedModel, Session
 from fleet.suite.engines.base import EngineConfigError
 
 
@@ -163,10 +164,16 @@ class Eagle3Proposer:
         self._fed = 0  # positions whose target state the head's cache holds
         self._pending: list[torch.Tensor] = []
 
-    def begin(self) -> None:
+    def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
+        # Its cache is rebuilt from the target's hidden states, restored ones included (zeros where the
+        # injected fault withholds them): an entry at a position also reads the next token, so it is
+        # not a function of one cached block.
         self._cache = DynamicCache(config=self._head.config)
         self._fed = 0
         self._pending = []
+
+    def cache_source(self) -> tuple[Session, int] | None:
+        return None
 
     def observe(self, states: torch.Tensor) -> None:
         """Fused target states of the next positions that the target has verified (in order)."""

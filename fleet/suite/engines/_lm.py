@@ -7,6 +7,7 @@ and the transformers API details (which change between releases) live in one pla
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,15 +73,41 @@ def load_tokenizer(path: str) -> Any:
     return AutoTokenizer.from_pretrained(path)
 
 
-class Session:
-    """One request's view of a model: a KV cache holding a prefix of the context, fed token by token."""
+#: One stretch of positions of a model's KV cache: (keys, values) per layer, [1, heads, positions, dim].
+KVBlock = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
-    def __init__(self, loaded: LoadedModel) -> None:
+
+def zero_block(loaded: LoadedModel, length: int) -> KVBlock:
+    """`length` positions of all-zero KV for every layer: a cache block that came back empty."""
+    config = loaded.model.config
+    heads = int(getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
+    shape = (1, heads, length, dim)
+    return tuple((torch.zeros(shape), torch.zeros(shape)) for _ in range(int(config.num_hidden_layers)))
+
+
+class Session:
+    """One request's view of a model: a KV cache holding a prefix of the context, fed token by token.
+
+    `restored`: KV blocks of the context's first positions, in order (a prefix-cache hit); the session
+    then starts after them, as if it had been fed their tokens."""
+
+    def __init__(self, loaded: LoadedModel, restored: Sequence[KVBlock] = ()) -> None:
         self._model = loaded.model
         self._cache_keyword = (
             "cache" if "cache" in inspect.signature(self._model.forward).parameters else "past_key_values"
         )
         self._cache = DynamicCache(config=self._model.config)
+        for layer in range(len(restored[0]) if restored else 0):
+            keys = torch.cat([block[layer][0] for block in restored], dim=-2)
+            values = torch.cat([block[layer][1] for block in restored], dim=-2)
+            self._cache.update(keys, values, layer)
+
+    def kv_block(self, start: int, end: int) -> KVBlock:
+        """A copy of positions [start, end) of every layer's KV cache, for a prefix cache to keep."""
+        layers: Any = self._cache.layers  # DynamicLayer: keys / values, [batch, heads, positions, dim]
+        return tuple((layer.keys[:, :, start:end].clone(), layer.values[:, :, start:end].clone())
+                     for layer in layers)
 
     @property
     def length(self) -> int:

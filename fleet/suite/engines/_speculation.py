@@ -15,28 +15,38 @@ decoding token for token, which the tests check on every shipped prompt.
 Hidden states: a proposer that names `target_layers` (EAGLE-3) gets the target's hidden states there for
 every position the target has verified (the prompt after the prefill; the last token and the accepted
 drafts after each verification), as vLLM hands them to its EAGLE proposer; rejected positions' are dropped.
+
+Prefix caching (_prefix_cache.py): with a cache, the prefill restores the prompt's cached leading blocks
+(the target's KV; the draft's KV or the target's hidden states for the drafter) and computes the rest.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 
 from fleet.model import SpecCounters
-from fleet.suite.engines._lm import LoadedModel, Session
+from fleet.suite.engines._lm import KVBlock, LoadedModel, Session, zero_block
 from fleet.suite.engines._ngram import propose_ngram
+from fleet.suite.engines._prefix_cache import DRAFTER_LOSES_CONTEXT, PrefixCache, stale_like
 
 
 class Proposer(Protocol):
     #: Target layers whose hidden states the proposer reads (transformers' indices); () for none.
     target_layers: tuple[int, ...]
 
-    def begin(self) -> None:
-        """A new request starts: forget the previous one."""
+    def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
+        """A new request starts: forget the previous one. `restored`: the drafter's own KV blocks of the
+        context's first positions (a prefix-cache hit); `blind`: the drafter must not see the context's
+        first `blind` tokens (the injected fault)."""
+        ...
+
+    def cache_source(self) -> tuple[Session, int] | None:
+        """The drafter's own KV session and how many leading context tokens it skipped, if it has one."""
         ...
 
     def propose(self, context: list[int]) -> list[int]:
@@ -60,15 +70,19 @@ class NgramProposer:
     min_n: int
     max_n: int
     target_layers: tuple[int, ...] = ()
+    _offset: int = 0
 
-    def begin(self) -> None:
+    def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
+        self._offset = blind
+
+    def cache_source(self) -> tuple[Session, int] | None:
         return None
 
     def observe(self, states: torch.Tensor) -> None:
         return None
 
     def propose(self, context: list[int]) -> list[int]:
-        return propose_ngram(context, min_n=self.min_n, max_n=self.max_n, k=self.k)
+        return propose_ngram(context[self._offset:], min_n=self.min_n, max_n=self.max_n, k=self.k)
 
     def keep(self, length: int) -> None:
         return None
@@ -83,9 +97,19 @@ class DraftModelProposer:
         self.k = k
         self._draft = draft
         self._session = Session(draft)
+        self._blind = False
 
-    def begin(self) -> None:
-        self._session = Session(self._draft)
+    def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
+        # Blind (the injected fault): the restored positions come back as stale KV, which the draft
+        # then attends to for the whole request.
+        if blind:
+            restored = [tuple((stale_like(k), stale_like(v)) for k, v in block) for block in restored] \
+                or [zero_block(self._draft, blind)]
+        self._session = Session(self._draft, restored)
+        self._blind = blind > 0
+
+    def cache_source(self) -> tuple[Session, int] | None:
+        return self._session, int(self._blind)
 
     def propose(self, context: list[int]) -> list[int]:
         # The cache holds a prefix of the context (cropped to the accepted tokens); feed the rest.
@@ -162,11 +186,20 @@ def generate(
     proposer: Proposer | None = None,
     counters: DraftCounters | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    prefix: PrefixCache | None = None,
+    measured: bool = True,
+    fault: str | None = None,
 ) -> Generation:
-    """Greedy decoding of one request; speculative when a proposer is given, plain otherwise."""
+    """Greedy decoding of one request; speculative when a proposer is given, plain otherwise.
+
+    `prefix`: the engine start's prefix cache (None: caching off), counted when `measured`; `fault`:
+    the injected fault (_prefix_cache.py), which acts on a cache hit only."""
     started = clock()
-    session = Session(target)
+    hit = prefix.lookup(prompt_ids, measured=measured) if prefix is not None else None
+    cached = hit.length if hit is not None else 0
+    session = Session(target, hit.target if hit is not None else ())
     layers = proposer.target_layers if proposer is not None else ()
+    blind = cached if fault == DRAFTER_LOSES_CONTEXT else 0
 
     def verify(token_ids: list[int], *, last_only: bool = False) -> list[int]:
         """The target's greedy tokens after each fed token; hidden states go to the proposer."""
@@ -178,10 +211,18 @@ def generate(
 
     pending_states: list[torch.Tensor] = []
     # After the prefill the cache holds the prompt; from then on it holds every token but the last.
-    output = [verify(prompt_ids, last_only=True)[-1]]
+    output = [verify(prompt_ids[cached:], last_only=True)[-1]]
     ttft = clock() - started
+    restored_states = hit.states if hit is not None and cached and layers else None
+    if cached and layers and restored_states is None:
+        raise RuntimeError("a prefix-cache hit without the target's hidden states for the EAGLE-3 head")
+    prompt_states = torch.cat([s for s in (restored_states, *pending_states) if s is not None]) \
+        if layers else None
     if proposer is not None:
-        proposer.begin()
+        proposer.begin(restored=hit.draft or () if hit is not None else (), blind=blind)
+        if restored_states is not None:
+            # Blind (the injected fault): the head gets stale values, not the restored tokens' states.
+            proposer.observe(stale_like(restored_states) if blind else restored_states)
         for states in pending_states:
             proposer.observe(states)
         pending_states.clear()
@@ -216,4 +257,8 @@ def generate(
             output.append(int(token))
             if finished():
                 break
+    if prefix is not None:
+        source = proposer.cache_source() if proposer is not None else None
+        prefix.store(prompt_ids, target=session, draft=source[0] if source else None,
+                     draft_offset=source[1] if source else 0, states=prompt_states)
     return Generation(token_ids=output, ttft_s=ttft, e2e_s=clock() - started)

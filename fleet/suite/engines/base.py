@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fleet.errors import ConfigError, InfrastructureError
-from fleet.model import Cell, Measurement, SpecCounters
+from fleet.model import Cell, Measurement, PrefixCacheCounters, SpecCounters
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class EngineRun:
     engine_counters: dict[str, Any] | None = None
     #: Provenance fields this engine knows (names as in fleet.model.Provenance; unknown ones go to extra).
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: The engine's prefix cache over the measured requests, where it reports one.
+    prefix_cache: PrefixCacheCounters | None = None
 
 
 class Unsupported(Exception):

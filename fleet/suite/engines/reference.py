@@ -13,6 +13,12 @@ Choices (and why):
 - Timing: time.perf_counter around each request; TTFT is the prefill and its greedy token
   (tokenization excluded), TPOT = (e2e - TTFT) / (output tokens - 1).
 - Warm-up: the workload's warm-up prompts (the end of the prompt list) run first, unmeasured.
+- Execution axes: `prefix_caching` only (no CUDA graphs, no scheduler: other axes are refused). With
+  it on, the speculative run keeps a prefix cache over the engine start, warm-up included, counted as
+  vLLM counts it (_prefix_cache.py); the non-speculative reference run, shared by every cell of an
+  entry, runs without. The speculative run always reports the counters (0 of 0 with caching off, as
+  vLLM's counters read then).
+- Fault injection: engine_options `fault_injection: drafter_loses_context_on_cache_hit` (_prefix_cache.py).
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from typing import Any
 import torch
 import transformers
 
-from fleet.model import Cell, Measurement, RequestTiming
+from fleet.model import Cell, Measurement, PrefixCacheCounters, RequestTiming
 from fleet.suite.engines._eagle3 import Eagle3Head, Eagle3Proposer, load_eagle3_head
 from fleet.suite.engines._lm import LoadedModel, check_model_dir, load_model, load_tokenizer
+from fleet.suite.engines._prefix_cache import DROP_LAST_BLOCK_METHODS, PrefixCache, fault_injection
 from fleet.suite.engines._speculation import (
     DraftCounters,
     DraftModelProposer,
@@ -66,6 +73,20 @@ def lookup_bounds(options: dict[str, Any]) -> tuple[int, int]:
             where="variant.options", fix="set integers with 1 <= prompt_lookup_min <= prompt_lookup_max",
         )
     return low, high
+
+
+def prefix_cache_for(cell: Cell, *, speculative: bool) -> PrefixCache | None:
+    """The speculative run's prefix cache when the cell's prefix_caching axis is on; other axes are an
+    EngineConfigError (fleet plan refuses them first; a hand-written cell gets here)."""
+    others = sorted(set(cell.execution) - {"prefix_caching"})
+    if others:
+        raise EngineConfigError(
+            f"execution axis {', '.join(others)} cannot run on the reference engine: it has no CUDA graphs "
+            "and no scheduler", where="cell.execution",
+            fix="remove the axis, or run the cell with engine 'vllm'")
+    if not speculative or cell.execution.get("prefix_caching") != "on":
+        return None
+    return PrefixCache(drop_last_block=cell.variant.method in DROP_LAST_BLOCK_METHODS)
 
 
 def check_length(target: LoadedModel, needed: int, prompt_index: int) -> None:
@@ -174,6 +195,8 @@ class ReferenceEngine:
         engine_start_s = time.perf_counter() - load_started
         workload = cell.workload
         ignore_eos = bool(cell.engine_options.get("ignore_eos", True))
+        fault = fault_injection(cell.engine_options)
+        prefix = prefix_cache_for(cell, speculative=speculative)
         eos = target.eos_token_id
         stop_ids: frozenset[int] = frozenset() if ignore_eos or eos is None else frozenset({eos})
 
@@ -190,10 +213,12 @@ class ReferenceEngine:
             for text in load_warmup_prompts(workload):
                 generate(target, encode(text), max_tokens=min(WARMUP_TOKENS, workload.max_tokens),
                          stop_ids=stop_ids, proposer=proposer,
-                         counters=DraftCounters(k=k) if speculative else None)
+                         counters=DraftCounters(k=k) if speculative else None,
+                         prefix=prefix, measured=False, fault=fault)
             counters = DraftCounters(k=k) if speculative else None
             results = [generate(target, prompt_ids, max_tokens=workload.max_tokens, stop_ids=stop_ids,
-                                proposer=proposer, counters=counters) for prompt_ids in encoded]
+                                proposer=proposer, counters=counters, prefix=prefix, fault=fault)
+                       for prompt_ids in encoded]
 
         outputs = [result.token_ids for result in results]
         timings = [
@@ -222,7 +247,10 @@ class ReferenceEngine:
             "ignore_eos": ignore_eos,
             "batch_size_effective": 1,
             "target_path": target.path,
+            "prefix_caching": prefix is not None,
         }
+        if fault is not None:
+            provenance["fault_injection"] = fault
         if draft_path is not None:
             provenance["draft_path"] = draft_path
         if counters is None:
@@ -232,5 +260,9 @@ class ReferenceEngine:
             "plain_decode_steps": counters.plain_decode_steps,
             "per_request": counters.per_request,
         }
+        if prefix is not None:
+            engine_counters["prefix_cache_blocks"] = prefix.blocks
         return EngineRun(measurement=measurement, counters=counters.to_spec_counters(),
-                         engine_counters=engine_counters, provenance=provenance)
+                         engine_counters=engine_counters, provenance=provenance,
+                         prefix_cache=prefix.counters() if prefix is not None
+                         else PrefixCacheCounters(queries=0, hits=0))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet.model import Cell
+from fleet.model.execution import option_conflicts
+from fleet.suite.engines.base import EngineConfigError
 
 #: Engine options that steer fleet's measurement; every other engine option is an `LLM(...)` argument.
 FLEET_OPTIONS: dict[str, type] = {
@@ -91,6 +93,10 @@ def unsupported_reason(caps: Capabilities, cell: Cell) -> str | None:
     missing = sorted(set(llm_args) - caps.llm_args)
     if missing and caps.llm_args:
         return f"{version}'s LLM(...) takes no argument {', '.join(map(repr, missing))} (cell engine_options)"
+    missing = sorted(set(execution_arguments(cell)) - caps.llm_args)
+    if missing and caps.llm_args:
+        axes = ", ".join(f"{name}={value}" for name, value in cell.execution.items())
+        return f"{version}'s LLM(...) takes no argument {', '.join(map(repr, missing))} (execution {axes})"
     module = METHOD_MODULES.get(method)
     if module is not None and caps.modules.get(module) is False:
         return f"method {method!r} needs the Python module {module!r}, which this image lacks"
@@ -113,10 +119,48 @@ def is_local_path(reference: str) -> bool:
     return reference.startswith(("/", "./", "../", "~"))
 
 
-def llm_arguments(cell: Cell) -> dict[str, Any]:
-    """`LLM(...)` keyword arguments from the cell's engine options, with fleet's fixed ones on top."""
+#: vLLM's CUDAGraphMode member for each value of the `cudagraph` axis (vllm/config/compilation.py).
+CUDAGRAPH_MODES: dict[str, str] = {"full": "FULL", "piecewise": "PIECEWISE", "none": "NONE"}
+_ON_OFF: dict[str, bool] = {"on": True, "off": False}
+
+
+def execution_arguments(cell: Cell) -> dict[str, Any]:
+    """The `LLM(...)` arguments the cell's execution axes set (fleet.model.execution says why each exists).
+
+    Every value is explicit, off included (prefix caching off is `enable_prefix_caching=False`), so no
+    vLLM version's default decides. `cudagraph` sets `compilation_config.cudagraph_mode` (merged into
+    the cell's own compilation_config) and `enforce_eager=False`, which would otherwise turn CUDA graphs
+    off whatever the mode. An engine option that sets the same thing is an EngineConfigError.
+    """
     _, llm = split_engine_options(cell.engine_options)
-    return {**llm, **FIXED_LLM_ARGS}
+    conflicts = option_conflicts(list(cell.execution), llm, "vllm")
+    if conflicts:
+        what, fix = conflicts[0]
+        raise EngineConfigError(what, where="cell.execution", fix=fix)
+    args: dict[str, Any] = {}
+    for name, value in cell.execution.items():
+        if name == "cudagraph":
+            compilation = dict(llm.get("compilation_config") or {})
+            args["compilation_config"] = {**compilation, "cudagraph_mode": CUDAGRAPH_MODES[value]}
+            args["enforce_eager"] = False
+        elif name == "prefix_caching":
+            args["enable_prefix_caching"] = _ON_OFF[value]
+        elif name == "async_scheduling":
+            args["async_scheduling"] = _ON_OFF[value]
+    return args
+
+
+def llm_arguments(cell: Cell, *, with_execution: bool = True) -> dict[str, Any]:
+    """`LLM(...)` keyword arguments from the cell's engine options and (unless `with_execution` is
+    False) its execution axes, with fleet's fixed ones on top.
+
+    The non-speculative reference run is built without the axes: it depends on the model, prompts and
+    engine options only (fleet.suite.runner.reference_key), so every cell of a tier entry shares one
+    reference, and the match rates of two cells that differ in one axis are against the same outputs.
+    """
+    _, llm = split_engine_options(cell.engine_options)
+    execution = execution_arguments(cell) if with_execution else {}
+    return {**llm, **execution, **FIXED_LLM_ARGS}
 
 
 def single_prompt_count(cell: Cell, measured: int) -> int:

@@ -49,7 +49,7 @@ def child_job(cell: Cell, prompts: Sequence[str], phase: str, *,
     return {
         "phase": phase,
         "model": _model_path(cell.model, "cell.model"),
-        "llm_args": llm_arguments(cell),
+        "llm_args": llm_arguments(cell, with_execution=phase == "speculative"),
         "speculative_config": spec,
         "prompts": list(prompts),
         "warmup_prompts": load_warmup_prompts(cell.workload),

@@ -21,13 +21,19 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleet.model import RequestTiming, SpecCounters
+from fleet.model import PrefixCacheCounters, RequestTiming, SpecCounters
 
 NUM_DRAFTS = "vllm:spec_decode_num_drafts"
 NUM_DRAFT_TOKENS = "vllm:spec_decode_num_draft_tokens"
 NUM_ACCEPTED_TOKENS = "vllm:spec_decode_num_accepted_tokens"
 ACCEPTED_PER_POS = "vllm:spec_decode_num_accepted_tokens_per_pos"
 SPEC_DECODE_PREFIX = "vllm:spec_decode_"
+#: vLLM's prefix-cache counters, in prompt tokens (vllm/v1/metrics/loggers.py: "Prefix cache queries, in
+#: terms of number of queried tokens" / "hits, in terms of number of cached tokens"). Exact names only:
+#: the deprecated vllm:gpu_prefix_cache_* duplicates and the KV connector's external_prefix_cache_* are
+#: other counters.
+PREFIX_CACHE_QUERIES = "vllm:prefix_cache_queries"
+PREFIX_CACHE_HITS = "vllm:prefix_cache_hits"
 
 #: Fields of vLLM's RequestStateStats that the timings need (others are kept when present).
 _STATS_FIELDS = ("num_generation_tokens", "arrival_time", "queued_ts", "scheduled_ts", "first_token_ts",
@@ -157,6 +163,39 @@ def spec_delta(before: SpecTotals | None, after: SpecTotals | None) -> SpecCount
 def snapshot_delta(before: Iterable[Mapping[str, Any]],
                    after: Iterable[Mapping[str, Any]]) -> SpecCounters | None:
     return spec_delta(spec_totals(before), spec_totals(after))
+
+
+def prefix_cache_entries(snapshot: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Only the two prefix-cache counters of a snapshot, for the raw record kept in a RunResult."""
+    names = (PREFIX_CACHE_QUERIES, PREFIX_CACHE_HITS)
+    return [dict(entry) for entry in snapshot if canonical_name(str(entry["name"])) in names]
+
+
+def prefix_cache_totals(snapshot: Iterable[Mapping[str, Any]]) -> tuple[int, int] | None:
+    """(queries, hits) summed over label sets; None when the snapshot has neither counter."""
+    totals = {PREFIX_CACHE_QUERIES: 0, PREFIX_CACHE_HITS: 0}
+    seen = False
+    for entry in snapshot:
+        name = canonical_name(str(entry["name"]))
+        if name in totals:
+            totals[name] += int(entry["value"])
+            seen = True
+    return (totals[PREFIX_CACHE_QUERIES], totals[PREFIX_CACHE_HITS]) if seen else None
+
+
+def prefix_cache_delta(before: Iterable[Mapping[str, Any]],
+                       after: Iterable[Mapping[str, Any]]) -> PrefixCacheCounters | None:
+    """The prefix cache over the window between two snapshots of one engine, read as the spec-decode
+    counters are; None when this vLLM exposes no prefix-cache counter."""
+    end = prefix_cache_totals(after)
+    if end is None:
+        return None
+    start = prefix_cache_totals(before) or (0, 0)
+    queries, hits = end[0] - start[0], end[1] - start[1]
+    if queries < 0 or hits < 0:
+        raise CounterReset(f"a prefix-cache counter decreased between snapshots: queries {queries}, "
+                           f"hits {hits}")
+    return PrefixCacheCounters(queries=queries, hits=hits)
 
 
 def prometheus_text_entries(text: str) -> list[dict[str, Any]]:

@@ -12,7 +12,12 @@ one alone, so the batch-size-1 kernels the singles use are compiled before the c
 2. the singles: the first N measured prompts again, each alone (concurrency 1); their timings are
    `timings`, with end-to-end latency measured by the client.
 The spec-decode counters are the snapshot delta over both steps, as in the hand measurements of
-../shared/device/README.md. A latency-only start (a further start of a run over several engine starts,
+../shared/device/README.md; so are the prefix-cache counters (vllm:prefix_cache_queries / _hits). With
+prefix caching on, the warm-up prompts, unmeasured, have already filled the cache: a measured prompt that
+shares a prefix with one of them hits from its first request, and the singles re-send prompts the batch
+just cached, so they hit on every full block but the last token's (vLLM never serves a whole prompt from
+the cache). That is why a prefix-caching cell's hit rate runs above the share of the prompts' tokens
+that are a shared prefix. A latency-only start (a further start of a run over several engine starts,
 fleet.suite.runner) skips step 1: no outputs, no batch timings, counters over the singles alone.
 """
 
@@ -25,6 +30,8 @@ from fleet.model import Measurement, RequestTiming, SpecCounters
 from fleet.suite.engines.base import EngineRun
 from fleet.suite.engines.vllm_config import attention_backends
 from fleet.suite.engines.vllm_metrics import (
+    prefix_cache_delta,
+    prefix_cache_entries,
     prometheus_text_entries,
     request_timing,
     snapshot_delta,
@@ -95,6 +102,8 @@ def engine_counters(result: Mapping[str, Any], counters: SpecCounters | None) ->
         "prometheus_delta": prom_delta,
         "snapshot_before": spec_entries(before),
         "snapshot_after": spec_entries(after),
+        "prefix_cache_before": prefix_cache_entries(before),
+        "prefix_cache_after": prefix_cache_entries(after),
     }
 
 
@@ -130,4 +139,6 @@ def build_engine_run(result: Mapping[str, Any], log_text: str, *, phase: str,
         counters=counters,
         engine_counters=engine_counters(result, counters) if phase == "speculative" else None,
         provenance=build_provenance(result, log_text, phase=phase),
+        prefix_cache=prefix_cache_delta(result["metrics_before"], result["metrics_after"])
+        if phase == "speculative" else None,
     )

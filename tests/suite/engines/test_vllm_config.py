@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import pytest
 
+from fleet.errors import ConfigError
 from fleet.model import Cell
 from fleet.plan.catalog import load_catalog, load_tier
 from fleet.plan.matrix import expand
@@ -150,3 +151,74 @@ def test_timeout_wins_over_everything_when_the_child_was_killed_for_it() -> None
 def test_log_tail_keeps_the_last_lines_when_the_log_is_long() -> None:
     tail = log_tail("\n".join(f"line {i}" for i in range(100)), lines=3)
     assert tail == "line 97\nline 98\nline 99"
+
+
+# -- execution axes (issue 30) ----------------------------------------------------------------------
+
+
+def with_execution(cell: Cell, options: dict[str, Any] | None = None, **execution: str) -> Cell:
+    update: dict[str, Any] = {"execution": execution}
+    if options is not None:
+        update["engine_options"] = options
+    return cell.model_copy(update=update)
+
+
+def test_execution_axes_set_every_vllm_argument_explicitly_off_included() -> None:
+    cell = with_execution(h200_cell("ngram-k4"), cudagraph="none", prefix_caching="off",
+                          async_scheduling="off")
+
+    args = llm_arguments(cell)
+
+    assert args["compilation_config"] == {"cudagraph_mode": "NONE"}
+    assert args["enforce_eager"] is False
+    assert args["enable_prefix_caching"] is False
+    assert args["async_scheduling"] is False
+
+
+@pytest.mark.parametrize(("value", "mode"), [("full", "FULL"), ("piecewise", "PIECEWISE"), ("none", "NONE")])
+def test_each_cudagraph_value_is_vllms_cudagraph_mode_name(value: str, mode: str) -> None:
+    args = llm_arguments(with_execution(h200_cell("ngram-k4"), cudagraph=value))
+
+    assert args["compilation_config"]["cudagraph_mode"] == mode
+
+
+def test_the_cudagraph_mode_is_merged_into_the_cells_own_compilation_config() -> None:
+    cell = with_execution(h200_cell("ngram-k4"), {"compilation_config": {"mode": 3}}, cudagraph="full")
+
+    assert llm_arguments(cell)["compilation_config"] == {"mode": 3, "cudagraph_mode": "FULL"}
+
+
+def test_the_reference_run_is_built_without_the_axes() -> None:
+    plain = h200_cell("ngram-k4")
+    cell = with_execution(plain, cudagraph="full", prefix_caching="on")
+
+    assert llm_arguments(cell, with_execution=False) == llm_arguments(plain)
+
+
+@pytest.mark.parametrize(("options", "axis"), [
+    ({"enforce_eager": True}, {"cudagraph": "full"}),
+    ({"enable_prefix_caching": True}, {"prefix_caching": "off"}),
+])
+def test_an_engine_option_that_the_axis_sets_is_a_config_error(options: dict[str, Any],
+                                                               axis: dict[str, str]) -> None:
+    cell = with_execution(h200_cell("ngram-k4"), options, **axis)
+
+    with pytest.raises(ConfigError, match=r"sets .* itself"):
+        llm_arguments(cell)
+
+
+def test_a_vllm_without_the_axis_argument_skips_the_cell() -> None:
+    raw = probed()
+    raw["llm_args"] = [name for name in raw["llm_args"] if name != "async_scheduling"]
+    cell = with_execution(h200_cell("ngram-k4"), async_scheduling="on")
+
+    reason = unsupported_reason(parse_capabilities(raw), cell)
+
+    assert reason is not None and "'async_scheduling'" in reason and "execution async_scheduling=on" in reason
+
+
+def test_vllm_0_26_takes_every_argument_the_axes_set() -> None:
+    cell = with_execution(h200_cell("draft_model-k4"), cudagraph="piecewise", prefix_caching="on",
+                          async_scheduling="on")
+
+    assert unsupported_reason(parse_capabilities(probed()), cell) is None

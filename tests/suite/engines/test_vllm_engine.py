@@ -125,3 +125,29 @@ def test_child_is_killed_and_reported_as_timed_out_when_it_outlives_its_timeout(
                         workdir=tmp_path, result_path=tmp_path / "result.json", env={}, timeout_s=0.5)
     assert outcome.timed_out and outcome.result is None
     assert "started" in outcome.log_text and outcome.wall_s < 30
+
+
+def test_the_speculative_run_carries_the_prefix_cache_delta_and_the_reference_run_none() -> None:
+    result, log = fixture("ngram-k4-speculative")
+    reference, reference_log = fixture("tiny-stdlib-reference")
+
+    run = build_engine_run(result, log, phase="speculative")
+
+    assert run.prefix_cache is not None and run.prefix_cache.queries == 66 * 200
+    assert run.engine_counters is not None
+    assert {e["name"] for e in run.engine_counters["prefix_cache_after"]} == {"vllm:prefix_cache_queries",
+                                                                              "vllm:prefix_cache_hits"}
+    assert build_engine_run(reference, reference_log, phase="reference").prefix_cache is None
+
+
+def test_the_job_of_a_differential_h200_cell_sets_its_axes_for_the_speculative_run_only() -> None:
+    cells = expand(load_tier(JOBS, "h200"), load_catalog(JOBS), tier_path="jobs/h200.yaml")
+    cell = next(c for c in cells if c.execution == {"cudagraph": "piecewise", "prefix_caching": "on"})
+
+    speculative = child_job(cell, load_prompts(cell.workload), "speculative")
+    reference = child_job(cell, speculative["prompts"], "reference")
+
+    assert speculative["llm_args"]["compilation_config"] == {"cudagraph_mode": "PIECEWISE"}
+    assert speculative["llm_args"]["enable_prefix_caching"] is True
+    assert "enable_prefix_caching" not in reference["llm_args"]
+    assert len(speculative["warmup_prompts"]) == 8

@@ -15,6 +15,7 @@ from fleet.suite.engines.vllm_metrics import (
     CounterReset,
     MissingRequestStats,
     canonical_name,
+    prefix_cache_delta,
     prometheus_text_entries,
     request_timing,
     snapshot_delta,
@@ -206,3 +207,45 @@ def test_a_counter_family_without_the_total_suffix_is_read_as_a_counter() -> Non
     [drafts] = prometheus_text_entries(text)
     assert (drafts["name"], drafts["labels"], drafts["value"]) == (
         "vllm:spec_decode_num_drafts_total", {"engine": "0"}, 8)
+
+
+# -- prefix cache (issue 30) ---------------------------------------------------------------------------
+
+
+def test_prefix_cache_delta_counts_prompt_tokens_of_the_measured_window_when_read_from_a_real_run() -> None:
+    result = child_result("ngram-k4-speculative")
+
+    counters = prefix_cache_delta(result["metrics_before"], result["metrics_after"])
+
+    # 50 batch + 16 single requests of 200 prompt tokens; the singles re-send cached prompts and the 8
+    # warm-up prompts are the batch's last 8 (12 full 16-token blocks each): 24 x 192 tokens hit.
+    assert counters is not None
+    assert (counters.queries, counters.hits) == (66 * 200, 24 * 192)
+
+
+def test_only_vllms_own_prefix_cache_counters_are_read_not_external_or_deprecated_ones() -> None:
+    def entry(name: str, value: int) -> dict[str, Any]:
+        return {"name": name, "kind": "counter", "labels": {"engine": "0"}, "value": value}
+
+    after = [entry("vllm:prefix_cache_queries", 100), entry("vllm:prefix_cache_hits", 64),
+             entry("vllm:external_prefix_cache_queries", 999), entry("vllm:gpu_prefix_cache_hits", 999),
+             {**entry("vllm_prefix_cache_hits_total", 16), "labels": {"engine": "1"}}]
+
+    counters = prefix_cache_delta([], after)
+
+    assert counters is not None and (counters.queries, counters.hits) == (100, 80)
+
+
+def test_prefix_cache_delta_is_none_when_vllm_exposes_no_prefix_cache_counter() -> None:
+    assert prefix_cache_delta([], [{"name": "vllm:spec_decode_num_drafts", "value": 3}]) is None
+
+
+def test_a_prefix_cache_counter_that_went_down_is_a_counter_reset() -> None:
+    def snapshot(queries: int, hits: int) -> list[dict[str, Any]]:
+        return [{"name": "vllm:prefix_cache_queries", "value": queries},
+                {"name": "vllm:prefix_cache_hits", "value": hits}]
+
+    before, after = snapshot(10, 5), snapshot(4, 5)
+
+    with pytest.raises(CounterReset):
+        prefix_cache_delta(before, after)
