@@ -12,8 +12,8 @@ would leave a collapse under prefix caching nothing to fall from. Prompt plus 12
 within 512 positions, far below max_position_embeddings (2048).
 
 Order matters, because the suite measures the FIRST num_prompts prompts and warms up on the LAST
-warmup_prompts (fleet/suite/prompts.py): prompts 0-49 are the groups one after another (ten each), so a
-small num_prompts still shares a prefix; prompts 50-59 take the groups in turn (g0..g4, g0..g4), so the
+warmup_prompts (fleet/suite/prompts.py): prompts 0-159 are the groups one after another (32 each), so a
+small num_prompts still shares a prefix; prompts 160-169 take the groups in turn (g0..g4, g0..g4), so the
 last eight, the H200 tier's warm-up, put every group's prefix in the cache before the measurement.
 
     python scripts/make_shared_prefix_prompts.py           # rewrite the file
@@ -26,6 +26,7 @@ share of prompt tokens in full blocks of the group's shared prefix (a bound on w
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -33,8 +34,8 @@ from pathlib import Path
 
 SEED = 30
 GROUPS = 5
-PER_GROUP = 10  # measured prompts per group (prompts 0-49)
-EXTRA_ROUNDS = 2  # then each group once per round (prompts 50-59)
+PER_GROUP = 32  # measured prompts per group (prompts 0-159)
+EXTRA_ROUNDS = 2  # then each group once per round (prompts 160-169)
 CONTEXT_PROMPTS = 1  # bundled prompts joined into one group's shared prefix
 PIECES = 4  # suffixes cut from each remaining bundled prompt
 BLOCK = 16  # vLLM's default KV block size
@@ -52,7 +53,7 @@ def pieces(text: str, count: int) -> list[str]:
         newline = text.rfind("\n", cuts[-1] + 1, even)
         cuts.append(newline if newline > cuts[-1] else even)
     cuts.append(len(text))
-    return [text[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
+    return [text[start:end] for start, end in itertools.pairwise(cuts)]
 
 
 def build(source: list[str]) -> list[str]:
