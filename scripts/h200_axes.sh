@@ -10,9 +10,9 @@
 #   scripts/h200_axes.sh OUTDIR        writes OUTDIR/<cell id>.json (RunResult) and OUTDIR/<cell id>.tail
 set -uo pipefail
 OUTDIR=${1:?usage: scripts/h200_axes.sh OUTDIR}
-PARALLEL=${PARALLEL:-3}
-GPU_SHARE=${GPU_SHARE:-0.25}
-STAGGER=${STAGGER:-20}
+PARALLEL=${PARALLEL:-4}
+GPU_SHARE=${GPU_SHARE:-0.2}
+STAGGER=${STAGGER:-15}
 export PYTHONPATH="/tmp/site:$PWD" VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 W=${WORKDIR:-/root/axes}
