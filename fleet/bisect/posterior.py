@@ -25,10 +25,10 @@ with every sample through the noise's likelihood, and probes where that mass spl
   1 - policy.alpha of the mass; it is reported only once it and its parent, each with more runs than the
   one that placed them, compare DIFFERENT with fleet.judge.compare in the ends' direction: the verification is
   the same three-valued comparison as before, not the posterior's word, between ends that compare
-  DIFFERENT. Ends that compare SAME end the search (no regression); ends still UNKNOWN get more runs (one
-  each a round) only once the probes have found nothing; an end alone on its side for much of the mass
-  gets runs with the probes, and once the leading group has an end in it, the end and its neighbour run
-  in the same round (_runs_next_to_ends), so a culprit next to either end resolves.
+  DIFFERENT. Ends that compare SAME end the search (no regression); ends still UNKNOWN get more runs only
+  once the probes have found nothing, and an end alone on its side for much of the mass gets runs with
+  the probes, and once the leading group has an end in it, the end and its neighbour run in
+  the same round (_runs_next_to_ends), so a culprit next to either end resolves.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ from fleet.model.metrics import MetricClass, metric_info
 #: draft_model's (docs/bisecting.md#noise-the-comparison-assumes); a recorded or pooled spread above it
 #: is used as it is.
 COUNTS_LIKELIHOOD_FLOOR = 0.005
-#: Rounds before ends that compare UNKNOWN get runs of their own, one each a round, while the probes have
-#: found nothing (a leading group under half the mass): earlier, every probe is worth more than an end's
-#: second run, since the posterior weighs the probes' samples as much as the ends'.
+#: Rounds before ends that compare UNKNOWN get runs of their own while the probes have found nothing (a
+#: leading group under half the mass): earlier, every probe is worth more than an end's second run,
+#: since the posterior weighs the probes' samples as much as the ends'.
 END_PATIENCE = 3
 #: Degrees of freedom of the likelihood's Student's t: heavy enough a tail that one run 3 sd off weighs
 #: against its side by a factor of about 20, not the normal's 90. Its scale is the spread itself, so the
@@ -164,13 +164,9 @@ class PosteriorBisection(Bisection):
         group = self.leading_group()
         assert group is not None
         parent, culprit, mass = group
-        if ends.verdict is Verdict.UNKNOWN and self.rounds >= END_PATIENCE and mass < 0.5:
-            if not self._more_of_an_end(plan, ends):
-                return []
-            # Both ends, each round: a flat GPU-bound TPOT range took 31.6 rounds on average with one
-            # end run a round (177 of 500 undecided after 40), 20.3 with two (5 of 200).
-            if (other := self._fewest([self.good, self.bad], plan)) is not None:
-                plan.add(other, "end")
+        if ends.verdict is Verdict.UNKNOWN and self.rounds >= END_PATIENCE and mass < 0.5 and \
+                not self._more_of_an_end(plan, ends):
+            return []
         if mass >= 1.0 - self.policy.alpha:
             return self._verify(parent, culprit, plan)
         cdf = self.posterior_cdf()
