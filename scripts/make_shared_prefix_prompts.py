@@ -26,6 +26,7 @@ share of prompt tokens in full blocks of the group's shared prefix (a bound on w
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -52,7 +53,7 @@ def pieces(text: str, count: int) -> list[str]:
         newline = text.rfind("\n", cuts[-1] + 1, even)
         cuts.append(newline if newline > cuts[-1] else even)
     cuts.append(len(text))
-    return [text[start:end] for start, end in zip(cuts, cuts[1:], strict=False)]
+    return [text[start:end] for start, end in itertools.pairwise(cuts)]
 
 
 def build(source: list[str]) -> list[str]:
