@@ -303,3 +303,14 @@ def test_the_h200_tier_runs_every_tiny_method_over_cudagraph_and_prefix_caching_
     assert {tuple(cell.execution.items()) for cell in cells if cell.variant.name == "ngram-k4"} == {
         (("cudagraph", graph), ("prefix_caching", cache))
         for graph in ("full", "piecewise", "none") for cache in ("off", "on")}
+
+
+def test_the_cpu_differential_fixture_tier_pairs_prefix_caching_off_and_on_with_the_fault() -> None:
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "tiers"
+    cells = expand(load_tier(fixtures, "differential-fault"), load_catalog(fixtures),
+                   tier_path="tests/fixtures/tiers/differential-fault.yaml")
+
+    assert [cell.execution for cell in cells] == [{"prefix_caching": "off"}, {"prefix_caching": "on"}]
+    assert {cell.engine for cell in cells} == {"reference"}
+    assert all(cell.engine_options["fault_injection"] == "drafter_loses_context_on_cache_hit"
+               for cell in cells)
