@@ -187,3 +187,13 @@ def test_dry_run_yaml_holds_one_document_per_cell() -> None:
     cells = weekly_cells()
     documents = list(yaml.safe_load_all(to_yaml(render_run(cells, RenderContext(run_id="r")))))
     assert [d["kind"] for d in documents] == ["Job"] * len(cells)
+
+
+def test_the_h200_differential_cells_render_as_distinct_valid_jobs() -> None:
+    cells = [c for c in expand(load_tier(JOBS, "h200"), load_catalog(JOBS), tier_path="h200.yaml")
+             if c.execution]
+    jobs = [render_job(cell, 1, RenderContext(run_id="h200-1")) for cell in cells]
+
+    assert len({job["metadata"]["name"] for job in jobs}) == len(cells) == 18
+    assert len({label_value(cell.id) for cell in cells}) == 18
+    kubernetes_validate.validate(jobs[0], "1.30", strict=True)

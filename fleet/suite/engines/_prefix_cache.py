@@ -130,16 +130,16 @@ class PrefixCache:
         )
 
     def store(self, prompt_ids: Sequence[int], *, target: Any, draft: Any | None = None,
-              draft_offset: int = 0, states: torch.Tensor | None = None) -> None:
+              states: torch.Tensor | None = None) -> None:
         """Keep the prompt's full blocks not cached yet. `target` / `draft` are Sessions holding the
-        prompt's KV (the draft's only when it saw the context from position 0, `draft_offset` 0);
-        `states`: the target's hidden states at the head's layers, one row per prompt position."""
+        prompt's KV (a block whose draft KV is missing is kept without: a hit on it makes the draft
+        recompute); `states`: the target's hidden states at the head's layers, a row per position."""
         size = self.block_size
         for index, key in enumerate(self._keys(prompt_ids, len(prompt_ids) // size)):
             start, end = index * size, (index + 1) * size
             if key in self._blocks or target.length < end:
                 continue
-            has_draft = draft is not None and draft_offset == 0 and draft.length >= end
+            has_draft = draft is not None and draft.length >= end
             self._blocks[key] = CachedBlock(
                 target=target.kv_block(start, end),
                 draft=draft.kv_block(start, end) if draft is not None and has_draft else None,

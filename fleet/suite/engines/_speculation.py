@@ -41,12 +41,12 @@ class Proposer(Protocol):
 
     def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
         """A new request starts: forget the previous one. `restored`: the drafter's own KV blocks of the
-        context's first positions (a prefix-cache hit); `blind`: the drafter must not see the context's
-        first `blind` tokens (the injected fault)."""
+        context's first positions (a prefix-cache hit); `blind`: that many leading context tokens were
+        restored, but the injected fault withholds them from the drafter (_prefix_cache.py)."""
         ...
 
-    def cache_source(self) -> tuple[Session, int] | None:
-        """The drafter's own KV session and how many leading context tokens it skipped, if it has one."""
+    def cache_source(self) -> Session | None:
+        """The drafter's own KV session, for the prefix cache to keep, when it holds the true context."""
         ...
 
     def propose(self, context: list[int]) -> list[int]:
@@ -75,7 +75,7 @@ class NgramProposer:
     def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
         self._offset = blind
 
-    def cache_source(self) -> tuple[Session, int] | None:
+    def cache_source(self) -> Session | None:
         return None
 
     def observe(self, states: torch.Tensor) -> None:
@@ -108,8 +108,8 @@ class DraftModelProposer:
         self._session = Session(self._draft, restored)
         self._blind = blind > 0
 
-    def cache_source(self) -> tuple[Session, int] | None:
-        return self._session, int(self._blind)
+    def cache_source(self) -> Session | None:
+        return None if self._blind else self._session
 
     def propose(self, context: list[int]) -> list[int]:
         # The cache holds a prefix of the context (cropped to the accepted tokens); feed the rest.
@@ -258,7 +258,6 @@ def generate(
             if finished():
                 break
     if prefix is not None:
-        source = proposer.cache_source() if proposer is not None else None
-        prefix.store(prompt_ids, target=session, draft=source[0] if source else None,
-                     draft_offset=source[1] if source else 0, states=prompt_states)
+        prefix.store(prompt_ids, target=session, states=prompt_states,
+                     draft=proposer.cache_source() if proposer is not None else None)
     return Generation(token_ids=output, ttft_s=ttft, e2e_s=clock() - started)
