@@ -263,6 +263,15 @@ def _unjudgeable(case: CellCase) -> CellVerdict | None:
                      f"the baseline's runs are each {_starts(recorded)}, this cell's {_starts(measured)} "
                      "(workload.engine_starts): their latency spreads differ, so it cannot judge them; "
                      f"record it again with `{command} --update`")
+    prompts = subject.workload.dataset or subject.workload.prompts
+    if case.baseline.dataset is not None and case.baseline.dataset != prompts:
+        # Acceptance is a property of the text as much as of the drafter: a baseline measured on one
+        # prompt set cannot judge a cell on another (the H200 tier's differential cells run the
+        # shared-prefix prompts beside cells on the plain ones, one baseline file per variant and model).
+        return _make(case, "NO_BASELINE",
+                     f"the baseline was recorded on the prompts {case.baseline.dataset!r}, this cell runs "
+                     f"{prompts!r}: it cannot judge them; its differential pairs still are (no baseline "
+                     "needed), or record one on these prompts in another baselines folder")
     return None
 
 

@@ -193,6 +193,6 @@ class Cell(Strict):
         the axes test is that acceptance does not depend on execution, so the variant's recorded acceptance
         is what every execution of it must reach (a collapse under prefix caching is then a regression
         against the baseline as well as a divergence between cells). A baseline records one workload,
-        though: a cell on another prompt set is judged against it as every such cell always was.
+        though (Baseline.dataset): a cell on other prompts is NO_BASELINE against it (fleet.judge.verdicts).
         """
         return (self.hardware.name, self.variant.name, model_slug(self.model))

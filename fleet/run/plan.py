@@ -60,7 +60,8 @@ class BaselineSet:
         """Every cell must have a baseline: one without would spend its GPU time and end NO_BASELINE
         (none of the 94 smoke/nightly/weekly cells had one, and nothing said so before they ran)."""
         missing = [(cell, path) for cell in cells
-                   for baseline, path in [self.lookup(cell)] if baseline is None]
+                   for baseline, path in [self.lookup(cell)]
+                   if baseline is None or not _same_prompts(baseline, cell)]
         if not missing:
             return
         records = "; ".join(f"`{command}`" for command in self._record_commands(cells, missing, tier))
@@ -174,3 +175,9 @@ def history_seconds(history_db: str, tier: str, last_runs: int = 20) -> dict[str
 
 def read_result(path: Path) -> RunResult:
     return read_document(RunResult, path, what="result", schema="result")
+
+
+def _same_prompts(baseline: Baseline, cell: Cell) -> bool:
+    """Whether the baseline was measured on the cell's prompts (a file that does not say is taken at its
+    word): one on other prompts judges nothing (fleet.judge.verdicts gives such a cell NO_BASELINE)."""
+    return baseline.dataset is None or baseline.dataset == (cell.workload.dataset or cell.workload.prompts)
