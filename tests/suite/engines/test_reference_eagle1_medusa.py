@@ -26,7 +26,8 @@ TARGET = "bundled:tiny-stdlib/target"
 K = 4
 
 
-def make_cell(method: str, draft: str | None, *, k: int = K, num_prompts: int = 3, max_tokens: int = 12) -> Cell:
+def make_cell(method: str, draft: str | None, *, k: int = K, num_prompts: int = 3,
+              max_tokens: int = 12) -> Cell:
     return Cell.model_validate({
         "tier": "test", "variant": {"name": f"{method}-k{k}", "method": method, "num_speculative_tokens": k},
         "model": TARGET, "draft_model": draft,
