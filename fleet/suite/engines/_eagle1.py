@@ -130,7 +130,9 @@ def save_head(head: Eagle1Head, raw: dict[str, Any], folder: Path,
 def head_config(folder: Path) -> LlamaConfig:
     raw = json.loads((folder / "config.json").read_text())
     architectures = raw.get("architectures") or []
-    if "eagle_aux_hidden_state_layer_ids" in raw or not any("Eagle" in a for a in architectures):
+    # vLLM's EAGLEConfig maps LlamaForCausalLM (the published EAGLE-1 heads' name) to EagleLlamaForCausalLM.
+    llama = {"EagleLlamaForCausalLM", "LlamaForCausalLM"}
+    if "eagle_aux_hidden_state_layer_ids" in raw or not architectures or not set(architectures) <= llama:
         raise EngineConfigError(
             f"{folder} is not an EAGLE-1 head (architectures {architectures})", where="cell.draft_model",
             cause="method 'eagle' needs an EagleLlamaForCausalLM checkpoint (fc over [embed, hidden], "

@@ -167,6 +167,12 @@ def test_an_eagle3_head_is_not_an_eagle1_head(engine: ReferenceEngine) -> None:
         engine.run_speculative(make_cell("eagle", "bundled:tiny-stdlib/eagle3"), ["x"])
 
 
+def test_a_llama_draft_model_is_not_an_eagle1_head(engine: ReferenceEngine) -> None:
+    # vLLM reads a LlamaForCausalLM config as an EAGLE-1 head too; its weight names are what differ.
+    with pytest.raises(EngineConfigError, match=r"does not match its config: missing \['fc.weight'"):
+        engine.run_speculative(make_cell("eagle", "bundled:tiny-stdlib/draft"), ["x"])
+
+
 def test_a_draft_model_folder_is_not_a_medusa_checkpoint(engine: ReferenceEngine) -> None:
     with pytest.raises(EngineConfigError, match="not a Medusa checkpoint"):
         engine.run_speculative(make_cell("medusa", "bundled:tiny-stdlib/draft"), ["x"])
