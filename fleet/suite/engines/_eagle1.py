@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,7 +40,7 @@ from transformers.models.llama.modeling_llama import (
 )
 
 from fleet.suite.engines._eagle3 import causal_mask
-from fleet.suite.engines._lm import LoadedModel
+from fleet.suite.engines._lm import KVBlock, LoadedModel, Session
 from fleet.suite.engines.base import EngineConfigError
 
 #: Checkpoint tensors vLLM's EAGLE-1 loader skips (they are the target's).
@@ -183,10 +184,15 @@ class Eagle1Proposer:
         self._fed = 0  # positions whose target state the head's cache holds
         self._pending: list[torch.Tensor] = []
 
-    def begin(self) -> None:
+    def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
+        # As EAGLE-3's: its cache is rebuilt from the target's hidden states, restored ones included
+        # (stale where the injected fault withholds them).
         self._cache = DynamicCache(config=self._head.config)
         self._fed = 0
         self._pending = []
+
+    def cache_source(self) -> tuple[Session, int] | None:
+        return None
 
     def observe(self, states: torch.Tensor) -> None:
         """Target states of the next positions that the target has verified (in order)."""

@@ -19,6 +19,7 @@ target's hidden state at the position that produced the last emitted token; draf
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fleet.suite.engines._lm import LoadedModel
+from fleet.suite.engines._lm import KVBlock, LoadedModel, Session
 from fleet.suite.engines.base import EngineConfigError
 
 
@@ -162,8 +163,13 @@ class MedusaProposer:
         self._heads = heads
         self._last: torch.Tensor | None = None
 
-    def begin(self) -> None:
+    def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
+        # It reads only the state of the prompt's last position, which the prefill always computes, so a
+        # prefix-cache hit (and the injected fault, which acts on restored positions) changes nothing.
         self._last = None
+
+    def cache_source(self) -> tuple[Session, int] | None:
+        return None
 
     def observe(self, states: torch.Tensor) -> None:
         if states.shape[0]:

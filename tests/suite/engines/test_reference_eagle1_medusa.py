@@ -222,3 +222,21 @@ def test_eagle1_drafts_from_its_cache_equal_drafts_from_all_target_states(eagle1
             proposer.observe(states[len(context) - 1 : len(context) + accepted])
             emitted, steps = emitted + accepted + 1, steps + 1
     assert steps == 7 and emitted == 1 + 14 + 7
+
+
+# -- prefix caching: restored hidden states draft as computed ones ---------------------------------------
+
+
+@pytest.mark.parametrize("method", ["eagle", "medusa"])
+def test_prefix_cache_hits_leave_output_and_counters_unchanged(
+    engine: ReferenceEngine, eagle1_head: Path, medusa_heads: Path, method: str
+) -> None:
+    folder = eagle1_head if method == "eagle" else medusa_heads
+    plain = make_cell(method, str(folder), num_prompts=2, max_tokens=6).model_dump(exclude={"id"})
+    plain["workload"]["prompts"] = "bundled:tiny-stdlib/shared-prefix"
+    cached = {**plain, "execution": {"prefix_caching": "on"}}
+    runs = [engine.run_speculative(Cell.model_validate(doc), load_prompts(Cell.model_validate(doc).workload))
+            for doc in (plain, cached)]
+    assert runs[1].prefix_cache is not None and runs[1].prefix_cache.hits > 0
+    assert runs[1].measurement.token_ids == runs[0].measurement.token_ids
+    assert runs[1].counters == runs[0].counters
