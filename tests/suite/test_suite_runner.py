@@ -142,11 +142,12 @@ def test_too_few_prompts_or_a_missing_file_is_a_config_error(tmp_path: Path) -> 
 
 
 def test_variant_the_engine_cannot_run_is_written_as_skipped(tmp_path: Path) -> None:
-    # medusa: a method vLLM has and the reference engine does not (it runs ngram, draft_model, eagle3).
-    code = run_cell_file(write_cell(tmp_path, cell_document("medusa")), tmp_path / "r.json", None)
+    # mtp: a method vLLM has and the reference engine does not (it runs ngram, draft_model, eagle3, eagle,
+    # medusa).
+    code = run_cell_file(write_cell(tmp_path, cell_document("mtp")), tmp_path / "r.json", None)
     result = read_result(tmp_path / "r.json")
     assert code == 0
-    assert result.status == "skipped" and result.skip_reason and "medusa" in result.skip_reason
+    assert result.status == "skipped" and result.skip_reason and "mtp" in result.skip_reason
 
 
 def test_missing_model_path_exits_2_with_a_config_error_result(tmp_path: Path) -> None:

@@ -32,8 +32,10 @@ import torch
 import transformers
 
 from fleet.model import Cell, Measurement, PrefixCacheCounters, RequestTiming
+from fleet.suite.engines._eagle1 import Eagle1Head, Eagle1Proposer, load_eagle1_head
 from fleet.suite.engines._eagle3 import Eagle3Head, Eagle3Proposer, load_eagle3_head
 from fleet.suite.engines._lm import LoadedModel, check_model_dir, load_model, load_tokenizer
+from fleet.suite.engines._medusa import MedusaHeads, MedusaProposer, load_medusa_heads
 from fleet.suite.engines._prefix_cache import DROP_LAST_BLOCK_METHODS, PrefixCache, fault_injection
 from fleet.suite.engines._speculation import (
     DraftCounters,
@@ -47,7 +49,7 @@ from fleet.suite.model_refs import resolve_model
 from fleet.suite.prompts import load_warmup_prompts
 from fleet.suite.provenance import fleet_version, host_facts
 
-SUPPORTED_METHODS = ("ngram", "draft_model", "eagle3")
+SUPPORTED_METHODS = ("ngram", "draft_model", "eagle3", "eagle", "medusa")
 
 #: Tokens generated per warm-up prompt: enough to exercise prefill, drafting and verification.
 WARMUP_TOKENS = 16
@@ -108,6 +110,8 @@ class ReferenceEngine:
         self._models: dict[str, LoadedModel] = {}
         self._tokenizers: dict[str, Any] = {}
         self._heads: dict[str, Eagle3Head] = {}
+        self._eagle1_heads: dict[str, Eagle1Head] = {}
+        self._medusa_heads: dict[str, MedusaHeads] = {}
         self._threads = available_cpus()
         torch.set_num_threads(self._threads)
 
@@ -155,6 +159,10 @@ class ReferenceEngine:
             )
         if variant.method == "eagle3":
             return self._eagle3(draft_ref, target, k)
+        if variant.method == "eagle":
+            return self._eagle1(draft_ref, target, k)
+        if variant.method == "medusa":
+            return self._medusa(draft_ref, target, k)
         draft = self._model(draft_ref, "cell.draft_model")
         if draft.vocab_size != target.vocab_size:
             raise EngineConfigError(
@@ -186,6 +194,45 @@ class ReferenceEngine:
                 f"{layers}", where="cell.draft_model", fix="retrain the head for this target",
             )
         return Eagle3Proposer(head, target, k), path
+
+    def _eagle1(self, ref: str, target: LoadedModel, k: int) -> tuple[Proposer, str]:
+        path = resolve_model(ref)
+        check_model_dir(path, field="cell.draft_model")
+        if path not in self._eagle1_heads:
+            self._eagle1_heads[path] = load_eagle1_head(path)
+        head = self._eagle1_heads[path]
+        config = target.model.config
+        if head.config.vocab_size != target.vocab_size or head.config.hidden_size != config.hidden_size:
+            raise EngineConfigError(
+                f"EAGLE-1 head {path} (vocab {head.config.vocab_size}, hidden {head.config.hidden_size}) "
+                f"was not made for target {target.path} (vocab {target.vocab_size}, hidden "
+                f"{config.hidden_size})", where="cell.draft_model",
+                fix="pair the target with a head trained on it (scripts/train_eagle1.py)",
+            )
+        return Eagle1Proposer(head, target, k), path
+
+    def _medusa(self, ref: str, target: LoadedModel, k: int) -> tuple[Proposer, str]:
+        path = resolve_model(ref)
+        check_model_dir(path, field="cell.draft_model")
+        if path not in self._medusa_heads:
+            self._medusa_heads[path] = load_medusa_heads(path)
+        heads = self._medusa_heads[path]
+        hidden = int(target.model.config.hidden_size)
+        if heads.vocab_size != target.vocab_size or heads.hidden_size != hidden:
+            raise EngineConfigError(
+                f"Medusa checkpoint {path} (vocab {heads.vocab_size}, hidden {heads.hidden_size}) was not "
+                f"made for target {target.path} (vocab {target.vocab_size}, hidden {hidden})",
+                where="cell.draft_model",
+                fix="pair the target with heads trained on it (scripts/train_medusa.py)",
+            )
+        if heads.num_heads != k:
+            raise EngineConfigError(
+                f"Medusa checkpoint {path} has {heads.num_heads} heads; the variant drafts k={k}",
+                where="variant.num_speculative_tokens",
+                cause="vLLM sets the heads' count to num_speculative_tokens, so k must equal num_heads",
+                fix=f"set num_speculative_tokens: {heads.num_heads}",
+            )
+        return MedusaProposer(heads, target, k), path
 
     def _run(self, cell: Cell, prompts: Sequence[str], *, speculative: bool) -> EngineRun:
         load_started = time.perf_counter()

@@ -73,10 +73,10 @@ def engine() -> ReferenceEngine:
     return ReferenceEngine()
 
 
-def test_variants_other_than_ngram_draft_model_and_eagle3_are_unsupported(engine: ReferenceEngine) -> None:
-    reason = engine.unsupported_reason(make_cell("medusa"))
-    assert reason is not None and "medusa" in reason
-    for method in ("ngram", "draft_model", "eagle3"):
+def test_variants_the_reference_engine_does_not_implement_are_unsupported(engine: ReferenceEngine) -> None:
+    reason = engine.unsupported_reason(make_cell("mtp"))
+    assert reason is not None and "mtp" in reason
+    for method in ("ngram", "draft_model", "eagle3", "eagle", "medusa"):
         assert engine.unsupported_reason(make_cell(method)) is None
 
 
