@@ -191,7 +191,7 @@ class Eagle1Proposer:
         self._fed = 0
         self._pending = []
 
-    def cache_source(self) -> tuple[Session, int] | None:
+    def cache_source(self) -> Session | None:
         return None
 
     def observe(self, states: torch.Tensor) -> None:

@@ -168,7 +168,7 @@ class MedusaProposer:
         # prefix-cache hit (and the injected fault, which acts on restored positions) changes nothing.
         self._last = None
 
-    def cache_source(self) -> tuple[Session, int] | None:
+    def cache_source(self) -> Session | None:
         return None
 
     def observe(self, states: torch.Tensor) -> None:
