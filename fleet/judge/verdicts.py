@@ -264,7 +264,7 @@ def _unjudgeable(case: CellCase) -> CellVerdict | None:
                      "(workload.engine_starts): their latency spreads differ, so it cannot judge them; "
                      f"record it again with `{command} --update`")
     prompts = subject.workload.dataset or subject.workload.prompts
-    if case.baseline.dataset is not None and case.baseline.dataset != prompts:
+    if not same_prompts(case.baseline, prompts):
         # Acceptance is a property of the text as much as of the drafter: a baseline measured on one
         # prompt set cannot judge a cell on another (the H200 tier's differential cells run the
         # shared-prefix prompts beside cells on the plain ones, one baseline file per variant and model).
@@ -273,6 +273,13 @@ def _unjudgeable(case: CellCase) -> CellVerdict | None:
                      f"{prompts!r}: it cannot judge them; its differential pairs still are (no baseline "
                      "needed), or record one on these prompts in another baselines folder")
     return None
+
+
+def same_prompts(baseline: Baseline, prompts: str) -> bool:
+    """Whether a baseline may judge a cell on `prompts` (its workload's dataset, else its prompts): one
+    fleet recorded (it has provenance) names exactly the prompts it was measured on in `dataset`; a
+    hand-written file's `dataset` only describes them (the RFC's say "sharegpt") and is taken at its word."""
+    return baseline.provenance is None or baseline.dataset is None or baseline.dataset == prompts
 
 
 def _is_latency(name: str) -> bool:

@@ -15,7 +15,7 @@ from fleet.baselines.store import find_baseline
 from fleet.errors import ConfigError, FleetError
 from fleet.history.store import HistoryStore
 from fleet.judge.noisy import DEFAULT_MAX_RUNS
-from fleet.judge.verdicts import baseline_record_command
+from fleet.judge.verdicts import baseline_record_command, same_prompts
 from fleet.model import Baseline, Cell, RunResult
 from fleet.model.documents import read_document
 from fleet.model.metrics import METRICS, metric_info
@@ -61,7 +61,8 @@ class BaselineSet:
         (none of the 94 smoke/nightly/weekly cells had one, and nothing said so before they ran)."""
         missing = [(cell, path) for cell in cells
                    for baseline, path in [self.lookup(cell)]
-                   if baseline is None or not _same_prompts(baseline, cell)]
+                   if baseline is None
+                   or not same_prompts(baseline, cell.workload.dataset or cell.workload.prompts)]
         if not missing:
             return
         records = "; ".join(f"`{command}`" for command in self._record_commands(cells, missing, tier))
@@ -175,9 +176,3 @@ def history_seconds(history_db: str, tier: str, last_runs: int = 20) -> dict[str
 
 def read_result(path: Path) -> RunResult:
     return read_document(RunResult, path, what="result", schema="result")
-
-
-def _same_prompts(baseline: Baseline, cell: Cell) -> bool:
-    """Whether the baseline was measured on the cell's prompts (a file that does not say is taken at its
-    word): one on other prompts judges nothing (fleet.judge.verdicts gives such a cell NO_BASELINE)."""
-    return baseline.dataset is None or baseline.dataset == (cell.workload.dataset or cell.workload.prompts)
