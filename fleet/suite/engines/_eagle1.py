@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,8 +38,8 @@ from transformers.models.llama.modeling_llama import (
     LlamaRotaryEmbedding,
 )
 
-from fleet.suite.engines._eagle3 import causal_mask
-from fleet.suite.engines._lm import KVBlock, LoadedModel, Session
+from fleet.suite.engines._eagle3 import HiddenStateProposer, causal_mask
+from fleet.suite.engines._lm import LoadedModel
 from fleet.suite.engines.base import EngineConfigError
 
 #: Checkpoint tensors vLLM's EAGLE-1 loader skips (they are the target's).
@@ -170,33 +169,18 @@ def load_eagle1_head(path: str) -> Eagle1Head:
     return head
 
 
-class Eagle1Proposer:
+class Eagle1Proposer(HiddenStateProposer):
     """vLLM's `eagle` method: the head drafts k tokens from the target's last hidden states."""
 
+    method = "EAGLE-1"
+
     def __init__(self, head: Eagle1Head, target: LoadedModel, k: int) -> None:
-        self.k = k
+        super().__init__(head.config, k)
         # transformers' hidden_states[num_layers] is the final norm's output, the state vLLM hands over.
         self.target_layers: tuple[int, ...] = (int(target.model.config.num_hidden_layers),)
         self._head = head
         self._embed = target.model.get_input_embeddings()
         self._lm_head = head.lm_head if head.lm_head is not None else target.model.get_output_embeddings()
-        self._cache = DynamicCache(config=head.config)
-        self._fed = 0  # positions whose target state the head's cache holds
-        self._pending: list[torch.Tensor] = []
-
-    def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
-        # As EAGLE-3's: its cache is rebuilt from the target's hidden states, restored ones included
-        # (stale where the injected fault withholds them).
-        self._cache = DynamicCache(config=self._head.config)
-        self._fed = 0
-        self._pending = []
-
-    def cache_source(self) -> Session | None:
-        return None
-
-    def observe(self, states: torch.Tensor) -> None:
-        """Target states of the next positions that the target has verified (in order)."""
-        self._pending.append(states)
 
     def _step(self, tokens: list[int], hidden: torch.Tensor, start: int) -> tuple[int, torch.Tensor]:
         embeds = self._embed(torch.tensor([tokens], dtype=torch.long))
@@ -207,12 +191,7 @@ class Eagle1Proposer:
         return int(self._lm_head(last).argmax(dim=-1)), last
 
     def propose(self, context: list[int]) -> list[int]:
-        states = torch.cat(self._pending) if self._pending else None
-        self._pending.clear()
-        if states is None or self._fed + states.shape[0] != len(context) - 1:
-            known = self._fed + (0 if states is None else states.shape[0])
-            raise RuntimeError(f"EAGLE-1 proposer has target states for {known} positions, "
-                               f"the context needs {len(context) - 1}")
+        states = self._verified_states(context)
         start = self._fed
         # Position p is fed the token at p + 1: the head predicts the token after next.
         token, hidden = self._step(context[start + 1 :], states, start)
@@ -222,9 +201,3 @@ class Eagle1Proposer:
             token, hidden = self._step([drafts[-1]], hidden, self._fed + len(drafts) - 1)
             drafts.append(token)
         return drafts
-
-    def keep(self, length: int) -> None:
-        # Draft steps 2..k wrote speculative entries; the next step refeeds them from target states.
-        current = int(self._cache.get_seq_length())
-        if current > self._fed:
-            self._cache.crop(self._fed - current)

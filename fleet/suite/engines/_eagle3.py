@@ -152,23 +152,24 @@ def load_eagle3_head(path: str) -> Eagle3Head:
     return head
 
 
-class Eagle3Proposer:
-    """vLLM's `eagle3` method: the head drafts k tokens from the target's fused hidden states."""
+class HiddenStateProposer:
+    """What the EAGLE-1 and EAGLE-3 proposers share: a head with a KV cache of its own, fed the target's
+    hidden states of the positions the target has verified. Its cache is rebuilt for every request from
+    those states, restored ones included (the injected fault's stand-ins where it withholds them): an
+    entry at a position also reads the next token, so it is not a function of one cached block."""
 
-    def __init__(self, head: Eagle3Head, target: LoadedModel, k: int) -> None:
+    #: How the head is named in an error.
+    method = "EAGLE"
+
+    def __init__(self, config: LlamaConfig, k: int) -> None:
         self.k = k
-        self.target_layers = head.aux_layers
-        self._head = head
-        self._embed = target.model.get_input_embeddings()
-        self._cache = DynamicCache(config=head.config)
+        self._config = config
+        self._cache = DynamicCache(config=config)
         self._fed = 0  # positions whose target state the head's cache holds
         self._pending: list[torch.Tensor] = []
 
     def begin(self, restored: Sequence[KVBlock] = (), blind: int = 0) -> None:
-        # Its cache is rebuilt from the target's hidden states, restored ones included (zeros where the
-        # injected fault withholds them): an entry at a position also reads the next token, so it is
-        # not a function of one cached block.
-        self._cache = DynamicCache(config=self._head.config)
+        self._cache = DynamicCache(config=self._config)
         self._fed = 0
         self._pending = []
 
@@ -176,8 +177,36 @@ class Eagle3Proposer:
         return None
 
     def observe(self, states: torch.Tensor) -> None:
-        """Fused target states of the next positions that the target has verified (in order)."""
+        """Target states of the next positions that the target has verified (in order)."""
         self._pending.append(states)
+
+    def _verified_states(self, context: list[int]) -> torch.Tensor:
+        """The target states observed since the last proposal: one per context position not yet fed."""
+        states = torch.cat(self._pending) if self._pending else None
+        self._pending.clear()
+        if states is None or self._fed + states.shape[0] != len(context) - 1:
+            known = self._fed + (0 if states is None else states.shape[0])
+            raise RuntimeError(f"{self.method} proposer has target states for {known} positions, "
+                               f"the context needs {len(context) - 1}")
+        return states
+
+    def keep(self, length: int) -> None:
+        # Draft steps 2..k wrote speculative entries; the next step refeeds them from target states.
+        current = int(self._cache.get_seq_length())
+        if current > self._fed:
+            self._cache.crop(self._fed - current)
+
+
+class Eagle3Proposer(HiddenStateProposer):
+    """vLLM's `eagle3` method: the head drafts k tokens from the target's fused hidden states."""
+
+    method = "EAGLE-3"
+
+    def __init__(self, head: Eagle3Head, target: LoadedModel, k: int) -> None:
+        super().__init__(head.config, k)
+        self.target_layers = head.aux_layers
+        self._head = head
+        self._embed = target.model.get_input_embeddings()
 
     def _step(self, tokens: list[int], hidden: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         embeds = self._embed(torch.tensor([tokens], dtype=torch.long))
@@ -187,12 +216,7 @@ class Eagle3Proposer:
         return normed[0, -1], prenorm[0, -1:]
 
     def propose(self, context: list[int]) -> list[int]:
-        states = torch.cat(self._pending) if self._pending else None
-        self._pending.clear()
-        if states is None or self._fed + states.shape[0] != len(context) - 1:
-            known = self._fed + (0 if states is None else states.shape[0])
-            raise RuntimeError(f"EAGLE-3 proposer has target states for {known} positions, "
-                               f"the context needs {len(context) - 1}")
+        states = self._verified_states(context)
         start = self._fed
         # Position p is fed the token at p + 1: the head predicts the token after next.
         normed, hidden = self._step(context[start + 1 :], self._head.fc(states), start)
@@ -202,9 +226,3 @@ class Eagle3Proposer:
             normed, hidden = self._step([drafts[-1]], hidden, self._fed + len(drafts) - 1)
             drafts.append(self._head.greedy_target_token(normed))
         return drafts
-
-    def keep(self, length: int) -> None:
-        # Draft steps 2..k wrote speculative entries; the next step refeeds them from target states.
-        current = int(self._cache.get_seq_length())
-        if current > self._fed:
-            self._cache.crop(self._fed - current)
