@@ -26,17 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from train_eagle3 import corpus_files, greedy_continuations, ttt_mask, windows
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from train_eagle3 import seeded_training_data, ttt_mask
+from transformers import DynamicCache
 
 from fleet.suite.engines._eagle1 import build_head, checkpoint_config, save_head
-from fleet.suite.model_refs import resolve_model
 
 
 @torch.no_grad()
@@ -64,20 +62,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
     started = time.time()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    path = resolve_model(args.target)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    target: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+    device, target, _, data = seeded_training_data(args, started)
     target.requires_grad_(False)
-    train_files, held = corpus_files()
-    prompts = windows(tokenizer, train_files, args.sequences, 64, rng)
-    data = greedy_continuations(target, prompts, args.new_tokens, 512 if device.type == "cuda" else 64)
-    print(f"data {tuple(data.shape)} from {len(train_files)} files ({len(held)} held out), "
-          f"{time.time() - started:.0f} s", flush=True)
 
     raw_config = checkpoint_config(target.config)
     head = build_head(raw_config).to(device)

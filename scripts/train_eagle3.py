@@ -103,6 +103,26 @@ def head_config(target_config: Any, draft_vocab: int) -> dict[str, Any]:
     }
 
 
+def seeded_training_data(args: Any, started: float) -> tuple[torch.device, Any, torch.Tensor, torch.Tensor]:
+    """What every drafter of the bundled target trains on, seeded by args.seed: the target (float32, on
+    the GPU where there is one), args.sequences 64-token windows of its corpus and its greedy
+    continuations of args.new_tokens; args.threads sets torch's CPU threads (0: its default)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    path = resolve_model(args.target)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    target: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+    train_files, held = corpus_files()
+    prompts = windows(tokenizer, train_files, args.sequences, 64, rng)
+    data = greedy_continuations(target, prompts, args.new_tokens, 512 if device.type == "cuda" else 64)
+    print(f"data {tuple(data.shape)} from {len(train_files)} files ({len(held)} held out), "
+          f"{time.time() - started:.0f} s", flush=True)
+    return device, target, prompts, data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="fleet/assets/tiny-stdlib/eagle3")
@@ -118,19 +138,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
     started = time.time()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    path = resolve_model(args.target)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    target: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
-    train_files, held = corpus_files()
-    prompts = windows(tokenizer, train_files, args.sequences, 64, rng)
-    data = greedy_continuations(target, prompts, args.new_tokens, 512 if device.type == "cuda" else 64)
-    print(f"data {tuple(data.shape)} from {len(train_files)} files ({len(held)} held out), "
-          f"{time.time() - started:.0f} s", flush=True)
+    device, target, prompts, data = seeded_training_data(args, started)
 
     # The continuations are the target's own greedy tokens: the draft vocabulary is their most frequent.
     counts = torch.bincount(data[:, prompts.shape[1] :].flatten(), minlength=target.config.vocab_size)

@@ -25,18 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from train_eagle1 import final_states
-from train_eagle3 import corpus_files, greedy_continuations, windows
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from train_eagle3 import seeded_training_data
 
 from fleet.suite.engines._medusa import MedusaHeads, checkpoint_config, save_heads
-from fleet.suite.model_refs import resolve_model
 
 
 def main() -> None:
@@ -54,20 +51,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
     started = time.time()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    path = resolve_model(args.target)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    target: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+    device, target, _, data = seeded_training_data(args, started)
     target.requires_grad_(False)
-    train_files, held = corpus_files()
-    prompts = windows(tokenizer, train_files, args.sequences, 64, rng)
-    data = greedy_continuations(target, prompts, args.new_tokens, 512 if device.type == "cuda" else 64)
-    print(f"data {tuple(data.shape)} from {len(train_files)} files ({len(held)} held out), "
-          f"{time.time() - started:.0f} s", flush=True)
 
     raw_config = checkpoint_config(target.config, heads=args.heads, layers=args.layers)
     heads = MedusaHeads(raw_config).to(device)
