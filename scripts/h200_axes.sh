@@ -7,7 +7,8 @@
 # reference cache: cells differing only in execution compare against one non-speculative reference (the
 # first cell computes it alone, before the others start). A cell whose engine failed is retried once
 # alone at the end.
-#   scripts/h200_axes.sh OUTDIR        writes OUTDIR/<cell id>.json (RunResult) and OUTDIR/<cell id>.tail
+#   scripts/h200_axes.sh OUTDIR        writes OUTDIR/<cell id>.json (RunResult), OUTDIR/<cell id>.tail and
+#                                      OUTDIR/summary.tsv
 set -uo pipefail
 OUTDIR=${1:?usage: scripts/h200_axes.sh OUTDIR}
 PARALLEL=${PARALLEL:-4}
@@ -60,4 +61,21 @@ for id in $(cat "$W/ids.txt"); do
     say "retrying $id alone"; run_cell "$id"
   fi
 done
+# One line per cell: acceptance, match rate, prefix-cache hit rate, and what vLLM says it ran (a FULL
+# CUDA-graph mode asked for may come back as another where the attention backend cannot capture it,
+# which is itself a finding).
+python3 - "$OUTDIR" <<'EOF' | tee "$OUTDIR/summary.tsv"
+import json, pathlib, sys
+print("cell\tstatus\tacceptance_length\tmatch_rate\tprefix_hits/queries\thit_rate\tcudagraph_mode\tprefix_caching")
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    result = json.loads(path.read_text())
+    metrics, extra = result.get("metrics") or {}, (result.get("provenance") or {}).get("extra") or {}
+    cache = result.get("prefix_cache") or {}
+    rate = f"{cache['hits'] / cache['queries']:.3f}" if cache.get("queries") else "-"
+    status = result["status"] if result["status"] != "error" else "error: " + result["error"]["message"][:120]
+    print("\t".join(str(x) for x in (
+        path.stem, status, metrics.get("acceptance_length", "-"), metrics.get("match_rate", "-"),
+        f"{cache.get('hits', '-')}/{cache.get('queries', '-')}", rate, extra.get("cudagraph_mode", "-"),
+        extra.get("enable_prefix_caching", "-"))))
+EOF
 say "done"
